@@ -1,0 +1,103 @@
+"""Shared fixtures: the two SQL backends, fresh sandbox worlds, a driven clock.
+
+PostgreSQL and Redis come from TRAVIAN_TEST_DATABASE_URL / TRAVIAN_TEST_REDIS_URL. When a
+service is absent its tests skip with the reason, unless TRAVIAN_REQUIRE_SERVICES=1 (CI),
+which turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import sqlalchemy as sa
+
+import travian_repo as tr
+from travian_repo.sandbox import Clock, WorldSummary, create_world
+
+DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
+REQUIRE_SERVICES = os.environ.get("TRAVIAN_REQUIRE_SERVICES") == "1"
+START = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def service_missing(message: str) -> None:
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message} (TRAVIAN_REQUIRE_SERVICES=1)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    url = os.environ.get("TRAVIAN_TEST_DATABASE_URL", DEFAULT_DATABASE_URL)
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+        service_missing(f"PostgreSQL not reachable at {engine.url!r}: {type(exc).__name__}; "
+                        "set TRAVIAN_TEST_DATABASE_URL")
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    url = os.environ.get("TRAVIAN_TEST_REDIS_URL", DEFAULT_REDIS_URL)
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except Exception as exc:  # noqa: BLE001
+        service_missing(f"Redis not reachable at {url}: {type(exc).__name__}; set TRAVIAN_TEST_REDIS_URL")
+    finally:
+        client.close()
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A database URL for the backend (an empty SQLite file, or the PostgreSQL test database)."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'world.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(START)
+
+
+MakeWorld = Callable[..., WorldSummary]
+
+
+@pytest.fixture
+def make_world(database_url: str) -> MakeWorld:
+    """Create a fresh world (replacing any) on the test's backend; kwargs go to create_world."""
+
+    def make(**kwargs: Any) -> WorldSummary:
+        kwargs.setdefault("players", 6)
+        kwargs.setdefault("seed", 7)
+        kwargs.setdefault("start", "developed")
+        kwargs.setdefault("now", START)
+        return create_world(database_url, replace=True, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def world(make_world: MakeWorld, database_url: str, clock: Clock) -> Iterator[tr.World]:
+    """A developed 6-player world; acting as player 1; the clock stands still until told."""
+    make_world()
+    with tr.connect(database_url, player_id=1, clock=clock) as connected:
+        yield connected

@@ -1,0 +1,82 @@
+"""travian_repo: script a Travian world from synchronous Python.
+
+    import travian_repo as tr
+    with tr.connect("sqlite:///world.db", player_id=1) as world:
+        village = world.villages.list_by_player(1)[0]
+        world.villages.queue_building(village.id, "woodcutter")
+"""
+
+import logging
+
+from travian_repo.domain.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    Conflict,
+    Forbidden,
+    InsufficientResources,
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+    RuleViolation,
+    SchemaMismatch,
+    TravianError,
+)
+from travian_repo.domain.values import (
+    Alliance,
+    Building,
+    BuildOrder,
+    Event,
+    Invitation,
+    Message,
+    Movement,
+    Player,
+    RankingEntry,
+    Report,
+    Resources,
+    Shipment,
+    TradeOffer,
+    TrainingOrder,
+    Troops,
+    Village,
+)
+from travian_repo.infra.retry import RetryPolicy
+from travian_repo.unit_of_work import UnitOfWork
+from travian_repo.world import World, connect
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Alliance",
+    "BackendUnavailable",
+    "BuildOrder",
+    "Building",
+    "ConfigurationError",
+    "Conflict",
+    "Event",
+    "Forbidden",
+    "InsufficientResources",
+    "InvalidRequest",
+    "Invitation",
+    "Message",
+    "Movement",
+    "NotFound",
+    "Player",
+    "RankingEntry",
+    "RateLimited",
+    "Report",
+    "Resources",
+    "RetryPolicy",
+    "RuleViolation",
+    "SchemaMismatch",
+    "Shipment",
+    "TradeOffer",
+    "TrainingOrder",
+    "TravianError",
+    "Troops",
+    "UnitOfWork",
+    "Village",
+    "World",
+    "connect",
+]

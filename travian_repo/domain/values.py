@@ -1,0 +1,343 @@
+"""Domain values: frozen dataclasses that every backend returns alike.
+
+Times are timezone-aware UTC datetimes. "wheat" is the seed's name for Travian's crop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Iterator, Mapping
+
+RESOURCE_NAMES: tuple[str, ...] = ("wood", "clay", "iron", "wheat")
+
+# Movement kinds as stored and returned; ``military.attack(kind=...)`` takes the attack names.
+ATTACK_KINDS: Mapping[str, str] = {"normal": "attack", "raid": "raid", "siege": "siege"}
+MOVEMENT_KINDS: tuple[str, ...] = ("attack", "raid", "siege", "reinforcement", "scout", "return")
+
+
+class _HtmlRepr:
+    """A two-column table for Jupyter; nested values use their plain repr."""
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(f.name)}</th>"
+            f"<td style='text-align:left'>{html.escape(_short(getattr(self, f.name)))}</td></tr>"
+            for f in dataclasses.fields(self)  # type: ignore[arg-type]
+        )
+        return f"<table><caption>{type(self).__name__}</caption>{rows}</table>"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    if isinstance(value, tuple) and len(value) > 6:
+        return f"({len(value)} items)"
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Resources(_HtmlRepr):
+    wood: int = 0
+    clay: int = 0
+    iron: int = 0
+    wheat: int = 0
+
+    def __add__(self, other: Resources) -> Resources:
+        return Resources(
+            self.wood + other.wood,
+            self.clay + other.clay,
+            self.iron + other.iron,
+            self.wheat + other.wheat,
+        )
+
+    def __sub__(self, other: Resources) -> Resources:
+        return Resources(
+            self.wood - other.wood,
+            self.clay - other.clay,
+            self.iron - other.iron,
+            self.wheat - other.wheat,
+        )
+
+    def __mul__(self, factor: int) -> Resources:
+        return Resources(
+            self.wood * factor, self.clay * factor, self.iron * factor, self.wheat * factor
+        )
+
+    __rmul__ = __mul__
+
+    def covers(self, other: Resources) -> bool:
+        """True when every amount here is at least the other's."""
+        return (
+            self.wood >= other.wood
+            and self.clay >= other.clay
+            and self.iron >= other.iron
+            and self.wheat >= other.wheat
+        )
+
+    @property
+    def total(self) -> int:
+        return self.wood + self.clay + self.iron + self.wheat
+
+    def as_dict(self) -> dict[str, int]:
+        return {"wood": self.wood, "clay": self.clay, "iron": self.iron, "wheat": self.wheat}
+
+    def __iter__(self) -> Iterator[int]:
+        return iter((self.wood, self.clay, self.iron, self.wheat))
+
+    def __str__(self) -> str:
+        return f"wood {self.wood}, clay {self.clay}, iron {self.iron}, wheat {self.wheat}"
+
+
+class Troops(Mapping[str, int]):
+    """A read-only mapping unit name -> count; units with a count of 0 are left out."""
+
+    __slots__ = ("_counts",)
+
+    def __init__(self, counts: Mapping[str, int] | None = None, **kwargs: int) -> None:
+        merged = dict(counts or {})
+        merged.update(kwargs)
+        self._counts: dict[str, int] = {k: int(v) for k, v in sorted(merged.items()) if v}
+
+    def __getitem__(self, unit: str) -> int:
+        return self._counts[unit]
+
+    def get(self, unit: str, default: Any = 0) -> Any:  # noqa: D401 - Mapping.get with a count default
+        return self._counts.get(unit, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._counts)
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Troops):
+            return self._counts == other._counts
+        if isinstance(other, Mapping):
+            return self._counts == {k: v for k, v in other.items() if v}
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._counts.items()))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v}" for k, v in self._counts.items())
+        return f"Troops({inner})"
+
+    @property
+    def total(self) -> int:
+        return sum(self._counts.values())
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self._counts)
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in self._counts.items()
+        )
+        return f"<table><caption>Troops</caption><tr><th>unit</th><th>count</th></tr>{rows}</table>"
+
+
+@dataclass(frozen=True, slots=True)
+class Building(_HtmlRepr):
+    slot: int
+    name: str
+    level: int
+
+
+@dataclass(frozen=True, slots=True)
+class BuildOrder(_HtmlRepr):
+    id: int
+    village_id: int
+    position: int
+    slot: int
+    building: str
+    target_level: int
+    cost: Resources
+    started_at: datetime
+    completes_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Village(_HtmlRepr):
+    """A village. For anyone but its owner the private fields are None."""
+
+    PRIVATE_FIELDS: ClassVar[tuple[str, ...]] = (
+        "resources",
+        "production",
+        "warehouse_capacity",
+        "granary_capacity",
+        "buildings",
+        "build_queue",
+    )
+
+    id: int
+    name: str
+    player_id: int
+    x: int
+    y: int
+    population: int
+    is_capital: bool
+    tribe: str
+    resources: Resources | None = None
+    production: Resources | None = None
+    warehouse_capacity: int | None = None
+    granary_capacity: int | None = None
+    buildings: tuple[Building, ...] | None = None
+    build_queue: tuple[BuildOrder, ...] | None = None
+
+    @property
+    def is_private_view(self) -> bool:
+        """True when this value carries the owner's private state."""
+        return self.resources is not None
+
+    def level(self, building: str) -> int:
+        """Highest level of ``building`` in this village (0 if absent or not visible)."""
+        return max((b.level for b in self.buildings or () if b.name == building), default=0)
+
+    def public(self) -> Village:
+        """The public face of this village (private fields set to None)."""
+        return dataclasses.replace(self, **{name: None for name in self.PRIVATE_FIELDS})
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingOrder(_HtmlRepr):
+    id: int
+    village_id: int
+    troops: Troops
+    cost: Resources
+    started_at: datetime
+    completes_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Movement(_HtmlRepr):
+    id: int
+    kind: str
+    from_village_id: int
+    to_village_id: int
+    troops: Troops
+    departed_at: datetime
+    arrives_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TradeOffer(_HtmlRepr):
+    id: int
+    village_id: int
+    player_id: int
+    offer_resource: str
+    offer_amount: int
+    request_resource: str
+    request_amount: int
+    merchants: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Shipment(_HtmlRepr):
+    id: int
+    from_village_id: int
+    to_village_id: int
+    resources: Resources
+    merchants: int
+    departed_at: datetime
+    arrives_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Report(_HtmlRepr):
+    id: int
+    player_id: int
+    kind: str
+    subject: str
+    village_id: int | None
+    created_at: datetime
+    payload: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    read: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Message(_HtmlRepr):
+    id: int
+    from_player_id: int
+    to_player_id: int
+    subject: str
+    body: str
+    sent_at: datetime
+    read: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Alliance(_HtmlRepr):
+    id: int
+    name: str
+    tag: str
+    founder_id: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Invitation(_HtmlRepr):
+    id: int
+    alliance_id: int
+    player_id: int
+    invited_by: int
+    created_at: datetime
+    status: str = "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class Player(_HtmlRepr):
+    id: int
+    name: str
+    tribe: str
+    alliance_id: int | None
+    alliance_tag: str | None
+    population: int
+    villages: int
+    rank: int
+
+
+@dataclass(frozen=True, slots=True)
+class RankingEntry(_HtmlRepr):
+    rank: int
+    player_id: int
+    name: str
+    tribe: str
+    alliance_tag: str | None
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class Event(_HtmlRepr):
+    kind: str
+    player_id: int
+    occurred_at: datetime
+    data: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+
+__all__ = [
+    "ATTACK_KINDS",
+    "MOVEMENT_KINDS",
+    "RESOURCE_NAMES",
+    "Alliance",
+    "BuildOrder",
+    "Building",
+    "Event",
+    "Invitation",
+    "Message",
+    "Movement",
+    "Player",
+    "RankingEntry",
+    "Report",
+    "Resources",
+    "Shipment",
+    "TradeOffer",
+    "TrainingOrder",
+    "Troops",
+    "Village",
+]

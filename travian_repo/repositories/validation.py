@@ -1,0 +1,109 @@
+"""Argument checks shared by every backend, so bad input gets the same InvalidRequest
+everywhere and before any I/O."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from travian_repo.domain.errors import InvalidRequest
+from travian_repo.domain.values import ATTACK_KINDS, RESOURCE_NAMES, Resources
+
+MAX_ID = 2**62
+MAX_COUNT = 1_000_000  # units per order: far above any real village, far below overflow
+MAX_AMOUNT = 100_000_000  # resources per call
+MAX_SUBJECT = 200
+MAX_BODY = 10_000
+MAX_NAME = 50
+MAX_TAG = 8
+MAX_LIMIT = 1000
+
+
+def check_id(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"{name} must be an integer id, got {type(value).__name__}")
+    if not 1 <= value <= MAX_ID:
+        raise InvalidRequest(f"{name} must be a positive id, got {value}")
+    return value
+
+
+def check_int(value: Any, name: str, *, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"{name} must be an integer, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise InvalidRequest(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def check_name(value: Any, name: str, *, max_length: int = 64) -> str:
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be a string, got {type(value).__name__}")
+    if not value or len(value) > max_length:
+        raise InvalidRequest(f"{name} must be 1 to {max_length} characters")
+    return value
+
+
+def check_text(value: Any, name: str, *, max_length: int, allow_empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be a string, got {type(value).__name__}")
+    if "\x00" in value:
+        raise InvalidRequest(f"{name} must not contain NUL characters")
+    if not allow_empty and not value.strip():
+        raise InvalidRequest(f"{name} must not be empty")
+    if len(value) > max_length:
+        raise InvalidRequest(f"{name} is {len(value)} characters; the limit is {max_length}")
+    return value
+
+
+def check_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"{name} must be true or false, got {type(value).__name__}")
+    return value
+
+
+def check_troops(value: Any, name: str = "troops") -> dict[str, int]:
+    """A non-empty mapping unit name -> positive count (names checked later against the tribe)."""
+    if not isinstance(value, Mapping):
+        raise InvalidRequest(f"{name} must be a mapping of unit name to count")
+    result: dict[str, int] = {}
+    for unit, count in value.items():
+        check_name(unit, f"{name} unit name", max_length=40)
+        result[unit] = check_int(count, f"{name}[{unit!r}]", low=0, high=MAX_COUNT)
+    result = {unit: count for unit, count in result.items() if count}
+    if not result:
+        raise InvalidRequest(f"{name} must name at least one unit with a count above 0")
+    return result
+
+
+def check_resource(value: Any, name: str) -> str:
+    if value not in RESOURCE_NAMES or not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be one of {', '.join(RESOURCE_NAMES)}, got {value!r}")
+    return value
+
+
+def check_resources(value: Any, name: str = "resources") -> Resources:
+    """Resources or a mapping of resource name -> amount >= 0, not all zero."""
+    if isinstance(value, Resources):
+        amounts = value.as_dict()
+    elif isinstance(value, Mapping):
+        unknown = [k for k in value if k not in RESOURCE_NAMES]
+        if unknown:
+            raise InvalidRequest(
+                f"{name} has unknown resource {unknown[0]!r}; use {', '.join(RESOURCE_NAMES)}"
+            )
+        amounts = dict(value)
+    else:
+        raise InvalidRequest(f"{name} must be Resources or a mapping of resource to amount")
+    checked = {
+        r: check_int(amounts.get(r, 0), f"{name}[{r!r}]", low=0, high=MAX_AMOUNT)
+        for r in RESOURCE_NAMES
+    }
+    result = Resources(**checked)
+    if result.total == 0:
+        raise InvalidRequest(f"{name} must send at least one resource")
+    return result
+
+
+def check_attack_kind(value: Any) -> str:
+    if not isinstance(value, str) or value not in ATTACK_KINDS:
+        raise InvalidRequest(f"kind must be one of {', '.join(ATTACK_KINDS)}, got {value!r}")
+    return value

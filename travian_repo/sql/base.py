@@ -1,0 +1,69 @@
+"""What every SQL repository shares: the session, the acting player, ownership checks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Callable, TypeVar
+
+from sqlalchemy import Connection, select
+
+from travian_repo.domain.errors import Forbidden, NotFound
+from travian_repo.sql import schema
+from travian_repo.sql.database import SqlSession, WorldSettings
+
+T = TypeVar("T")
+
+
+class SqlRepository:
+    def __init__(self, session: SqlSession, acting_player_id: int | None) -> None:
+        self._session = session
+        self._actor = acting_player_id
+
+    @property
+    def now(self) -> datetime:
+        return self._session.now
+
+    @property
+    def settings(self) -> WorldSettings:
+        return self._session.settings
+
+    def _read(self, fn: Callable[[Connection], T]) -> T:
+        return self._session.read(fn)
+
+    def _write(self, fn: Callable[[Connection], T]) -> T:
+        return self._session.write(fn)
+
+    def _actor_id(self, action: str) -> int:
+        """The acting player, or Forbidden when the unit of work acts as nobody."""
+        if self._actor is None:
+            raise Forbidden(
+                f"{action} needs an acting player: connect with player_id= or use "
+                "world.unit_of_work(player_id)"
+            )
+        return self._actor
+
+    def _require_self(self, player_id: int, action: str) -> int:
+        """Private data of ``player_id``: only that player may read or act."""
+        actor = self._actor_id(action)
+        if actor != player_id:
+            raise Forbidden(f"player {actor} may not {action} of player {player_id}")
+        return actor
+
+    def _require_village_owner(self, conn: Connection, village_id: int, action: str) -> int:
+        """The village's owner when it is the acting player; NotFound / Forbidden otherwise."""
+        actor = self._actor_id(action)
+        owner = conn.execute(
+            select(schema.villages.c.player_id).where(schema.villages.c.id == village_id)
+        ).scalar()
+        if owner is None:
+            raise NotFound(f"village {village_id} does not exist")
+        if owner != actor:
+            raise Forbidden(f"village {village_id} is not yours (player {actor}); {action} denied")
+        return actor
+
+    def _require_player_exists(self, conn: Connection, player_id: int) -> None:
+        found = conn.execute(
+            select(schema.players.c.id).where(schema.players.c.id == player_id)
+        ).scalar()
+        if found is None:
+            raise NotFound(f"player {player_id} does not exist")

@@ -1,0 +1,6 @@
+"""PLACEHOLDER: being written."""
+from travian_repo.sql.base import SqlRepository
+
+
+class SqlMilitaryRepository(SqlRepository):
+    pass

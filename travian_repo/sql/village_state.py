@@ -1,0 +1,286 @@
+"""A village's whole state in one query, brought up to now; locking and spending it.
+
+Every SQL operation that reads or changes a village goes through here, so the stock a read
+shows and the stock a write spends are computed the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import Connection, Select, and_, or_, select, update
+
+from travian_repo.domain.errors import Forbidden, InsufficientResources, NotFound
+from travian_repo.domain.values import Building, BuildOrder, Resources, Village
+from travian_repo.rules.stock import Stock, settle_stock, whole
+from travian_repo.sql import schema
+from travian_repo.sql.dialect import json_rows
+from travian_repo.sql.schema import as_utc
+
+_v = schema.villages
+_r = schema.village_resources
+_p = schema.players
+_b = schema.village_buildings
+_q = schema.build_queue
+
+
+def _village_select() -> Select[Any]:
+    buildings = (
+        select(json_rows(_b.c.slot, _b.c.building_name, _b.c.level))
+        .where(_b.c.village_id == _v.c.id)
+        .scalar_subquery()
+    )
+    queue = (
+        select(
+            json_rows(
+                _q.c.id,
+                _q.c.queue_position,
+                _q.c.slot,
+                _q.c.building_name,
+                _q.c.target_level,
+                _q.c.wood,
+                _q.c.clay,
+                _q.c.iron,
+                _q.c.wheat,
+                _q.c.started_at,
+                _q.c.completes_at,
+            )
+        )
+        .where(_q.c.village_id == _v.c.id)
+        .scalar_subquery()
+    )
+    return (
+        select(
+            _v.c.id,
+            _v.c.name,
+            _v.c.player_id,
+            _v.c.x,
+            _v.c.y,
+            _v.c.population,
+            _v.c.is_capital,
+            _p.c.tribe,
+            _r.c.wood,
+            _r.c.clay,
+            _r.c.iron,
+            _r.c.wheat,
+            _r.c.wood_production,
+            _r.c.clay_production,
+            _r.c.iron_production,
+            _r.c.wheat_production,
+            _r.c.warehouse_capacity,
+            _r.c.granary_capacity,
+            _r.c.updated_at,
+            buildings.label("buildings"),
+            queue.label("queue"),
+        )
+        .select_from(_v.join(_p, _p.c.id == _v.c.player_id).join(_r, _r.c.village_id == _v.c.id))
+    )
+
+
+_PUBLIC_COLUMNS = (
+    _v.c.id,
+    _v.c.name,
+    _v.c.player_id,
+    _v.c.x,
+    _v.c.y,
+    _v.c.population,
+    _v.c.is_capital,
+    _p.c.tribe,
+)
+
+VILLAGE_SELECT = _village_select()
+PUBLIC_SELECT = select(*_PUBLIC_COLUMNS).select_from(_v.join(_p, _p.c.id == _v.c.player_id))
+
+
+@dataclass
+class VillageState:
+    """The stored state of a village with its stock settled to ``now``."""
+
+    id: int
+    name: str
+    player_id: int
+    x: int
+    y: int
+    population: int
+    is_capital: bool
+    tribe: str
+    stock: Stock
+    production: Resources
+    warehouse_capacity: int
+    granary_capacity: int
+    buildings: list[Building]
+    queue: list[BuildOrder]
+    now: datetime
+
+    @property
+    def available(self) -> Resources:
+        return whole(self.stock)
+
+    def levels(self) -> dict[str, int]:
+        """Building name -> highest level built (queued levels not counted)."""
+        result: dict[str, int] = {}
+        for b in self.buildings:
+            if b.level > result.get(b.name, 0):
+                result[b.name] = b.level
+        return result
+
+    def level(self, building: str) -> int:
+        return max((b.level for b in self.buildings if b.name == building), default=0)
+
+    def to_village(self, *, private: bool) -> Village:
+        if not private:
+            return Village(
+                self.id, self.name, self.player_id, self.x, self.y, self.population,
+                self.is_capital, self.tribe,
+            )
+        return Village(
+            id=self.id,
+            name=self.name,
+            player_id=self.player_id,
+            x=self.x,
+            y=self.y,
+            population=self.population,
+            is_capital=self.is_capital,
+            tribe=self.tribe,
+            resources=self.available,
+            production=self.production,
+            warehouse_capacity=self.warehouse_capacity,
+            granary_capacity=self.granary_capacity,
+            buildings=tuple(self.buildings),
+            build_queue=tuple(self.queue),
+        )
+
+
+def state_from_row(row: Any, now: datetime) -> VillageState:
+    buildings = sorted(
+        (Building(int(s), str(n), int(lv)) for s, n, lv in row.buildings or ()),
+        key=lambda b: b.slot,
+    )
+    queue = sorted(
+        (
+            BuildOrder(
+                id=int(q[0]),
+                village_id=int(row.id),
+                position=int(q[1]),
+                slot=int(q[2]),
+                building=str(q[3]),
+                target_level=int(q[4]),
+                cost=Resources(int(q[5]), int(q[6]), int(q[7]), int(q[8])),
+                started_at=as_utc(q[9]),
+                completes_at=as_utc(q[10]),
+            )
+            for q in row.queue or ()
+        ),
+        key=lambda o: o.position,
+    )
+    production = Resources(
+        row.wood_production, row.clay_production, row.iron_production, row.wheat_production
+    )
+    updated_at: datetime = row.updated_at
+    stock = settle_stock(
+        (row.wood, row.clay, row.iron, row.wheat),
+        production,
+        warehouse_capacity=row.warehouse_capacity,
+        granary_capacity=row.granary_capacity,
+        elapsed_seconds=(now - updated_at).total_seconds(),
+    )
+    return VillageState(
+        id=int(row.id),
+        name=row.name,
+        player_id=int(row.player_id),
+        x=row.x,
+        y=row.y,
+        population=row.population,
+        is_capital=bool(row.is_capital),
+        tribe=row.tribe,
+        stock=stock,
+        production=production,
+        warehouse_capacity=row.warehouse_capacity,
+        granary_capacity=row.granary_capacity,
+        buildings=buildings,
+        queue=queue,
+        now=now,
+    )
+
+
+def load_village(conn: Connection, village_id: int, now: datetime) -> VillageState:
+    row = conn.execute(VILLAGE_SELECT.where(_v.c.id == village_id)).first()
+    if row is None:
+        raise NotFound(f"village {village_id} does not exist")
+    return state_from_row(row, now)
+
+
+def lock_village(
+    conn: Connection, village_id: int, actor: int, now: datetime, *, action: str
+) -> VillageState:
+    """Load the village for a write, holding its row lock until the transaction ends.
+
+    PostgreSQL: ``SELECT ... FOR UPDATE`` on the resources row. SQLite: the session already
+    holds the database write lock (``BEGIN IMMEDIATE``).
+    """
+    row = conn.execute(
+        VILLAGE_SELECT.where(_v.c.id == village_id).with_for_update(of=_r)
+    ).first()
+    if row is None:
+        raise NotFound(f"village {village_id} does not exist")
+    if row.player_id != actor:
+        raise Forbidden(f"village {village_id} is not yours (player {actor}); {action} denied")
+    return state_from_row(row, now)
+
+
+def spend(conn: Connection, state: VillageState, cost: Resources) -> None:
+    """Take ``cost`` from the settled stock, or raise InsufficientResources (nothing written)."""
+    available = state.available
+    if not available.covers(cost):
+        raise InsufficientResources(required=cost, available=available)
+    store(conn, state, tuple(s - c for s, c in zip(state.stock, cost)))  # type: ignore[arg-type]
+
+
+def store(conn: Connection, state: VillageState, stock: Stock) -> None:
+    """Write the stock as of ``state.now`` (the caller holds the lock)."""
+    conn.execute(
+        update(_r)
+        .where(_r.c.village_id == state.id)
+        .values(wood=stock[0], clay=stock[1], iron=stock[2], wheat=stock[3], updated_at=state.now)
+    )
+    state.stock = stock
+
+
+def add_stock(conn: Connection, state: VillageState, amount: Resources) -> None:
+    """Add resources (a refund), capped by storage."""
+    caps = (state.warehouse_capacity,) * 3 + (state.granary_capacity,)
+    stock = tuple(min(float(cap), s + a) for s, a, cap in zip(state.stock, amount, caps))
+    store(conn, state, stock)  # type: ignore[arg-type]
+
+
+def load_villages(
+    conn: Connection, where: Any, now: datetime, *, order: Sequence[Any] = ()
+) -> list[VillageState]:
+    rows = conn.execute(VILLAGE_SELECT.where(where).order_by(*order)).all()
+    return [state_from_row(row, now) for row in rows]
+
+
+def public_villages(conn: Connection, where: Any, *, order: Sequence[Any] = ()) -> list[Village]:
+    rows = conn.execute(PUBLIC_SELECT.where(where).order_by(*order)).all()
+    return [
+        Village(r.id, r.name, r.player_id, r.x, r.y, r.population, bool(r.is_capital), r.tribe)
+        for r in rows
+    ]
+
+
+def movements_home_filter(village_id: int) -> Any:
+    """Movements whose troops belong to ``village_id`` (sent from it, or coming home to it)."""
+    m = schema.movements
+    return and_(
+        m.c.state != "done",
+        or_(
+            and_(m.c.kind != "return", m.c.from_village_id == village_id),
+            and_(m.c.kind == "return", m.c.to_village_id == village_id),
+        ),
+    )
+
+
+def village_ids(states: Iterable[VillageState]) -> list[int]:
+    return [s.id for s in states]

@@ -1,0 +1,194 @@
+"""``connect()`` and ``World``: the library's entry point.
+
+Nothing is built at import time; ``connect`` builds what it is given and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+from types import TracebackType
+from typing import Any, Callable, Iterator, Mapping, TypeVar, cast
+
+from sqlalchemy import Engine
+
+from travian_repo.domain.errors import ConfigurationError
+from travian_repo.domain.values import Event
+from travian_repo.infra.metrics import Metrics
+from travian_repo.infra.retry import RetryPolicy
+from travian_repo.repositories.base import (
+    DiplomacyRepository,
+    IntelRepository,
+    MilitaryRepository,
+    PlayerRepository,
+    TradeRepository,
+    VillageRepository,
+)
+from travian_repo.repositories.validation import check_id
+from travian_repo.sql.database import Clock, Database, make_engine
+from travian_repo.unit_of_work import SqlUnitOfWork, UnitOfWork
+
+R = TypeVar("R")
+
+KNOWN_OPTIONS = frozenset(
+    {"rate_limit", "cache", "cache_ttls", "retry", "timeout", "clock", "pool_size", "http_session"}
+)
+PREFERENCES = ("auto", "sql", "http")
+
+
+class World:
+    """A connected world. Use as a context manager, or call ``close()``."""
+
+    def __init__(
+        self,
+        *,
+        database: Database | None,
+        player_id: int | None,
+        world_id: str,
+        prefer: str,
+        owns_engine: bool,
+    ) -> None:
+        self._database = database
+        self.player_id = player_id
+        self.world_id = world_id
+        self.prefer = prefer
+        self._owns_engine = owns_engine
+        self._metrics = Metrics()
+        self.villages: VillageRepository = _quick(self, "villages")
+        self.military: MilitaryRepository = _quick(self, "military")
+        self.trade: TradeRepository = _quick(self, "trade")
+        self.intel: IntelRepository = _quick(self, "intel")
+        self.diplomacy: DiplomacyRepository = _quick(self, "diplomacy")
+        self.players: PlayerRepository = _quick(self, "players")
+
+    @property
+    def database(self) -> Database:
+        if self._database is None:
+            raise ConfigurationError("this world has no database connection")
+        return self._database
+
+    def unit_of_work(self, player_id: int | None = None) -> UnitOfWork:
+        """A unit of work acting as ``player_id`` (default: the world's player)."""
+        actor = self.player_id if player_id is None else check_id(player_id, "player_id")
+        return SqlUnitOfWork(self.database, actor, self._metrics)
+
+    def npc(self, player_id: int) -> Any:
+        from travian_repo.npc import NPCGameInterface
+
+        return NPCGameInterface(self, check_id(player_id, "player_id"))
+
+    def events(self, player_id: int, *, timeout: float | None = None) -> Iterator[Event]:
+        raise ConfigurationError(
+            "world.events() needs the event bus, which this version does not have yet"
+        )
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self._metrics.snapshot()
+
+    def close(self) -> None:
+        if self._database is not None and self._owns_engine:
+            self._database.dispose()
+
+    def __enter__(self) -> World:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = self._database.engine.url.render_as_string(hide_password=True) if self._database else "-"
+        return f"<World {self.world_id!r} database={where} player_id={self.player_id}>"
+
+
+class _QuickRepository:
+    """``world.villages.get(1)``: each call in its own unit of work, as the world's player."""
+
+    def __init__(self, world: World, domain: str) -> None:
+        self._world = world
+        self._domain = domain
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._world.unit_of_work() as uow:
+                return getattr(getattr(uow, self._domain), name)(*args, **kwargs)
+
+        call.__name__ = name
+        return call
+
+
+def _quick(world: World, domain: str) -> Any:
+    return _QuickRepository(world, domain)
+
+
+def connect(
+    database_url: str | Engine | None = None,
+    api_url: str | None = None,
+    *,
+    token: str | None = None,
+    player_id: int | None = None,
+    redis_url: Any = None,
+    world_id: str | None = None,
+    prefer: str = "auto",
+    **options: Any,
+) -> World:
+    """Connect to a world. Arguments left as None come from ``TRAVIAN_*`` variables."""
+    unknown = set(options) - KNOWN_OPTIONS
+    if unknown:
+        raise ConfigurationError(
+            f"unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(KNOWN_OPTIONS))}"
+        )
+    if prefer not in PREFERENCES:
+        raise ConfigurationError(f"prefer must be one of {', '.join(PREFERENCES)}, got {prefer!r}")
+    database_url = database_url if database_url is not None else _env("TRAVIAN_DATABASE_URL")
+    api_url = api_url or _env("TRAVIAN_API_URL")
+    token = token or _env("TRAVIAN_API_TOKEN")
+    world_id = world_id or _env("TRAVIAN_WORLD_ID") or "default"
+    if player_id is None and _env("TRAVIAN_PLAYER_ID"):
+        try:
+            player_id = int(_env("TRAVIAN_PLAYER_ID") or "")
+        except ValueError:
+            raise ConfigurationError("TRAVIAN_PLAYER_ID must be an integer player id") from None
+    if player_id is not None:
+        try:
+            player_id = check_id(player_id, "player_id")
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+
+    if database_url is None and api_url is None:
+        raise ConfigurationError(
+            "nothing to connect to: pass database_url= (e.g. 'sqlite:///world.db') or api_url=, "
+            "or set TRAVIAN_DATABASE_URL / TRAVIAN_API_URL"
+        )
+    if prefer == "http" or database_url is None:
+        raise ConfigurationError(
+            "the HTTP backend is not part of this version yet; connect with database_url="
+        )
+
+    clock = cast("Clock | None", options.get("clock"))
+    retry = options.get("retry")
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise ConfigurationError("retry= must be a travian_repo.RetryPolicy")
+    if isinstance(database_url, Engine):
+        engine, owns = database_url, False
+    elif isinstance(database_url, str):
+        engine, owns = make_engine(database_url, pool_size=options.get("pool_size")), True
+    else:
+        raise ConfigurationError("database_url must be a URL string or a SQLAlchemy Engine")
+    database = Database(engine, clock=clock, retry=retry)
+    return World(database=database, player_id=player_id, world_id=world_id, prefer=prefer,
+                 owns_engine=owns)
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(name) or None
+
+
+__all__ = ["World", "connect"]
