@@ -6,7 +6,7 @@ import travian_repo as tr
 def test_get_own_village_is_private_and_other_is_public(world: tr.World) -> None:
     own = world.villages.get(1)
     assert own.player_id == 1
-    assert own.resources is not None and own.resources.wood == 5000
+    assert own.resources is not None and own.resources.wood == 4000
     other = world.villages.get(2)
     assert other.player_id == 2 and other.resources is None and other.buildings is None
 

@@ -41,7 +41,7 @@ DEVELOPED_BUILDINGS: tuple[tuple[int, str, int], ...] = (
     (39, "rally_point", 1),
 )
 DEVELOPED_FIELD_LEVEL = 3
-DEVELOPED_STOCK = 5000
+DEVELOPED_STOCK = 4000  # the developed warehouse (level 5) holds 4000
 
 _NAME_PARTS = (
     ("Al", "Bor", "Cas", "Dru", "El", "Fen", "Gar", "Hal", "Ith", "Jor", "Kal", "Lor", "Mar",
