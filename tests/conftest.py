@@ -31,18 +31,24 @@ def service_missing(message: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> str:
-    url = os.environ.get("TRAVIAN_TEST_DATABASE_URL", DEFAULT_DATABASE_URL)
-    engine = sa.create_engine(url)
+def postgres_url() -> Iterator[str]:
+    """The test database, in a schema of this test run's own (runs may overlap)."""
+    url = sa.make_url(os.environ.get("TRAVIAN_TEST_DATABASE_URL", DEFAULT_DATABASE_URL))
+    schema_name = f"travian_test_{os.getpid()}"
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
+            conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema_name} CASCADE"))
+            conn.execute(sa.text(f"CREATE SCHEMA {schema_name}"))
     except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
-        service_missing(f"PostgreSQL not reachable at {engine.url!r}: {type(exc).__name__}; "
-                        "set TRAVIAN_TEST_DATABASE_URL")
-    finally:
         engine.dispose()
-    return url
+        service_missing(f"PostgreSQL not reachable at {url!r}: {type(exc).__name__}; "
+                        "set TRAVIAN_TEST_DATABASE_URL")
+    scoped = url.update_query_dict({"options": f"-csearch_path={schema_name}"})
+    yield scoped.render_as_string(hide_password=False)
+    with engine.connect() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema_name} CASCADE"))
+    engine.dispose()
 
 
 @pytest.fixture(scope="session")
