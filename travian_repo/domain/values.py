@@ -200,7 +200,10 @@ class Village(_HtmlRepr):
 
     def public(self) -> Village:
         """The public face of this village (private fields set to None)."""
-        return dataclasses.replace(self, **{name: None for name in self.PRIVATE_FIELDS})
+        return Village(
+            self.id, self.name, self.player_id, self.x, self.y, self.population,
+            self.is_capital, self.tribe,
+        )
 
 
 @dataclass(frozen=True, slots=True)

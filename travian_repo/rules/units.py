@@ -49,6 +49,7 @@ class UnitSpec:
     # Extensions beyond the contract's fields.
     display_name: str = ""
     research_required: bool = False
+    min_trainer_level: int = 1  # settlers and chiefs need residence/palace 10
 
 
 def unit_key(display_name: str) -> str:
@@ -83,6 +84,7 @@ def _build(tribe: str, raw: dict[str, Any]) -> UnitSpec:
         ),
         display_name=str(raw["name"]),
         research_required=bool(raw.get("research_required", False)),
+        min_trainer_level=int(raw.get("min_trainer_level", 1)),
     )
 
 

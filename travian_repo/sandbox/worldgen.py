@@ -182,9 +182,12 @@ def _fill(
     developed = start == "developed"
     spots = _spots(rng, count, radius)
     names = _names(rng, count)
-    player_rows, village_rows, resource_rows, building_rows, troop_rows, token_rows = (
-        [], [], [], [], [], []
-    )  # type: tuple[list[dict[str, Any]], ...]
+    player_rows: list[dict[str, Any]] = []
+    village_rows: list[dict[str, Any]] = []
+    resource_rows: list[dict[str, Any]] = []
+    building_rows: list[dict[str, Any]] = []
+    troop_rows: list[dict[str, Any]] = []
+    token_rows: list[dict[str, Any]] = []
     tokens: dict[int, str] = {}
     for index in range(count):
         pid = vid = index + 1

@@ -1,6 +1,80 @@
-"""PLACEHOLDER: being written."""
+"""Intel on the database: sending scouts (through the military ``send_troops``) and reading
+scout reports."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, select
+
+from travian_repo.domain.values import Movement, Report
+from travian_repo.repositories import validation as v
+from travian_repo.repositories.base import IntelRepository
+from travian_repo.sql import schema
 from travian_repo.sql.base import SqlRepository
+from travian_repo.sql.military import check_route, send_troops
+from travian_repo.sql.schema import as_utc
+
+_r = schema.reports
 
 
-class SqlIntelRepository(SqlRepository):
-    pass
+class SqlIntelRepository(SqlRepository, IntelRepository):
+    """Scouting straight on the world database."""
+
+    def send_scouts(self, from_village_id: int, to_village_id: int, count: int = 1) -> Movement:
+        """Send ``count`` (1..validation.MAX_COUNT) of the tribe's scout unit (romans ``equites_legati``,
+        teutons ``scout``, gauls ``pathfinder``) to another player's village.
+
+        Movement kind ``scout``; the scouts leave home now and arrive after the rules' travel
+        time at the scout's speed. Errors, in this order: InvalidRequest (bad ids or count,
+        the same village as source and target); Forbidden / NotFound for the source village;
+        NotFound for the target; RuleViolation when the target is the sender's own village;
+        RuleViolation "not enough troops" (``details``: ``requested`` / ``available`` /
+        ``missing``) when fewer scouts are at home. The rules are ``military.attack``'s: both
+        go through ``travian_repo.sql.military.send_troops``.
+        """
+        from_village_id, to_village_id = check_route(from_village_id, to_village_id)
+        count = v.check_int(count, "count", low=1, high=v.MAX_COUNT)
+        actor = self._actor_id("send scouts")
+        return self._write(
+            lambda conn: send_troops(
+                conn, actor=actor, now=self.now, settings=self.settings,
+                from_village_id=from_village_id, to_village_id=to_village_id,
+                kind="scout", scouts=count,
+            )
+        )
+
+    def scout_reports(self, player_id: int, limit: int = 20) -> list[Report]:
+        """The player's newest scout reports (``created_at`` then ``id``, both descending),
+        at most ``limit`` (1..validation.MAX_LIMIT). The player only: anyone else, or acting
+        as nobody, is Forbidden (whether or not that player exists). Reading does not mark
+        reports as read. One query.
+        """
+        player_id = v.check_id(player_id, "player_id")
+        limit = v.check_int(limit, "limit", low=1, high=v.MAX_LIMIT)
+        self._require_self(player_id, "read the scout reports")
+
+        def run(conn: Connection) -> list[Report]:
+            rows = conn.execute(
+                select(_r.c.id, _r.c.player_id, _r.c.kind, _r.c.subject, _r.c.village_id,
+                       _r.c.created_at, _r.c.payload, _r.c.read)
+                .where(_r.c.player_id == player_id, _r.c.kind == "scout")
+                .order_by(_r.c.created_at.desc(), _r.c.id.desc())
+                .limit(limit)
+            ).all()
+            return [
+                Report(
+                    id=int(r.id),
+                    player_id=int(r.player_id),
+                    kind=str(r.kind),
+                    subject=str(r.subject),
+                    village_id=None if r.village_id is None else int(r.village_id),
+                    created_at=as_utc(r.created_at),
+                    payload=dict(r.payload or {}),
+                    read=bool(r.read),
+                )
+                for r in rows
+            ]
+
+        return self._read(run)
+
+
+__all__ = ["SqlIntelRepository"]

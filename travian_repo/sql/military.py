@@ -1,6 +1,453 @@
-"""PLACEHOLDER: being written."""
+"""Troops on the database: troops at home, training, and troops sent out (attacks, raids,
+sieges, reinforcements and, through ``send_troops``, the intel repository's scouts).
+
+Every write follows one pattern: the arguments are checked before any I/O; then one write
+step locks the source village, checks every rule, and only then updates and inserts. An
+error therefore leaves nothing behind (and the session rolls the step back in any case).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Mapping
+
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
+
+from travian_repo.domain.errors import Forbidden, InvalidRequest, NotFound, RuleViolation
+from travian_repo.domain.values import ATTACK_KINDS, Movement, Resources, TrainingOrder, Troops
+from travian_repo.repositories import validation as v
+from travian_repo.repositories.base import MilitaryRepository
+from travian_repo.rules import travel
+from travian_repo.rules import units as unit_rules
+from travian_repo.rules.units import UnitSpec
+from travian_repo.sql import schema
 from travian_repo.sql.base import SqlRepository
+from travian_repo.sql.database import WorldSettings
+from travian_repo.sql.schema import as_utc
+from travian_repo.sql.village_state import VillageState, lock_village, spend
+
+_v = schema.villages
+_t = schema.troops
+_m = schema.movements
+_o = schema.training_orders
+_tq = schema.training_queue
+
+# Stored movement kinds that are hostile: they may not target a village of the sender.
+HOSTILE_KINDS = frozenset({*ATTACK_KINDS.values(), "scout"})
+# Kinds ``send_troops`` creates (a "return" is made by the engine only).
+SEND_KINDS = frozenset({*HOSTILE_KINDS, "reinforcement"})
+
+_MOVEMENT_COLUMNS = (
+    _m.c.id,
+    _m.c.kind,
+    _m.c.from_village_id,
+    _m.c.to_village_id,
+    _m.c.troops,
+    _m.c.departed_at,
+    _m.c.arrives_at,
+)
+
+_MAX_TRAINING_LEVEL = 20  # the highest level of any training building
 
 
-class SqlMilitaryRepository(SqlRepository):
-    pass
+class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
+    """Troops, training and movements straight on the world database."""
+
+    def troops(self, village_id: int) -> Troops:
+        """Troops standing at home in the village (owner only), units with a count of 0 left out.
+
+        Troops in training, under way, or standing in another village are not at home.
+        Errors: InvalidRequest (bad id), Forbidden (not the acting player's village, or acting
+        as nobody), NotFound (no such village). One query (the village joined to its troops).
+        """
+        village_id = v.check_id(village_id, "village_id")
+        actor = self._actor_id("read troops")
+
+        def run(conn: Connection) -> Troops:
+            rows = conn.execute(
+                select(_v.c.player_id, _t.c.unit, _t.c.count.label("n"))
+                .select_from(
+                    _v.outerjoin(_t, and_(_t.c.village_id == _v.c.id, _t.c.count > 0))
+                )
+                .where(_v.c.id == village_id)
+            ).all()
+            if not rows:
+                raise NotFound(f"village {village_id} does not exist")
+            _check_owner(rows[0].player_id, actor, village_id, "read troops")
+            return Troops({r.unit: int(r.n) for r in rows if r.unit is not None})
+
+        return self._read(run)
+
+    def train(self, village_id: int, troops: Mapping[str, int]) -> TrainingOrder:
+        """Spend the cost and queue ``troops`` (unit name -> count) in their training buildings.
+
+        Errors, in this order, before anything is written: InvalidRequest for bad arguments
+        (id, a mapping of name -> int count 1..validation.MAX_COUNT); Forbidden / NotFound for
+        the village; InvalidRequest when any name is not a unit of the village's tribe (names
+        are normalized, so ``"Equites Legati"`` is ``equites_legati``, and two spellings of a
+        unit add up); then, unit by unit in name order:
+
+        - a unit with no cost or no training building cannot be trained (InvalidRequest);
+        - the training building is the first of the unit's ``trained_in`` buildings standing
+          in the village at level 1 or more (RuleViolation naming them otherwise); settlers
+          and chiefs need that building (residence or palace) at the unit's
+          ``min_trainer_level`` (RuleViolation);
+        - research is not simulated: a unit counts as researched when its
+          ``research_prerequisites`` buildings stand at their levels (RuleViolation listing
+          what is missing otherwise);
+        - the total cost (unit cost x count, summed) must be in stock, or
+          InsufficientResources with ``required`` and ``available``.
+
+        Each training building works through its lines in turn: a line starts at the later of
+        now and the completion of the village's last line in the same building, and takes
+        count x seconds each (the rules' training time at that building's level and the world
+        speed). One ``training_orders`` row (with the total cost) and one ``training_queue``
+        line per unit are inserted. The order's ``started_at`` is its earliest line start and
+        ``completes_at`` its latest line completion. Trained units are not at home until the
+        engine delivers them.
+        """
+        village_id = v.check_id(village_id, "village_id")
+        requested = v.check_troops(troops)
+        actor = self._actor_id("train troops")
+
+        def run(conn: Connection) -> TrainingOrder:
+            now = self.now
+            state = lock_village(conn, village_id, actor, now, action="train troops")
+            counts = resolve_units(state.tribe, requested)
+            levels = state.levels()
+            plans: list[tuple[UnitSpec, int, str, int]] = []  # spec, count, building, s each
+            for name in sorted(counts):
+                spec = unit_rules.unit_spec(state.tribe, name)
+                building = _training_building(spec, levels)
+                seconds = unit_rules.training_time(
+                    state.tribe,
+                    spec.name,
+                    building_level=min(levels[building], _MAX_TRAINING_LEVEL),
+                    server_speed=self.settings.speed,
+                )
+                plans.append((spec, counts[name], building, seconds))
+            cost = sum((spec.cost * count for spec, count, _, _ in plans), Resources())
+
+            latest: dict[str, datetime] = {
+                str(b): as_utc(t)
+                for b, t in conn.execute(
+                    select(_tq.c.building_name, func.max(_tq.c.completes_at))
+                    .where(_tq.c.village_id == village_id)
+                    .group_by(_tq.c.building_name)
+                )
+                if t is not None
+            }
+            lines: list[dict[str, Any]] = []
+            for spec, count, building, seconds in plans:
+                starts = max(now, latest.get(building, now))
+                completes = starts + timedelta(seconds=count * seconds)
+                latest[building] = completes
+                lines.append(
+                    dict(unit=spec.name, count=count, trained=0, building_name=building,
+                         seconds_each=seconds, started_at=starts, completes_at=completes)
+                )
+
+            spend(conn, state, cost)  # InsufficientResources before anything is written
+            order_id = int(
+                conn.execute(
+                    insert(_o)
+                    .values(village_id=village_id, wood=cost.wood, clay=cost.clay,
+                            iron=cost.iron, wheat=cost.wheat, created_at=now)
+                    .returning(_o.c.id)
+                ).scalar_one()
+            )
+            conn.execute(
+                insert(_tq), [dict(line, order_id=order_id, village_id=village_id) for line in lines]
+            )
+            return TrainingOrder(
+                id=order_id,
+                village_id=village_id,
+                troops=Troops({line["unit"]: line["count"] for line in lines}),
+                cost=cost,
+                started_at=min(line["started_at"] for line in lines),
+                completes_at=max(line["completes_at"] for line in lines),
+            )
+
+        return self._write(run)
+
+    def attack(
+        self,
+        from_village_id: int,
+        to_village_id: int,
+        troops: Mapping[str, int],
+        *,
+        kind: str = "normal",
+    ) -> Movement:
+        """Send troops from a village of the acting player to attack another player's village.
+
+        ``kind``: ``normal`` (stored and returned as movement kind ``attack``), ``raid``
+        (``raid``) or ``siege`` (``siege``). The troops leave home now and arrive after the
+        rules' travel time: the distance on the wrapping map, the slowest unit's speed, the
+        world speed and the source's tournament square.
+
+        Errors, in this order: InvalidRequest (bad ids, troops or kind; the same village as
+        source and target); Forbidden / NotFound for the source village; NotFound for the
+        target; RuleViolation when the target is the sender's own village; InvalidRequest for
+        a unit not of the sender's tribe; RuleViolation for settlers (they cannot attack), a
+        siege without a ram, an attack of scouts only (use ``intel.send_scouts``); and
+        RuleViolation "not enough troops" with ``details`` ``requested`` / ``available`` /
+        ``missing`` (unit -> count) when the troops are not at home.
+        """
+        from_village_id, to_village_id = check_route(from_village_id, to_village_id)
+        requested = v.check_troops(troops)
+        movement_kind = ATTACK_KINDS[v.check_attack_kind(kind)]
+        actor = self._actor_id("send an attack")
+        return self._write(
+            lambda conn: send_troops(
+                conn, actor=actor, now=self.now, settings=self.settings,
+                from_village_id=from_village_id, to_village_id=to_village_id,
+                kind=movement_kind, troops=requested,
+            )
+        )
+
+    def reinforce(
+        self, from_village_id: int, to_village_id: int, troops: Mapping[str, int]
+    ) -> Movement:
+        """Send troops to stand in another village (any player's, the sender's own included).
+
+        Movement kind ``reinforcement``. Same checks and errors as ``attack`` except that the
+        target may be the sender's own village and scouts alone may go; settlers may not
+        reinforce (RuleViolation).
+        """
+        from_village_id, to_village_id = check_route(from_village_id, to_village_id)
+        requested = v.check_troops(troops)
+        actor = self._actor_id("send reinforcements")
+        return self._write(
+            lambda conn: send_troops(
+                conn, actor=actor, now=self.now, settings=self.settings,
+                from_village_id=from_village_id, to_village_id=to_village_id,
+                kind="reinforcement", troops=requested,
+            )
+        )
+
+    def incoming(self, village_id: int) -> list[Movement]:
+        """Movements under way to the village (its owner only), soonest arrival first
+        (``arrives_at``, then ``id``); returns home included. One query.
+
+        Errors: InvalidRequest (bad id), Forbidden (not the acting player's village),
+        NotFound (no such village).
+        """
+        return self._movements(village_id, incoming=True)
+
+    def outgoing(self, village_id: int) -> list[Movement]:
+        """Movements under way from the village (its owner only), soonest arrival first
+        (``arrives_at``, then ``id``); troops coming home (kind ``return``) are not outgoing.
+        One query.
+
+        Errors: InvalidRequest (bad id), Forbidden (not the acting player's village),
+        NotFound (no such village).
+        """
+        return self._movements(village_id, incoming=False)
+
+    def _movements(self, village_id: int, *, incoming: bool) -> list[Movement]:
+        village_id = v.check_id(village_id, "village_id")
+        action = "read incoming movements" if incoming else "read outgoing movements"
+        actor = self._actor_id(action)
+        if incoming:
+            on = and_(_m.c.to_village_id == _v.c.id, _m.c.state == "underway")
+        else:
+            on = and_(
+                _m.c.from_village_id == _v.c.id, _m.c.state == "underway", _m.c.kind != "return"
+            )
+
+        def run(conn: Connection) -> list[Movement]:
+            rows = conn.execute(
+                select(_v.c.player_id, *_MOVEMENT_COLUMNS)
+                .select_from(_v.outerjoin(_m, on))
+                .where(_v.c.id == village_id)
+                .order_by(_m.c.arrives_at, _m.c.id)
+            ).all()
+            if not rows:
+                raise NotFound(f"village {village_id} does not exist")
+            _check_owner(rows[0].player_id, actor, village_id, action)
+            return [movement_from_row(r) for r in rows if r.id is not None]
+
+        return self._read(run)
+
+
+def check_route(from_village_id: Any, to_village_id: Any) -> tuple[int, int]:
+    """Both ids valid and different (InvalidRequest otherwise); no I/O."""
+    source = v.check_id(from_village_id, "from_village_id")
+    target = v.check_id(to_village_id, "to_village_id")
+    if source == target:
+        raise InvalidRequest(f"from_village_id and to_village_id are both {source}")
+    return source, target
+
+
+def resolve_units(tribe: str, troops: Mapping[str, int]) -> dict[str, int]:
+    """Unit name -> count with the names as the rules spell them (InvalidRequest for a name
+    that is not a unit of ``tribe``); two spellings of one unit add up."""
+    result: dict[str, int] = {}
+    for name, count in troops.items():
+        spec = unit_rules.unit_spec(tribe, name)
+        result[spec.name] = result.get(spec.name, 0) + count
+    return result
+
+
+def send_troops(
+    conn: Connection,
+    *,
+    actor: int,
+    now: datetime,
+    settings: WorldSettings,
+    from_village_id: int,
+    to_village_id: int,
+    kind: str,
+    troops: Mapping[str, int] | None = None,
+    scouts: int = 0,
+) -> Movement:
+    """Send troops out of a village: the one implementation behind attack, raid, siege,
+    reinforcement and scouting. Runs inside a write step; raises before its first write.
+
+    ``kind`` is the stored movement kind. For ``"scout"`` pass ``scouts`` (a count of the
+    tribe's scout unit) instead of ``troops``. The arguments are already validated (ids,
+    counts, source != target).
+    """
+    if kind not in SEND_KINDS:  # pragma: no cover - a programming error, not user input
+        raise ValueError(f"send_troops cannot send kind {kind!r}")
+    action = {"reinforcement": "send reinforcements", "scout": "send scouts"}.get(
+        kind, "send an attack"
+    )
+    state = lock_village(conn, from_village_id, actor, now, action=action)
+    target = conn.execute(
+        select(_v.c.player_id, _v.c.x, _v.c.y).where(_v.c.id == to_village_id)
+    ).first()
+    if target is None:
+        raise NotFound(f"village {to_village_id} does not exist")
+    if kind in HOSTILE_KINDS and target.player_id == actor:
+        what = "scout" if kind == "scout" else "attack"
+        raise RuleViolation(f"village {to_village_id} is your own; you cannot {what} it")
+
+    if kind == "scout":
+        counts = {unit_rules.scout_unit(state.tribe).name: scouts}
+    else:
+        counts = resolve_units(state.tribe, troops or {})
+    _check_roles(state.tribe, counts, kind)
+
+    home = {
+        str(unit): int(count)
+        for unit, count in conn.execute(
+            select(_t.c.unit, _t.c.count).where(
+                _t.c.village_id == from_village_id, _t.c.unit.in_(list(counts))
+            )
+        )
+    }
+    missing = {u: n - home.get(u, 0) for u, n in counts.items() if n > home.get(u, 0)}
+    if missing:
+        listed = ", ".join(f"{n} {u} (have {home.get(u, 0)})" for u, n in sorted(counts.items())
+                           if u in missing)
+        raise RuleViolation(
+            f"not enough troops in village {from_village_id}: asked for {listed}",
+            details={
+                "requested": dict(sorted(counts.items())),
+                "available": {u: home.get(u, 0) for u in sorted(counts)},
+                "missing": dict(sorted(missing.items())),
+            },
+        )
+
+    seconds = travel.travel_seconds(
+        travel.distance(state.x, state.y, target.x, target.y, radius=settings.map_radius),
+        unit_rules.slowest_speed(state.tribe, counts),
+        server_speed=settings.speed,
+        tournament_square_level=min(state.level("tournament_square"), 20),
+        tournament_square_bonus_percent=settings.tournament_square_bonus_percent,
+    )
+
+    # The writes: troops leave home (guarded, so a count never goes below 0), then the movement.
+    for unit, count in sorted(counts.items()):
+        changed = conn.execute(
+            update(_t)
+            .where(_t.c.village_id == from_village_id, _t.c.unit == unit, _t.c.count >= count)
+            .values(count=_t.c.count - count)
+        ).rowcount
+        if changed != 1:  # only when something bypassed the village lock; the step rolls back
+            raise RuleViolation(f"not enough {unit} in village {from_village_id}")
+    conn.execute(
+        delete(_t).where(_t.c.village_id == from_village_id, _t.c.count <= 0)
+    )
+    arrives = now + timedelta(seconds=seconds)
+    stored = dict(sorted(counts.items()))
+    movement_id = int(
+        conn.execute(
+            insert(_m)
+            .values(kind=kind, player_id=actor, from_village_id=from_village_id,
+                    to_village_id=to_village_id, troops=stored, state="underway",
+                    departed_at=now, arrives_at=arrives)
+            .returning(_m.c.id)
+        ).scalar_one()
+    )
+    return Movement(movement_id, kind, from_village_id, to_village_id, Troops(stored), now,
+                    arrives)
+
+
+def movement_from_row(row: Any) -> Movement:
+    return Movement(
+        id=int(row.id),
+        kind=str(row.kind),
+        from_village_id=int(row.from_village_id),
+        to_village_id=int(row.to_village_id),
+        troops=Troops({str(u): int(n) for u, n in (row.troops or {}).items()}),
+        departed_at=as_utc(row.departed_at),
+        arrives_at=as_utc(row.arrives_at),
+    )
+
+
+def _check_owner(owner: int, actor: int, village_id: int, action: str) -> None:
+    if owner != actor:
+        raise Forbidden(f"village {village_id} is not yours (player {actor}); {action} denied")
+
+
+def _check_roles(tribe: str, counts: Mapping[str, int], kind: str) -> None:
+    """The rules on who may go: settlers stay home, a siege brings a ram, attacks are not
+    made of scouts alone."""
+    roles = {name: unit_rules.unit_spec(tribe, name).role for name in counts}
+    settlers = sorted(n for n, role in roles.items() if role == "settler")
+    if settlers:
+        what = "reinforce" if kind == "reinforcement" else "attack"
+        raise RuleViolation(f"settlers cannot {what}: remove {', '.join(settlers)}")
+    if kind == "siege" and "ram" not in roles.values():
+        raise RuleViolation("a siege needs at least one ram")
+    if kind in ATTACK_KINDS.values() and all(role == "scout" for role in roles.values()):
+        raise RuleViolation("an attack of scouts only is scouting: use intel.send_scouts")
+
+
+def _training_building(spec: UnitSpec, levels: Mapping[str, int]) -> str:
+    """The building that trains ``spec`` in a village with ``levels``, or the rule it breaks."""
+    if not spec.trained_in:
+        raise InvalidRequest(f"{spec.name} cannot be trained")
+    present = [b for b in spec.trained_in if levels.get(b, 0) >= 1]
+    if not present:
+        raise RuleViolation(
+            f"{spec.name} is trained in {' or '.join(spec.trained_in)}; this village has none",
+            details={"unit": spec.name, "buildings": list(spec.trained_in)},
+        )
+    missing = [(b, lv) for b, lv in spec.research_prerequisites if levels.get(b, 0) < lv]
+    if missing:
+        needs = ", ".join(f"{b} level {lv}" for b, lv in missing)
+        raise RuleViolation(
+            f"{spec.name} is not researched: it needs {needs}",
+            details={"unit": spec.name, "missing": {b: lv for b, lv in missing}},
+        )
+    trainer_level = spec.min_trainer_level
+    able = [b for b in present if levels[b] >= trainer_level]
+    if not able:
+        raise RuleViolation(
+            f"{spec.name} needs a {' or '.join(spec.trained_in)} at level {trainer_level}",
+            details={"unit": spec.name, "buildings": list(spec.trained_in),
+                     "level": trainer_level},
+        )
+    return able[0]
+
+
+__all__ = [
+    "SqlMilitaryRepository",
+    "check_route",
+    "movement_from_row",
+    "resolve_units",
+    "send_troops",
+]

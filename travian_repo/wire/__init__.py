@@ -1,0 +1,1 @@
+"""What crosses the wire: the one serializer and the one error table (client and server)."""
