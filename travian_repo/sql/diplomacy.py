@@ -1,6 +1,233 @@
-"""PLACEHOLDER: being written."""
+"""Diplomacy on the database: in-game messages, alliances and invitations.
+
+Choices the backends share (the HTTP side answers the same):
+
+- A message's subject must hold something besides whitespace (at most 200 characters); its
+  body may be empty (at most 10,000 characters). Both are stored verbatim (bound parameters,
+  no trimming), so quotes and SQL in them are just text.
+- Reading the inbox does not mark messages read: a read never writes.
+- Alliance name and tag lose their surrounding whitespace before they are checked and stored;
+  they are unique as written (case-sensitive, like the database constraint that backs the
+  check when two founders race).
+- An invitation for a pair that already has one: ``Conflict`` while it is pending; one that
+  was answered (any other status) is renewed as a new pending invitation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, exists, insert, or_, select, update
+
+from travian_repo.domain.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    RuleViolation,
+)
+from travian_repo.domain.values import Alliance, Invitation, Message
+from travian_repo.repositories import validation as v
+from travian_repo.repositories.base import DiplomacyRepository
+from travian_repo.sql import schema
 from travian_repo.sql.base import SqlRepository
 
+_m = schema.messages
+_a = schema.alliances
+_i = schema.alliance_invitations
+_p = schema.players
+_v = schema.villages
+_b = schema.village_buildings
 
-class SqlDiplomacyRepository(SqlRepository):
-    pass
+INBOX_LIMIT = 500
+ALLIANCE_EMBASSY_LEVEL = 3
+
+
+class SqlDiplomacyRepository(SqlRepository, DiplomacyRepository):
+    def send_message(
+        self, from_player_id: int, to_player_id: int, subject: str, body: str
+    ) -> Message:
+        """Send a message from the acting player; it arrives unread.
+
+        InvalidRequest for bad ids, an empty or too long subject, a too long body, or a
+        message to oneself; Forbidden when ``from_player_id`` is not the acting player;
+        NotFound when the recipient does not exist.
+        """
+        from_player_id = v.check_id(from_player_id, "from_player_id")
+        to_player_id = v.check_id(to_player_id, "to_player_id")
+        subject = v.check_text(subject, "subject", max_length=v.MAX_SUBJECT)
+        body = v.check_text(body, "body", max_length=v.MAX_BODY, allow_empty=True)
+        if from_player_id == to_player_id:
+            raise InvalidRequest("a player cannot send a message to themself")
+        self._require_self(from_player_id, "send messages in the name")
+
+        def run(conn: Connection) -> Message:
+            self._require_player_exists(conn, to_player_id)
+            now = self.now
+            message_id = conn.execute(
+                insert(_m)
+                .values(
+                    from_player_id=from_player_id,
+                    to_player_id=to_player_id,
+                    subject=subject,
+                    body=body,
+                    sent_at=now,
+                    read_at=None,
+                )
+                .returning(_m.c.id)
+            ).scalar_one()
+            return Message(int(message_id), from_player_id, to_player_id, subject, body, now,
+                           read=False)
+
+        return self._write(run)
+
+    def messages(self, player_id: int, *, unread_only: bool = False) -> list[Message]:
+        """The player's inbox, newest first, at most 500 (the player only)."""
+        player_id = v.check_id(player_id, "player_id")
+        unread_only = v.check_bool(unread_only, "unread_only")
+        self._require_self(player_id, "read the messages")
+        query = select(_m).where(_m.c.to_player_id == player_id)
+        if unread_only:
+            query = query.where(_m.c.read_at.is_(None))
+        query = query.order_by(_m.c.sent_at.desc(), _m.c.id.desc()).limit(INBOX_LIMIT)
+
+        def run(conn: Connection) -> list[Any]:
+            rows = list(conn.execute(query).all())
+            if not rows:
+                self._require_player_exists(conn, player_id)
+            return rows
+
+        return [
+            Message(
+                id=int(r.id),
+                from_player_id=int(r.from_player_id),
+                to_player_id=int(r.to_player_id),
+                subject=r.subject,
+                body=r.body,
+                sent_at=r.sent_at,
+                read=r.read_at is not None,
+            )
+            for r in self._read(run)
+        ]
+
+    def create_alliance(self, player_id: int, name: str, tag: str) -> Alliance:
+        """Found an alliance; the founder joins it.
+
+        Needs an embassy at level 3 in one of the player's villages and no alliance yet
+        (RuleViolation otherwise); a name or tag already taken is a Conflict.
+        """
+        player_id = v.check_id(player_id, "player_id")
+        name = v.check_text(_strip(name), "name", max_length=v.MAX_NAME)
+        tag = v.check_text(_strip(tag), "tag", max_length=v.MAX_TAG)
+        self._require_self(player_id, "found an alliance in the name")
+
+        def run(conn: Connection) -> Alliance:
+            # The player's row is locked so two foundings by one player cannot both pass.
+            current = conn.execute(
+                select(_p.c.alliance_id).where(_p.c.id == player_id).with_for_update()
+            ).first()
+            if current is None:
+                raise NotFound(f"player {player_id} does not exist")
+            if current.alliance_id is not None:
+                raise RuleViolation(
+                    f"player {player_id} is already in alliance {current.alliance_id}",
+                    details={"alliance_id": int(current.alliance_id)},
+                )
+            has_embassy = conn.execute(
+                select(
+                    exists().where(
+                        _v.c.player_id == player_id,
+                        _b.c.village_id == _v.c.id,
+                        _b.c.building_name == "embassy",
+                        _b.c.level >= ALLIANCE_EMBASSY_LEVEL,
+                    )
+                )
+            ).scalar()
+            if not has_embassy:
+                raise RuleViolation(
+                    f"founding an alliance needs an embassy at level {ALLIANCE_EMBASSY_LEVEL}",
+                    details={"building": "embassy", "level": ALLIANCE_EMBASSY_LEVEL},
+                )
+            taken = conn.execute(
+                select(_a.c.name, _a.c.tag).where(or_(_a.c.name == name, _a.c.tag == tag))
+            ).first()
+            if taken is not None:
+                what, value = ("name", name) if taken.name == name else ("tag", tag)
+                raise Conflict(
+                    f"an alliance with the {what} {value!r} already exists",
+                    details={"field": what, "value": value},
+                )
+            now = self.now
+            alliance_id = conn.execute(
+                insert(_a)
+                .values(name=name, tag=tag, founder_id=player_id, created_at=now)
+                .returning(_a.c.id)
+            ).scalar_one()
+            conn.execute(update(_p).where(_p.c.id == player_id).values(alliance_id=alliance_id))
+            return Alliance(int(alliance_id), name, tag, player_id, now)
+
+        return self._write(run)
+
+    def invite(self, alliance_id: int, player_id: int) -> Invitation:
+        """Invite a player into the alliance (by a member of it).
+
+        NotFound for an unknown alliance or player; Forbidden when the acting player is not a
+        member; RuleViolation when the player is already in an alliance; Conflict when an
+        invitation for the pair is pending.
+        """
+        alliance_id = v.check_id(alliance_id, "alliance_id")
+        player_id = v.check_id(player_id, "player_id")
+        action = "invite players"
+        actor = self._actor_id(action)
+
+        def run(conn: Connection) -> Invitation:
+            found = conn.execute(select(_a.c.id).where(_a.c.id == alliance_id)).scalar()
+            if found is None:
+                raise NotFound(f"alliance {alliance_id} does not exist")
+            actor_alliance = conn.execute(
+                select(_p.c.alliance_id).where(_p.c.id == actor)
+            ).scalar()
+            if actor_alliance != alliance_id:
+                raise Forbidden(
+                    f"player {actor} is not a member of alliance {alliance_id}; {action} denied"
+                )
+            target = conn.execute(select(_p.c.alliance_id).where(_p.c.id == player_id)).first()
+            if target is None:
+                raise NotFound(f"player {player_id} does not exist")
+            if target.alliance_id is not None:
+                raise RuleViolation(
+                    f"player {player_id} is already in alliance {target.alliance_id}",
+                    details={"alliance_id": int(target.alliance_id)},
+                )
+            previous = conn.execute(
+                select(_i.c.id, _i.c.status).where(
+                    _i.c.alliance_id == alliance_id, _i.c.player_id == player_id
+                )
+            ).first()
+            now = self.now
+            if previous is not None and previous.status == "pending":
+                raise Conflict(
+                    f"player {player_id} already has a pending invitation to alliance "
+                    f"{alliance_id}",
+                    details={"invitation_id": int(previous.id)},
+                )
+            values = dict(invited_by=actor, status="pending", created_at=now)
+            if previous is not None:
+                conn.execute(update(_i).where(_i.c.id == previous.id).values(**values))
+                invitation_id = int(previous.id)
+            else:
+                invitation_id = int(
+                    conn.execute(
+                        insert(_i)
+                        .values(alliance_id=alliance_id, player_id=player_id, **values)
+                        .returning(_i.c.id)
+                    ).scalar_one()
+                )
+            return Invitation(invitation_id, alliance_id, player_id, actor, now, "pending")
+
+        return self._write(run)
+
+
+def _strip(value: Any) -> Any:
+    """Surrounding whitespace off a string; anything else is left for the type check."""
+    return value.strip() if isinstance(value, str) else value

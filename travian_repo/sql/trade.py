@@ -1,6 +1,263 @@
-"""PLACEHOLDER: being written."""
+"""Trade on the database: market offers and resource shipments, merchants counted.
+
+Choices the backends share (the HTTP side answers the same):
+
+- Merchants: a village has as many as its marketplace level. Busy ones are those held by the
+  village's open offers and those of its shipments still out (state ``underway`` or
+  ``returning`` and not yet home at ``returns_at``: a shipment the engine has not yet closed
+  frees its merchants when they are due home). :func:`free_merchants` is the one count.
+- The trade office raises what one merchant carries (rules ``merchant_capacity``).
+- Travel: the distance on the wrapping map, at the tribe's merchant speed. The server speed
+  speeds merchants up by the same factor as troops (rules ``troop_speed_factor``: x3 walks
+  x2); the tournament square does not (merchants are not troops). The merchants come back
+  after the same time again (``returns_at``).
+- ``create_offer`` refuses a ratio beyond 2:1 either way (Travian's market does), before
+  any I/O, like the other argument checks.
+- ``send_resources`` checks the source village first (NotFound / Forbidden: the route is
+  the source's), then that the target exists.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Mapping
+
+from sqlalchemy import Connection, and_, func, insert, select
+
+from travian_repo.domain.errors import InvalidRequest, NotFound, RuleViolation
+from travian_repo.domain.values import Resources, Shipment, TradeOffer
+from travian_repo.repositories import validation as v
+from travian_repo.repositories.base import TradeRepository
+from travian_repo.rules import economy, travel
+from travian_repo.sql import schema
 from travian_repo.sql.base import SqlRepository
+from travian_repo.sql.village_state import VillageState, lock_village, spend
+
+_o = schema.trade_offers
+_s = schema.shipments
+_v = schema.villages
+
+MARKET_LIMIT = 200
+MAX_OFFER_RATIO = 2  # at most 2:1 either way
+BUSY_SHIPMENT_STATES = ("underway", "returning")
 
 
-class SqlTradeRepository(SqlRepository):
-    pass
+class SqlTradeRepository(SqlRepository, TradeRepository):
+    def create_offer(
+        self,
+        village_id: int,
+        offer_resource: str,
+        offer_amount: int,
+        request_resource: str,
+        request_amount: int,
+    ) -> TradeOffer:
+        """Put an offer on the market: the offered goods leave the stock, merchants are held.
+
+        InvalidRequest for bad arguments or the same resource on both sides; RuleViolation
+        for a ratio beyond 2:1, no marketplace or too few free merchants;
+        InsufficientResources when the stock does not cover the offer.
+        """
+        village_id = v.check_id(village_id, "village_id")
+        offer_resource = v.check_resource(offer_resource, "offer_resource")
+        offer_amount = v.check_int(offer_amount, "offer_amount", low=1, high=v.MAX_AMOUNT)
+        request_resource = v.check_resource(request_resource, "request_resource")
+        request_amount = v.check_int(request_amount, "request_amount", low=1, high=v.MAX_AMOUNT)
+        if offer_resource == request_resource:
+            raise InvalidRequest("an offer must ask for another resource than it offers")
+        if (
+            offer_amount > MAX_OFFER_RATIO * request_amount
+            or request_amount > MAX_OFFER_RATIO * offer_amount
+        ):
+            raise RuleViolation(
+                f"the market takes offers between 1:{MAX_OFFER_RATIO} and {MAX_OFFER_RATIO}:1; "
+                f"{offer_amount} {offer_resource} for {request_amount} {request_resource} is not",
+                details={"offer_amount": offer_amount, "request_amount": request_amount},
+            )
+        action = "create a trade offer"
+        actor = self._actor_id(action)
+        goods = Resources(**{offer_resource: offer_amount})
+
+        def run(conn: Connection) -> TradeOffer:
+            state = lock_village(conn, village_id, actor, self.now, action=action)
+            merchants = _reserve_merchants(conn, state, offer_amount)
+            spend(conn, state, goods)
+            offer_id = conn.execute(
+                insert(_o)
+                .values(
+                    village_id=village_id,
+                    player_id=state.player_id,
+                    offer_resource=offer_resource,
+                    offer_amount=offer_amount,
+                    request_resource=request_resource,
+                    request_amount=request_amount,
+                    merchants=merchants,
+                    state="open",
+                    created_at=state.now,
+                )
+                .returning(_o.c.id)
+            ).scalar_one()
+            return TradeOffer(
+                id=int(offer_id),
+                village_id=village_id,
+                player_id=state.player_id,
+                offer_resource=offer_resource,
+                offer_amount=offer_amount,
+                request_resource=request_resource,
+                request_amount=request_amount,
+                merchants=merchants,
+                created_at=state.now,
+            )
+
+        return self._write(run)
+
+    def send_resources(
+        self, from_village_id: int, to_village_id: int, resources: Resources | Mapping[str, int]
+    ) -> Shipment:
+        """Send resources with merchants; they arrive after the travel time and come back.
+
+        InvalidRequest for bad arguments or a village sending to itself; NotFound / Forbidden
+        for the source, NotFound for the target; RuleViolation without a marketplace or with
+        too few free merchants; InsufficientResources when the stock does not cover it.
+        """
+        from_village_id = v.check_id(from_village_id, "from_village_id")
+        to_village_id = v.check_id(to_village_id, "to_village_id")
+        goods = v.check_resources(resources)
+        if from_village_id == to_village_id:
+            raise InvalidRequest("a village cannot send resources to itself")
+        action = "send resources"
+        actor = self._actor_id(action)
+        settings = self.settings
+
+        def run(conn: Connection) -> Shipment:
+            state = lock_village(conn, from_village_id, actor, self.now, action=action)
+            target = conn.execute(
+                select(_v.c.x, _v.c.y).where(_v.c.id == to_village_id)
+            ).first()
+            if target is None:
+                raise NotFound(f"village {to_village_id} does not exist")
+            merchants = _reserve_merchants(conn, state, goods.total)
+            spend(conn, state, goods)
+            fields = travel.distance(
+                state.x, state.y, target.x, target.y, radius=settings.map_radius
+            )
+            seconds = travel.travel_seconds(
+                fields,
+                economy.merchant_speed(state.tribe),
+                server_speed=settings.speed,
+                tournament_square_level=0,
+            )
+            departed = state.now
+            arrives = departed + timedelta(seconds=seconds)
+            returns = arrives + timedelta(seconds=seconds)
+            shipment_id = conn.execute(
+                insert(_s)
+                .values(
+                    from_village_id=from_village_id,
+                    to_village_id=to_village_id,
+                    wood=goods.wood,
+                    clay=goods.clay,
+                    iron=goods.iron,
+                    wheat=goods.wheat,
+                    merchants=merchants,
+                    state="underway",
+                    departed_at=departed,
+                    arrives_at=arrives,
+                    returns_at=returns,
+                )
+                .returning(_s.c.id)
+            ).scalar_one()
+            return Shipment(
+                id=int(shipment_id),
+                from_village_id=from_village_id,
+                to_village_id=to_village_id,
+                resources=goods,
+                merchants=merchants,
+                departed_at=departed,
+                arrives_at=arrives,
+            )
+
+        return self._write(run)
+
+    def offers(self, village_id: int) -> list[TradeOffer]:
+        """Open offers of other villages, newest first (at most 200), in one round trip.
+
+        The market is public: anyone (even acting as nobody) may look; the village must exist.
+        """
+        village_id = v.check_id(village_id, "village_id")
+        query = (
+            select(
+                _v.c.id.label("viewer"),
+                _o.c.id,
+                _o.c.village_id,
+                _o.c.player_id,
+                _o.c.offer_resource,
+                _o.c.offer_amount,
+                _o.c.request_resource,
+                _o.c.request_amount,
+                _o.c.merchants,
+                _o.c.created_at,
+            )
+            .select_from(
+                _v.outerjoin(_o, and_(_o.c.state == "open", _o.c.village_id != _v.c.id))
+            )
+            .where(_v.c.id == village_id)
+            .order_by(_o.c.created_at.desc(), _o.c.id.desc())
+            .limit(MARKET_LIMIT)
+        )
+        rows = self._read(lambda conn: conn.execute(query).all())
+        if not rows:
+            raise NotFound(f"village {village_id} does not exist")
+        return [
+            TradeOffer(
+                id=int(r.id),
+                village_id=int(r.village_id),
+                player_id=int(r.player_id),
+                offer_resource=r.offer_resource,
+                offer_amount=r.offer_amount,
+                request_resource=r.request_resource,
+                request_amount=r.request_amount,
+                merchants=r.merchants,
+                created_at=r.created_at,
+            )
+            for r in rows
+            if r.id is not None
+        ]
+
+
+def free_merchants(conn: Connection, state: VillageState) -> int:
+    """Merchants at home now: marketplace level minus those held by offers and shipments.
+
+    The caller holds the village's lock, so the count cannot change before it writes.
+    """
+    held_by_offers = (
+        select(func.coalesce(func.sum(_o.c.merchants), 0))
+        .where(_o.c.village_id == state.id, _o.c.state == "open")
+        .scalar_subquery()
+    )
+    out_with_shipments = (
+        select(func.coalesce(func.sum(_s.c.merchants), 0))
+        .where(
+            _s.c.from_village_id == state.id,
+            _s.c.state.in_(BUSY_SHIPMENT_STATES),
+            _s.c.returns_at > state.now,
+        )
+        .scalar_subquery()
+    )
+    busy = conn.execute(select(held_by_offers + out_with_shipments)).scalar_one()
+    return max(0, state.level("marketplace") - int(busy))
+
+
+def _reserve_merchants(conn: Connection, state: VillageState, amount: int) -> int:
+    """How many merchants carrying ``amount`` takes, or the RuleViolation why not."""
+    if state.level("marketplace") < 1:
+        raise RuleViolation(f"village {state.id} has no marketplace")
+    needed = economy.merchants_needed(
+        state.tribe, amount, trade_office_level=state.level("trade_office")
+    )
+    free = free_merchants(conn, state)
+    if needed > free:
+        raise RuleViolation(
+            f"not enough merchants: {amount} resources need {needed}, {free} are free",
+            details={"needed": needed, "free": free},
+        )
+    return needed
