@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from types import TracebackType
-from typing import Any, Callable, Iterator, Mapping, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar, cast
 
 from sqlalchemy import Engine
 
@@ -26,6 +26,9 @@ from travian_repo.repositories.base import (
 from travian_repo.repositories.validation import check_id
 from travian_repo.sql.database import Clock, Database, make_engine
 from travian_repo.unit_of_work import SqlUnitOfWork, UnitOfWork
+
+if TYPE_CHECKING:
+    from travian_repo.npc import NPCGameInterface
 
 R = TypeVar("R")
 
@@ -71,7 +74,7 @@ class World:
         actor = self.player_id if player_id is None else check_id(player_id, "player_id")
         return SqlUnitOfWork(self.database, actor, self._metrics)
 
-    def npc(self, player_id: int) -> Any:
+    def npc(self, player_id: int) -> NPCGameInterface:
         from travian_repo.npc import NPCGameInterface
 
         return NPCGameInterface(self, check_id(player_id, "player_id"))
@@ -183,6 +186,20 @@ def connect(
     else:
         raise ConfigurationError("database_url must be a URL string or a SQLAlchemy Engine")
     database = Database(engine, clock=clock, retry=retry)
+    try:
+        settings = database.settings  # SchemaMismatch now, not at the first call
+    except BaseException:
+        if owns:
+            engine.dispose()
+        raise
+    if world_id == "default":
+        world_id = settings.world_id  # nothing asked for: the database's world
+    elif settings.world_id != world_id:
+        if owns:
+            engine.dispose()
+        raise ConfigurationError(
+            f"the database holds world {settings.world_id!r}, not {world_id!r}"
+        )
     return World(database=database, player_id=player_id, world_id=world_id, prefer=prefer,
                  owns_engine=owns)
 

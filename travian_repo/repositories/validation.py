@@ -39,14 +39,24 @@ def check_name(value: Any, name: str, *, max_length: int = 64) -> str:
         raise InvalidRequest(f"{name} must be a string, got {type(value).__name__}")
     if not value or len(value) > max_length:
         raise InvalidRequest(f"{name} must be 1 to {max_length} characters")
+    return _encodable(value, name)
+
+
+def _encodable(value: str, name: str) -> str:
+    """Text the database and the wire can carry: UTF-8 (no lone surrogates), no NUL."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(f"{name} is not valid Unicode text (lone surrogate)") from None
+    if "\x00" in value:
+        raise InvalidRequest(f"{name} must not contain NUL characters")
     return value
 
 
 def check_text(value: Any, name: str, *, max_length: int, allow_empty: bool = False) -> str:
     if not isinstance(value, str):
         raise InvalidRequest(f"{name} must be a string, got {type(value).__name__}")
-    if "\x00" in value:
-        raise InvalidRequest(f"{name} must not contain NUL characters")
+    _encodable(value, name)
     if not allow_empty and not value.strip():
         raise InvalidRequest(f"{name} must not be empty")
     if len(value) > max_length:

@@ -41,6 +41,7 @@ DEVELOPED_BUILDINGS: tuple[tuple[int, str, int], ...] = (
     (39, "rally_point", 1),
 )
 DEVELOPED_FIELD_LEVEL = 3
+DEVELOPED_CROPLAND_LEVEL = 5  # enough wheat to feed the buildings and the starting troops
 DEVELOPED_STOCK = 4000  # the developed warehouse (level 5) holds 4000
 
 _NAME_PARTS = (
@@ -192,7 +193,7 @@ def _fill(
     for index in range(count):
         pid = vid = index + 1
         tribe = tribes[index % len(tribes)]
-        built = [(slot, name, DEVELOPED_FIELD_LEVEL if developed else 0)
+        built = [(slot, name, _developed_level(name) if developed else 0)
                  for slot, name in enumerate(STANDARD_FIELDS, start=1)]
         built += list(DEVELOPED_BUILDINGS) if developed else [(MAIN_BUILDING_SLOT, "main_building", 1)]
         home_troops = _starting_troops(tribe) if developed else {}
@@ -231,6 +232,10 @@ def _fill(
         if rows:
             conn.execute(table.insert(), rows)
     return tokens
+
+
+def _developed_level(field: str) -> int:
+    return DEVELOPED_CROPLAND_LEVEL if field == "cropland" else DEVELOPED_FIELD_LEVEL
 
 
 def _starting_troops(tribe: str) -> dict[str, int]:

@@ -21,7 +21,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
-from travian_repo.domain.errors import BackendUnavailable, Conflict, SchemaMismatch
+from travian_repo.domain.errors import BackendUnavailable, ConfigurationError, Conflict, SchemaMismatch
 from travian_repo.infra.retry import DEFAULT_RETRY, RetryPolicy
 from travian_repo.sql import schema
 
@@ -51,7 +51,11 @@ class WorldSettings:
 
 def make_engine(url: str, *, pool_size: int | None = None, **kwargs: Any) -> Engine:
     """An engine set up for the library: WAL and a busy timeout on SQLite, a sized pool."""
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect()
+    except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError) as exc:
+        raise ConfigurationError(f"not a usable database URL: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
         memory = parsed.database in (None, "", ":memory:")
         if memory:
@@ -98,8 +102,10 @@ def read_settings(engine: Engine) -> WorldSettings:
                     "`travian-repo create-world --database-url URL`",
                 )
             row = conn.execute(select(schema.world_settings)).mappings().first()
-    except sa_exc.OperationalError as exc:
-        raise BackendUnavailable(f"cannot reach the world database {_safe_url(engine)}: {exc.orig}") from exc
+    except sa_exc.DBAPIError as exc:
+        raise BackendUnavailable(
+            f"cannot read the world database {_safe_url(engine)}: {str(exc.orig).strip()[:200]}"
+        ) from exc
     if row is None:
         raise SchemaMismatch(
             f"{_safe_url(engine)} has an empty world_settings table; recreate the world with "

@@ -100,6 +100,8 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
                 main_building_level=state.level("main_building"),
                 server_speed=self.settings.speed,
             )
+            if instant and any(o.slot == target_slot for o in state.queue):
+                raise RuleViolation(f"slot {target_slot} has queued orders; it cannot finish now")
             spend(conn, state, cost)
             if instant:
                 apply_level(conn, state, target_slot, name, target_level)
@@ -185,6 +187,9 @@ def plan_build(
         raise RuleViolation(f"the build queue is full ({queue_limit} orders)")
 
     occupants = _occupants(state)
+    rival = next((other for other in spec.excludes if other in occupants.values()), None)
+    if rival is not None:
+        raise RuleViolation(f"{name} cannot stand in a village that has a {rival}")
 
     def planned_level(s: int) -> int:
         built = next((b.level for b in state.buildings if b.slot == s), 0)

@@ -1,0 +1,5 @@
+"""``python -m travian_repo``: the same command line as ``travian-repo``."""
+
+from travian_repo.cli import main
+
+raise SystemExit(main())
