@@ -4,6 +4,7 @@
     travian-repo create-world --database-url URL [--players N] [--seed S] [--speed X]
                               [--start standard|developed] [--replace]
     travian-repo tokens --database-url URL
+    travian-repo serve --database-url URL [--host H] [--port P] [--threads N]
 
 A user error (a bad URL, a database that is not a world, an argument out of range) prints
 one line on stderr and exits with status 2; no traceback.
@@ -57,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"cannot use the database: {_first_line(exc.orig or exc)}")
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `travian-repo tokens | head -1`
+        sys.stderr.close()
+        return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,7 +120,32 @@ def build_parser() -> argparse.ArgumentParser:
     tokens.add_argument("--database-url", default=env_url, required=env_url is None,
                         metavar="URL", help=url_help)
     tokens.set_defaults(run=cmd_tokens)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve the v1 HTTP API of a world (needs the 'server' extra)",
+        description="Serve /v1/ over the world's database with waitress; each player's "
+        "bearer token comes from `tokens`.",
+    )
+    serve.add_argument("--database-url", default=env_url, required=env_url is None,
+                       metavar="URL", help=url_help)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    serve.add_argument("--threads", type=int, default=8, help="worker threads (default 8)")
+    serve.set_defaults(run=cmd_serve)
     return parser
+
+
+def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        from travian_repo.sandbox.server import serve
+    except ImportError as exc:
+        return _fail(f"serving needs Flask and waitress: pip install 'travian_repo[server]' ({exc})")
+    out.write(f"Serving {make_url(args.database_url).render_as_string(hide_password=True)} "
+              f"on http://{args.host}:{args.port}/v1/ (Ctrl-C stops)\n")
+    out.flush()
+    serve(args.database_url, host=args.host, port=args.port, threads=args.threads)
+    return 0
 
 
 def cmd_create_world(args: argparse.Namespace, out: TextIO) -> int:

@@ -73,17 +73,36 @@ class UnitOfWork(ABC):
         """Release the connection (rolls back what is not committed)."""
 
 
+_SQL_REPOSITORIES: dict[str, type[Any]] = {
+    "villages": SqlVillageRepository,
+    "military": SqlMilitaryRepository,
+    "trade": SqlTradeRepository,
+    "intel": SqlIntelRepository,
+    "diplomacy": SqlDiplomacyRepository,
+    "players": SqlPlayerRepository,
+}
+
+
 class SqlUnitOfWork(UnitOfWork):
+    """Repositories are made on first use: a quick call needs one, not six."""
+
     def __init__(self, database: Database, player_id: int | None, metrics: Metrics) -> None:
         super().__init__(player_id)
         self._session: SqlSession = database.session()
-        s = self._session
-        self.villages = _instrument(SqlVillageRepository(s, player_id), "villages", metrics)
-        self.military = _instrument(SqlMilitaryRepository(s, player_id), "military", metrics)
-        self.trade = _instrument(SqlTradeRepository(s, player_id), "trade", metrics)
-        self.intel = _instrument(SqlIntelRepository(s, player_id), "intel", metrics)
-        self.diplomacy = _instrument(SqlDiplomacyRepository(s, player_id), "diplomacy", metrics)
-        self.players = _instrument(SqlPlayerRepository(s, player_id), "players", metrics)
+        self._metrics = metrics
+
+    def __getattr__(self, domain: str) -> Any:
+        cls = _SQL_REPOSITORIES.get(domain)
+        if cls is None:
+            raise AttributeError(domain)
+        repo = _instrument(cls(self._session, self.player_id), domain, self._metrics)
+        setattr(self, domain, repo)
+        return repo
+
+    @property
+    def session(self) -> SqlSession:
+        """The database session (one connection, one transaction) behind this unit."""
+        return self._session
 
     def commit(self) -> None:
         self._session.commit()

@@ -119,11 +119,14 @@ class _QuickRepository:
         if name.startswith("_"):
             raise AttributeError(name)
 
+        world, domain = self._world, self._domain
+
         def call(*args: Any, **kwargs: Any) -> Any:
-            with self._world.unit_of_work() as uow:
-                return getattr(getattr(uow, self._domain), name)(*args, **kwargs)
+            with world.unit_of_work() as uow:
+                return getattr(getattr(uow, domain), name)(*args, **kwargs)
 
         call.__name__ = name
+        setattr(self, name, call)  # later lookups skip __getattr__
         return call
 
 

@@ -90,7 +90,8 @@ def create_world(
         prepare_sqlite(engine)
     now = now or datetime.now(timezone.utc)
     try:
-        with engine.begin() as conn:
+        level = "SERIALIZABLE" if engine.dialect.name == "sqlite" else "READ COMMITTED"
+        with engine.connect().execution_options(isolation_level=level) as conn, conn.begin():
             _prepare_schema(conn, replace)
             conn.execute(
                 schema.world_settings.insert().values(

@@ -56,6 +56,9 @@ def make_engine(url: str, *, pool_size: int | None = None, **kwargs: Any) -> Eng
         parsed.get_dialect()
     except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError) as exc:
         raise ConfigurationError(f"not a usable database URL: {exc}") from None
+    # The library sends BEGIN/COMMIT itself; a driver in autocommit means a read is one
+    # statement on the wire, with no isolation reset when the connection goes back.
+    kwargs.setdefault("isolation_level", "AUTOCOMMIT")
     if parsed.get_backend_name() == "sqlite":
         memory = parsed.database in (None, "", ":memory:")
         if memory:
@@ -63,12 +66,30 @@ def make_engine(url: str, *, pool_size: int | None = None, **kwargs: Any) -> Eng
         kwargs.setdefault("connect_args", {"check_same_thread": False})
         engine = create_engine(url, **kwargs)
         prepare_sqlite(engine)
+        engine._travian_autocommit = kwargs["isolation_level"] == "AUTOCOMMIT"  # type: ignore[attr-defined]
         return engine
     if parsed.get_backend_name() == "postgresql":
         kwargs.setdefault("pool_size", pool_size or 10)
         kwargs.setdefault("max_overflow", 2 * (pool_size or 10))
         kwargs.setdefault("pool_recycle", 1800)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if parsed.get_backend_name() == "postgresql":
+        _guard_checkin(engine)
+    engine._travian_autocommit = kwargs["isolation_level"] == "AUTOCOMMIT"  # type: ignore[attr-defined]
+    return engine
+
+
+def _guard_checkin(engine: Engine) -> None:
+    """In driver autocommit the pool's rollback does nothing: end any open transaction."""
+
+    @event.listens_for(engine, "reset")
+    def _on_reset(dbapi_connection: Any, _record: Any, _state: Any) -> None:
+        if dbapi_connection.get_transaction_status() != 0:  # not idle
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("ROLLBACK")
+            finally:
+                cursor.close()
 
 
 def prepare_sqlite(engine: Engine) -> None:
@@ -151,6 +172,8 @@ class Database:
             )
         self.engine = engine
         self.dialect = engine.dialect.name
+        # Engines from make_engine() connect in autocommit; a caller's engine may not.
+        self.autocommit_engine = getattr(engine, "_travian_autocommit", False)
         self.clock: Clock = clock or utc_now
         self.retry = retry or DEFAULT_RETRY
         self._settings = settings
@@ -200,9 +223,11 @@ class SqlSession:
     def connection(self) -> Connection:
         if self._conn is None:
             try:
-                self._conn = self.database.engine.connect().execution_options(
-                    isolation_level="AUTOCOMMIT"
-                )
+                conn = self.database.engine.connect()
+                if not self.database.autocommit_engine:
+                    # A caller's engine: switch per connection (costs a reset on check-in).
+                    conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                self._conn = conn
             except sa_exc.DBAPIError as exc:
                 raise translate(exc) from exc
         return self._conn

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable, Sequence
+from typing import Any
 
-from sqlalchemy import Connection, Select, and_, or_, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, or_, select, update
 
 from travian_repo.domain.errors import Forbidden, InsufficientResources, NotFound
 from travian_repo.domain.values import Building, BuildOrder, Resources, Village
@@ -79,19 +79,14 @@ def _village_select() -> Select[Any]:
     )
 
 
-_PUBLIC_COLUMNS = (
-    _v.c.id,
-    _v.c.name,
-    _v.c.player_id,
-    _v.c.x,
-    _v.c.y,
-    _v.c.population,
-    _v.c.is_capital,
-    _p.c.tribe,
-)
-
 VILLAGE_SELECT = _village_select()
-PUBLIC_SELECT = select(*_PUBLIC_COLUMNS).select_from(_v.join(_p, _p.c.id == _v.c.player_id))
+# Built once: compiling and cache-keying the statement per call costs more than the query.
+_BY_ID = VILLAGE_SELECT.where(_v.c.id == bindparam("village_id"))
+_BY_ID_FOR_UPDATE = _BY_ID.with_for_update(of=_r)
+_BY_PLAYER = VILLAGE_SELECT.where(_v.c.player_id == bindparam("player_id")).order_by(
+    _v.c.is_capital.desc(), _v.c.population.desc(), _v.c.id
+)
+_AT = VILLAGE_SELECT.where((_v.c.x == bindparam("x")) & (_v.c.y == bindparam("y")))
 
 
 @dataclass
@@ -206,7 +201,7 @@ def state_from_row(row: Any, now: datetime) -> VillageState:
 
 
 def load_village(conn: Connection, village_id: int, now: datetime) -> VillageState:
-    row = conn.execute(VILLAGE_SELECT.where(_v.c.id == village_id)).first()
+    row = conn.execute(_BY_ID, {"village_id": village_id}).first()
     if row is None:
         raise NotFound(f"village {village_id} does not exist")
     return state_from_row(row, now)
@@ -220,9 +215,7 @@ def lock_village(
     PostgreSQL: ``SELECT ... FOR UPDATE`` on the resources row. SQLite: the session already
     holds the database write lock (``BEGIN IMMEDIATE``).
     """
-    row = conn.execute(
-        VILLAGE_SELECT.where(_v.c.id == village_id).with_for_update(of=_r)
-    ).first()
+    row = conn.execute(_BY_ID_FOR_UPDATE, {"village_id": village_id}).first()
     if row is None:
         raise NotFound(f"village {village_id} does not exist")
     if row.player_id != actor:
@@ -255,19 +248,14 @@ def add_stock(conn: Connection, state: VillageState, amount: Resources) -> None:
     store(conn, state, stock)  # type: ignore[arg-type]
 
 
-def load_villages(
-    conn: Connection, where: Any, now: datetime, *, order: Sequence[Any] = ()
-) -> list[VillageState]:
-    rows = conn.execute(VILLAGE_SELECT.where(where).order_by(*order)).all()
-    return [state_from_row(row, now) for row in rows]
+def load_player_villages(conn: Connection, player_id: int, now: datetime) -> list[VillageState]:
+    """The player's villages, capital first, then by population."""
+    return [state_from_row(row, now) for row in conn.execute(_BY_PLAYER, {"player_id": player_id})]
 
 
-def public_villages(conn: Connection, where: Any, *, order: Sequence[Any] = ()) -> list[Village]:
-    rows = conn.execute(PUBLIC_SELECT.where(where).order_by(*order)).all()
-    return [
-        Village(r.id, r.name, r.player_id, r.x, r.y, r.population, bool(r.is_capital), r.tribe)
-        for r in rows
-    ]
+def load_village_at(conn: Connection, x: int, y: int, now: datetime) -> VillageState | None:
+    row = conn.execute(_AT, {"x": x, "y": y}).first()
+    return None if row is None else state_from_row(row, now)
 
 
 def movements_home_filter(village_id: int) -> Any:
@@ -280,7 +268,3 @@ def movements_home_filter(village_id: int) -> Any:
             and_(m.c.kind == "return", m.c.to_village_id == village_id),
         ),
     )
-
-
-def village_ids(states: Iterable[VillageState]) -> list[int]:
-    return [s.id for s in states]

@@ -19,12 +19,12 @@ from travian_repo.sql.village_state import (
     VillageState,
     add_stock,
     load_village,
-    load_villages,
+    load_player_villages,
+    load_village_at,
     lock_village,
     spend,
 )
 
-_v = schema.villages
 _q = schema.build_queue
 
 FIELD_SLOTS = range(1, 19)
@@ -44,12 +44,7 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
         player_id = v.check_id(player_id, "player_id")
 
         def run(conn: Connection) -> list[VillageState]:
-            states = load_villages(
-                conn,
-                _v.c.player_id == player_id,
-                self.now,
-                order=(_v.c.is_capital.desc(), _v.c.population.desc(), _v.c.id),
-            )
+            states = load_player_villages(conn, player_id, self.now)
             if not states:
                 self._require_player_exists(conn, player_id)
             return states
@@ -61,12 +56,10 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
         radius = self.settings.map_radius
         x = v.check_int(x, "x", low=-radius, high=radius)
         y = v.check_int(y, "y", low=-radius, high=radius)
-        states = self._read(
-            lambda conn: load_villages(conn, (_v.c.x == x) & (_v.c.y == y), self.now)
-        )
-        if not states:
+        state = self._read(lambda conn: load_village_at(conn, x, y, self.now))
+        if state is None:
             return None
-        return states[0].to_village(private=states[0].player_id == self._actor)
+        return state.to_village(private=state.player_id == self._actor)
 
     def build_queue(self, village_id: int) -> list[BuildOrder]:
         village_id = v.check_id(village_id, "village_id")

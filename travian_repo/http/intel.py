@@ -1,0 +1,25 @@
+"""Scouting over the v1 API."""
+
+from __future__ import annotations
+
+from travian_repo.domain.values import Movement, Report
+from travian_repo.http.base import HttpRepository
+from travian_repo.repositories import validation as v
+from travian_repo.repositories.base import IntelRepository
+
+
+class HttpIntelRepository(HttpRepository, IntelRepository):
+    def send_scouts(self, from_village_id: int, to_village_id: int, count: int = 1) -> Movement:
+        body = {
+            "target_village_id": v.check_id(to_village_id, "to_village_id"),
+            "scouts": v.check_int(count, "count", low=1, high=v.MAX_COUNT),
+        }
+        return self._one(Movement, "intel.send_scouts", body=body,
+                         village_id=v.check_id(from_village_id, "from_village_id"))
+
+    def scout_reports(self, player_id: int, limit: int = 20) -> list[Report]:
+        return self._many(
+            Report, "intel.scout_reports",
+            params={"limit": v.check_int(limit, "limit", low=1, high=v.MAX_LIMIT)},
+            player_id=v.check_id(player_id, "player_id"),
+        )

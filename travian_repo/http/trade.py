@@ -1,0 +1,47 @@
+"""The market and merchants over the v1 API."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from travian_repo.domain.values import Resources, Shipment, TradeOffer
+from travian_repo.http.base import HttpRepository
+from travian_repo.repositories import validation as v
+from travian_repo.repositories.base import TradeRepository
+
+
+class HttpTradeRepository(HttpRepository, TradeRepository):
+    def create_offer(
+        self,
+        village_id: int,
+        offer_resource: str,
+        offer_amount: int,
+        request_resource: str,
+        request_amount: int,
+    ) -> TradeOffer:
+        body = {
+            "offer": {
+                "resource": v.check_resource(offer_resource, "offer_resource"),
+                "amount": v.check_int(offer_amount, "offer_amount", low=1, high=v.MAX_AMOUNT),
+            },
+            "request": {
+                "resource": v.check_resource(request_resource, "request_resource"),
+                "amount": v.check_int(request_amount, "request_amount", low=1, high=v.MAX_AMOUNT),
+            },
+        }
+        return self._one(TradeOffer, "trade.create_offer", body=body,
+                         village_id=v.check_id(village_id, "village_id"))
+
+    def send_resources(
+        self, from_village_id: int, to_village_id: int, resources: Resources | Mapping[str, int]
+    ) -> Shipment:
+        body = {
+            "target_village_id": v.check_id(to_village_id, "to_village_id"),
+            "resources": v.check_resources(resources).as_dict(),
+        }
+        return self._one(Shipment, "trade.send_resources", body=body,
+                         village_id=v.check_id(from_village_id, "from_village_id"))
+
+    def offers(self, village_id: int) -> list[TradeOffer]:
+        return self._many(TradeOffer, "trade.offers",
+                          village_id=v.check_id(village_id, "village_id"))

@@ -1,0 +1,166 @@
+"""The sandbox server's idempotency store, on the ``idempotency_keys`` table.
+
+A write that carries an ``Idempotency-Key`` is answered exactly once per (player, key):
+
+1. ``claim`` inserts the key row as the *first* step of the unit of work's transaction
+   (``INSERT ... ON CONFLICT DO NOTHING``). When the row already exists (committed by an
+   earlier request) the stored answer comes back instead and nothing runs.
+2. The repository write runs in the same transaction.
+3. ``record`` stores the answer (status and JSON text) in the key row, still in the same
+   transaction, and the unit of work commits: the effect and its answer become durable
+   together, or not at all. A client whose connection dropped after the commit retries with
+   the same key and gets the stored answer, byte for byte: exactly one effect.
+
+Two requests with the same key at the same time cannot both act: on PostgreSQL the second
+``INSERT`` waits on the first one's uncommitted row and then finds it; on SQLite
+``BEGIN IMMEDIATE`` serializes writers. Within one server process ``InFlight`` answers the
+second at once with "in progress" instead of letting it wait.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from travian_repo.domain.errors import InvalidRequest
+from travian_repo.sql import schema
+from travian_repo.sql.database import SqlSession
+
+MAX_KEY_LENGTH = 128
+_KEY = re.compile(r"[\x21-\x7e]{1,%d}" % MAX_KEY_LENGTH)  # visible ASCII, no spaces
+_t = schema.idempotency_keys
+
+
+def check_key(value: str) -> str:
+    """An ``Idempotency-Key`` header value: 1 to 128 visible ASCII characters."""
+    if not _KEY.fullmatch(value):
+        raise InvalidRequest(
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} visible ASCII characters "
+            "(no spaces)",
+            details={"header": "Idempotency-Key"},
+        )
+    return value
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no insignificant whitespace (the request's fingerprint)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+
+
+def request_hash(method: str, path: str, body: Any) -> str:
+    """sha256 of the method, the path and the canonical JSON body (None: no body)."""
+    text = canonical_json(body) if body is not None else ""
+    digest = hashlib.sha256()
+    for part in (method.upper(), path, text):
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """A key row that was already there: who asked what, and the answer if it has one."""
+
+    request_hash: str
+    status_code: int | None
+    response_body: str | None
+
+    @property
+    def complete(self) -> bool:
+        return self.status_code is not None and self.response_body is not None
+
+
+class IdempotencyStore:
+    """Claim a key and record its answer inside a unit of work's transaction."""
+
+    def claim(
+        self, session: SqlSession, player_id: int, key: str, fingerprint: str
+    ) -> StoredAnswer | None:
+        """Insert the key row in the session's transaction.
+
+        Returns None when this request now owns the key (go on, then ``record``), or the
+        row that was already there (roll back and answer from it).
+        """
+        now = session.now
+        dialect = session.dialect
+
+        def run(conn: Connection) -> StoredAnswer | None:
+            values = dict(player_id=player_id, key=key, request_hash=fingerprint,
+                          status_code=None, response_body=None, created_at=now)
+            if dialect == "postgresql":
+                stmt: Any = postgresql.insert(_t).values(**values).on_conflict_do_nothing(
+                    index_elements=[_t.c.player_id, _t.c.key]
+                )
+            else:
+                stmt = sqlite.insert(_t).values(**values).on_conflict_do_nothing(
+                    index_elements=[_t.c.player_id, _t.c.key]
+                )
+            if conn.execute(stmt).rowcount == 1:
+                return None
+            row = conn.execute(
+                select(_t.c.request_hash, _t.c.status_code, _t.c.response_body).where(
+                    (_t.c.player_id == player_id) & (_t.c.key == key)
+                )
+            ).one()
+            return StoredAnswer(row.request_hash, row.status_code, row.response_body)
+
+        return session.write(run)
+
+    def record(
+        self, session: SqlSession, player_id: int, key: str, status_code: int, body: str
+    ) -> None:
+        """Store the answer in the claimed row (same transaction as the write itself)."""
+
+        def run(conn: Connection) -> None:
+            conn.execute(
+                update(_t)
+                .where((_t.c.player_id == player_id) & (_t.c.key == key))
+                .values(status_code=status_code, response_body=body)
+            )
+
+        session.write(run)
+
+    def purge(self, engine: Engine, *, older_than: datetime) -> int:
+        """Forget keys created before ``older_than``; returns how many went."""
+        with engine.begin() as conn:
+            return conn.execute(delete(_t).where(_t.c.created_at < older_than)).rowcount
+
+
+class InFlight:
+    """The (player, key) pairs this process is answering right now (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[tuple[int, str]] = set()
+
+    def enter(self, player_id: int, key: str) -> bool:
+        """True when the pair was free and is now taken; False when it is in progress."""
+        with self._lock:
+            if (player_id, key) in self._running:
+                return False
+            self._running.add((player_id, key))
+            return True
+
+    def leave(self, player_id: int, key: str) -> None:
+        with self._lock:
+            self._running.discard((player_id, key))
+
+
+__all__ = [
+    "MAX_KEY_LENGTH",
+    "IdempotencyStore",
+    "InFlight",
+    "StoredAnswer",
+    "canonical_json",
+    "check_key",
+    "request_hash",
+]

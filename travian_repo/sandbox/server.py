@@ -1,0 +1,683 @@
+"""The local server: the v1 wire contract over the SQL repositories (Flask, run by waitress).
+
+One handler per route of ``travian_repo.wire.routes.ROUTES``; answers are
+``wire.serializer.encode`` as JSON, errors the ``wire.errors`` table's status and body.
+
+Every request except ``GET /v1/openapi.yaml`` needs:
+
+- ``Authorization: Bearer <token>``: the player the token belongs to (table ``api_tokens``)
+  acts. No token or an unknown one: ``401`` with ``{"error": {"code": "unauthorized", ...}}``
+  and ``WWW-Authenticate: Bearer`` (the client's error table maps 401 to ``Forbidden``).
+- ``X-World-Id``: must equal the world's id (``world_settings.world_id``). Missing: ``400
+  invalid_request``; another world: ``409 conflict`` naming both ids.
+
+Writes (POST, DELETE) honour an optional ``Idempotency-Key`` (1 to 128 visible ASCII
+characters, scoped to the player): see ``travian_repo.sandbox.idempotency``. The same key
+and the same request (method, path, canonical JSON body) replays the first answer with the
+same status and bytes (and ``Idempotent-Replayed: true``); the same key with another request
+is ``409 conflict``; a key whose first request is still running is ``409 conflict`` with
+``Retry-After: 1``. Answers from the repository (2xx and 4xx) are stored in the write's own
+transaction; 5xx answers are not stored (nothing was committed; a retry runs again).
+Requests refused before the repository runs (auth, headers, query string, body shape) are
+not stored either: they act on nothing and refuse the same way every time.
+
+Anything that is not a ``TravianError`` is logged and answered ``500`` with a generic body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from dataclasses import dataclass, field
+from importlib import resources
+from types import TracebackType
+from typing import Any, Callable, Mapping
+
+import waitress
+from flask import Flask, Response, request
+from sqlalchemy import Engine, select
+from sqlalchemy import exc as sa_exc
+from waitress import wasyncore
+from waitress.server import MultiSocketServer, create_server
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from travian_repo.domain.errors import (
+    BackendUnavailable,
+    Conflict,
+    InvalidRequest,
+    RateLimited,
+    TravianError,
+)
+from travian_repo.sandbox.idempotency import (
+    IdempotencyStore,
+    InFlight,
+    check_key,
+    request_hash,
+)
+from travian_repo.sql import schema
+from travian_repo.sql.database import Clock
+from travian_repo.unit_of_work import SqlUnitOfWork, UnitOfWork
+from travian_repo.wire.errors import error_body, status_for
+from travian_repo.wire.routes import PREFIX, ROUTES, Route
+from travian_repo.wire.serializer import encode
+from travian_repo.world import World, connect
+
+log = logging.getLogger(__name__)
+
+OPENAPI_RESOURCE = "openapi.yaml"  # travian_repo/sandbox/openapi.yaml (docs/ holds a copy)
+MAX_BODY_BYTES = 1 << 20
+MAX_TOKEN_LENGTH = 256
+_INT = re.compile(r"-?[0-9]{1,18}")
+_EXTENSION = "travian_repo"
+
+
+# ---- answers ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: str  # JSON text
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def response(self, **extra: str) -> Response:
+        headers = dict(self.headers)
+        headers.update(extra)
+        return Response(self.body.encode("utf-8"), status=self.status, headers=headers,
+                        content_type="application/json")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _error(status: int, code: str, message: str, details: Mapping[str, Any] | None = None,
+           headers: Mapping[str, str] | None = None) -> Answer:
+    body = {"error": {"code": code, "message": message, "details": dict(details or {})}}
+    return Answer(status, _json(body), dict(headers or {}))
+
+
+def error_answer(error: TravianError) -> Answer:
+    status = status_for(error)
+    headers: dict[str, str] = {}
+    if isinstance(error, RateLimited) and error.retry_after is not None:
+        headers["Retry-After"] = str(max(1, int(error.retry_after + 0.999)))
+    elif isinstance(error, BackendUnavailable):
+        headers["Retry-After"] = "1"
+    try:
+        text = _json(error_body(error))
+    except (TypeError, ValueError):  # details that are not JSON-safe: keep the message
+        text = _json({"error": {"code": error.code, "message": error.message, "details": {}}})
+    return Answer(status, text, headers)
+
+
+def _internal_error() -> Answer:
+    return _error(500, "internal_error", "internal server error; the server log has the cause")
+
+
+class _Refused(Exception):
+    """A request refused before any repository ran (never stored)."""
+
+    def __init__(self, answer: Answer) -> None:
+        super().__init__(answer.body)
+        self.answer = answer
+
+
+# ---- request parsing ----------------------------------------------------------------------
+
+class Query:
+    """The query string, parsed strictly: known names only, each at most once."""
+
+    def __init__(self, args: Mapping[str, list[str]]) -> None:
+        self._args = args
+        self._used: set[str] = set()
+
+    def _one(self, name: str) -> str | None:
+        self._used.add(name)
+        values = self._args.get(name)
+        if not values:
+            return None
+        if len(values) > 1:
+            raise InvalidRequest(f"query parameter {name!r} given {len(values)} times",
+                                 details={"parameter": name})
+        return values[0]
+
+    def int(self, name: str, default: int | None = None, *, required: bool = False) -> Any:
+        text = self._one(name)
+        if text is None:
+            if required:
+                raise InvalidRequest(f"query parameter {name!r} is required",
+                                     details={"parameter": name})
+            return default
+        if not _INT.fullmatch(text):
+            raise InvalidRequest(f"query parameter {name!r} must be an integer, got {text[:40]!r}",
+                                 details={"parameter": name})
+        return int(text)
+
+    def bool(self, name: str, default: bool) -> bool:
+        text = self._one(name)
+        if text is None:
+            return default
+        if text not in ("true", "false"):
+            raise InvalidRequest(
+                f"query parameter {name!r} must be true or false, got {text[:40]!r}",
+                details={"parameter": name},
+            )
+        return text == "true"
+
+    def finish(self) -> None:
+        unknown = sorted(set(self._args) - self._used)
+        if unknown:
+            raise InvalidRequest(f"unknown query parameter {unknown[0]!r}",
+                                 details={"parameter": unknown[0]})
+
+
+_MISSING = object()
+
+
+class Body:
+    """A JSON object body: required and optional fields, unknown fields refused.
+
+    Values pass through as they are: the repository checks their types and ranges, so a
+    string ``count`` gets the repository's own ``InvalidRequest``.
+    """
+
+    def __init__(self, data: Mapping[str, Any], where: str = "body") -> None:
+        self._data = data
+        self._where = where
+        self._used: set[str] = set()
+
+    def get(self, name: str, default: Any = _MISSING) -> Any:
+        self._used.add(name)
+        if name in self._data:
+            return self._data[name]
+        if default is _MISSING:
+            raise InvalidRequest(f"{self._where} is missing the field {name!r}",
+                                 details={"field": self._path(name)})
+        return default
+
+    def object(self, name: str) -> Body:
+        value = self.get(name)
+        if not isinstance(value, dict):
+            raise InvalidRequest(f"{self._path(name)} must be a JSON object",
+                                 details={"field": self._path(name)})
+        return Body(value, self._path(name))
+
+    def finish(self) -> None:
+        unknown = sorted(set(self._data) - self._used)
+        if unknown:
+            raise InvalidRequest(f"{self._where} has an unknown field {unknown[0]!r}",
+                                 details={"field": self._path(unknown[0])})
+
+    def _path(self, name: str) -> str:
+        return name if self._where == "body" else f"{self._where}.{name}"
+
+
+@dataclass
+class Call:
+    """One request, parsed: the acting player, path parameters, query, body."""
+
+    player_id: int
+    params: dict[str, Any]
+    query: Query
+    body: Body | None
+
+    @property
+    def json(self) -> Body:
+        assert self.body is not None
+        return self.body
+
+
+# ---- one handler per operation ------------------------------------------------------------
+
+class Op:
+    """A parsed request: which repository method to call, with which arguments."""
+
+    __slots__ = ("target", "args", "kwargs")
+
+    def __init__(self, target: str, *args: Any, **kwargs: Any) -> None:
+        self.target = target  # "domain.method"
+        self.args = args
+        self.kwargs = kwargs
+
+    def __call__(self, uow: UnitOfWork) -> Any:
+        domain, method = self.target.split(".")
+        return getattr(getattr(uow, domain), method)(*self.args, **self.kwargs)
+
+
+# Each handler reads the request (path, query, body) into an Op before any repository runs,
+# so a malformed request never reaches the database.
+Handler = Callable[[Call], Op]
+
+
+def _queue_building(c: Call) -> Op:
+    b = c.json
+    return Op("villages.queue_building", c.params["village_id"], b.get("building"),
+              slot=b.get("slot", None), instant=b.get("instant", False))
+
+
+def _attack(c: Call) -> Op:
+    b = c.json
+    return Op("military.attack", c.params["village_id"], b.get("target_village_id"),
+              b.get("troops"), kind=b.get("attack_type", "normal"))
+
+
+def _create_offer(c: Call) -> Op:
+    offer, wanted = c.json.object("offer"), c.json.object("request")
+    op = Op("trade.create_offer", c.params["village_id"], offer.get("resource"),
+            offer.get("amount"), wanted.get("resource"), wanted.get("amount"))
+    offer.finish()
+    wanted.finish()
+    return op
+
+
+def _at(c: Call) -> Op:
+    return Op("villages.at", c.query.int("x", required=True), c.query.int("y", required=True))
+
+
+HANDLERS: dict[str, Handler] = {
+    "villages.get": lambda c: Op("villages.get", c.params["village_id"]),
+    "villages.list_by_player": lambda c: Op("villages.list_by_player", c.params["player_id"]),
+    "villages.at": _at,
+    "villages.queue_building": _queue_building,
+    "villages.build_queue": lambda c: Op("villages.build_queue", c.params["village_id"]),
+    "villages.cancel_building": lambda c: Op(
+        "villages.cancel_building", c.params["village_id"], c.params["queue_position"]),
+    "military.troops": lambda c: Op("military.troops", c.params["village_id"]),
+    "military.train": lambda c: Op("military.train", c.params["village_id"],
+                                   c.json.get("troops")),
+    "military.attack": _attack,
+    "military.reinforce": lambda c: Op(
+        "military.reinforce", c.params["village_id"], c.json.get("target_village_id"),
+        c.json.get("troops")),
+    "military.incoming": lambda c: Op("military.incoming", c.params["village_id"]),
+    "military.outgoing": lambda c: Op("military.outgoing", c.params["village_id"]),
+    "trade.create_offer": _create_offer,
+    "trade.send_resources": lambda c: Op(
+        "trade.send_resources", c.params["village_id"], c.json.get("target_village_id"),
+        c.json.get("resources")),
+    "trade.offers": lambda c: Op("trade.offers", c.params["village_id"]),
+    "intel.send_scouts": lambda c: Op(
+        "intel.send_scouts", c.params["village_id"], c.json.get("target_village_id"),
+        c.json.get("scouts", 1)),
+    "intel.scout_reports": lambda c: Op(
+        "intel.scout_reports", c.params["player_id"], c.query.int("limit", 20)),
+    "diplomacy.send_message": lambda c: Op(
+        "diplomacy.send_message", c.params["player_id"], c.json.get("to"),
+        c.json.get("subject"), c.json.get("body")),
+    "diplomacy.messages": lambda c: Op(
+        "diplomacy.messages", c.params["player_id"],
+        unread_only=c.query.bool("unread_only", False)),
+    "diplomacy.create_alliance": lambda c: Op(
+        "diplomacy.create_alliance", c.params["player_id"], c.json.get("name"),
+        c.json.get("tag")),
+    "diplomacy.invite": lambda c: Op("diplomacy.invite", c.params["alliance_id"],
+                                     c.json.get("player_id")),
+    "players.get": lambda c: Op("players.get", c.params["player_id"]),
+    "players.ranking": lambda c: Op("players.ranking", c.params["metric"],
+                                    c.query.int("limit", 100)),
+    "session.me": lambda c: Op("players.get", c.player_id),
+}
+
+
+def parse(route: Route, call: Call) -> Op:
+    """The request as an Op; InvalidRequest for a malformed query string or body."""
+    op = HANDLERS[route.operation](call)
+    call.query.finish()
+    if call.body is not None:
+        call.body.finish()
+    return op
+
+
+def _check_table() -> None:
+    routed = {r.operation for r in ROUTES}
+    if routed != set(HANDLERS):
+        raise RuntimeError(
+            "the server's handlers and wire.routes.ROUTES disagree: "
+            f"no handler for {sorted(routed - set(HANDLERS))}, "
+            f"no route for {sorted(set(HANDLERS) - routed)}"
+        )
+
+
+# ---- the application ----------------------------------------------------------------------
+
+class _Service:
+    """What every request shares: the world, its id, the idempotency store."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.world_id = world.database.settings.world_id
+        self.store = IdempotencyStore()
+        self.in_flight = InFlight()
+
+    # -- the envelope --
+
+    def authenticate(self) -> int:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if not header:
+            raise _Refused(self._unauthorized("missing Authorization: Bearer <token> header"))
+        if scheme.lower() != "bearer" or not token:
+            raise _Refused(self._unauthorized("the Authorization header must be 'Bearer <token>'"))
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise _Refused(self._unauthorized("unknown API token", invalid=True))
+        t = schema.api_tokens
+        try:
+            with self.world.database.engine.connect() as conn:
+                player_id = conn.execute(select(t.c.player_id).where(t.c.token == token)).scalar()
+        except sa_exc.DBAPIError as exc:
+            raise BackendUnavailable(
+                "the world database is unavailable; try again", details={"cause": type(exc).__name__}
+            ) from exc
+        if player_id is None:
+            raise _Refused(self._unauthorized("unknown API token", invalid=True))
+        return int(player_id)
+
+    @staticmethod
+    def _unauthorized(message: str, *, invalid: bool = False) -> Answer:
+        challenge = 'Bearer realm="travian_repo"' + (', error="invalid_token"' if invalid else "")
+        return _error(401, "unauthorized", message, headers={"WWW-Authenticate": challenge})
+
+    def check_world(self) -> None:
+        given = request.headers.get("X-World-Id")
+        if given is None or not given.strip():
+            raise InvalidRequest("missing X-World-Id header (this server's world is "
+                                 f"{self.world_id!r})", details={"header": "X-World-Id"})
+        if given != self.world_id:
+            raise Conflict(
+                f"X-World-Id {given[:64]!r} does not match this server's world {self.world_id!r}",
+                details={"header": "X-World-Id", "given": given[:64], "expected": self.world_id},
+            )
+
+    @staticmethod
+    def parse_body(route: Route) -> tuple[Any, Body | None]:
+        raw = request.get_data(cache=False)
+        if not route.is_write or route.method == "DELETE":
+            if raw.strip():
+                raise InvalidRequest(
+                    f"{route.method} {PREFIX}{route.path} takes no body"
+                    + ("; GET parameters travel in the query string" if not route.is_write else "")
+                )
+            return None, None
+        if not raw.strip():
+            raise InvalidRequest("the request body must be a JSON object; it is empty")
+        try:
+            data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InvalidRequest(f"the request body is not valid JSON: {str(exc)[:120]}") from None
+        except RecursionError:
+            raise InvalidRequest("the request body is nested too deeply") from None
+        if not isinstance(data, dict):
+            raise InvalidRequest(
+                f"the request body must be a JSON object, got {_json_kind(data)}")
+        return data, Body(data)
+
+    # -- running an operation --
+
+    def handle(self, route: Route, params: dict[str, Any]) -> Response:
+        try:
+            player_id = self.authenticate()
+            self.check_world()
+            key = request.headers.get("Idempotency-Key") if route.is_write else None
+            if key is not None:
+                check_key(key)
+            data, body = self.parse_body(route)
+            call = Call(player_id, params, Query(request.args.to_dict(flat=False)), body)
+            op = parse(route, call)
+            if key is None:
+                return self._run(route, op, player_id).response()
+            fingerprint = request_hash(route.method, request.path, data)
+            return self._run_once(route, op, player_id, key, fingerprint)
+        except _Refused as refused:
+            return refused.answer.response()
+        except TravianError as error:
+            return error_answer(error).response()
+        except HTTPException:  # 413 and the like: the app's HTTPException handler answers
+            raise
+        except Exception:  # noqa: BLE001 - answered, logged, never leaked
+            log.exception("%s %s failed", request.method, request.path)
+            return _internal_error().response()
+
+    @staticmethod
+    def _execute(route: Route, uow: UnitOfWork, op: Op) -> Answer:
+        """The repository call as an answer; TravianError becomes its error answer."""
+        try:
+            result = op(uow)
+        except TravianError as error:
+            return error_answer(error)
+        return Answer(201 if route.method == "POST" else 200, _json(encode(result)))
+
+    def _run(self, route: Route, op: Op, player_id: int) -> Answer:
+        with self.world.unit_of_work(player_id) as uow:
+            answer = self._execute(route, uow, op)
+            if answer.status >= 300:
+                uow.rollback()
+        return answer
+
+    def _run_once(
+        self, route: Route, op: Op, player_id: int, key: str, fingerprint: str
+    ) -> Response:
+        if not self.in_flight.enter(player_id, key):
+            return _in_progress(key).response()
+        try:
+            uow = self.world.unit_of_work(player_id)
+            try:
+                session = _session_of(uow)
+                stored = self.store.claim(session, player_id, key, fingerprint)
+                if stored is not None:
+                    uow.rollback()
+                    if stored.request_hash != fingerprint:
+                        return _error(
+                            409, Conflict.code,
+                            "this Idempotency-Key was used for a different request; "
+                            "use a new key for a new request",
+                            {"reason": "idempotency_key_reused", "idempotency_key": key},
+                        ).response()
+                    if not stored.complete:
+                        return _in_progress(key).response()
+                    assert stored.status_code is not None and stored.response_body is not None
+                    return Answer(stored.status_code, stored.response_body).response(
+                        **{"Idempotent-Replayed": "true"})
+                answer = self._execute(route, uow, op)
+                if answer.status >= 500:
+                    uow.rollback()
+                    return answer.response()
+                self.store.record(session, player_id, key, answer.status, answer.body)
+                uow.commit()
+                return answer.response()
+            except BaseException:
+                uow.rollback()
+                raise
+            finally:
+                uow.close()
+        finally:
+            self.in_flight.leave(player_id, key)
+
+
+def _in_progress(key: str) -> Answer:
+    return _error(409, Conflict.code,
+                  "a request with this Idempotency-Key is still being answered; retry shortly",
+                  {"reason": "idempotency_key_in_progress", "idempotency_key": key},
+                  headers={"Retry-After": "1"})
+
+
+def _session_of(uow: UnitOfWork) -> Any:
+    if not isinstance(uow, SqlUnitOfWork):
+        raise TypeError("the sandbox server needs SQL units of work")
+    return uow._session
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array"
+
+
+def openapi_text() -> str:
+    """The OpenAPI document the server serves (travian_repo/sandbox/openapi.yaml)."""
+    return resources.files("travian_repo.sandbox").joinpath(OPENAPI_RESOURCE).read_text("utf-8")
+
+
+def create_app(database_url: str | Engine, *, clock: Clock | None = None) -> Flask:
+    """The v1 API over the world at ``database_url`` (a URL or a SQLAlchemy Engine).
+
+    Reads the world settings at once: a database that is not a world raises
+    ``SchemaMismatch`` here rather than on the first request.
+    """
+    _check_table()
+    world = connect(database_url, prefer="sql", clock=clock)
+    try:
+        service = _Service(world)
+    except BaseException:
+        world.close()
+        raise
+    app = Flask("travian_repo.sandbox.server")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.extensions[_EXTENSION] = service
+
+    for route in ROUTES:
+        app.add_url_rule(route.flask_rule, endpoint=route.operation,
+                         view_func=_view(service, route), methods=[route.method])
+
+    def openapi() -> Response:
+        return Response(openapi_text(), content_type="application/yaml; charset=utf-8")
+
+    app.add_url_rule(f"{PREFIX}/openapi.yaml", endpoint="openapi", view_func=openapi,
+                     methods=["GET"])
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        code = {404: "not_found", 405: "method_not_allowed", 413: "invalid_request"}.get(
+            status, "invalid_request" if status < 500 else "internal_error")
+        headers = {}
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            headers["Allow"] = ", ".join(error.valid_methods)
+        return _error(status, code, error.description or error.name, headers=headers).response()
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        log.exception("%s %s failed", request.method, request.path, exc_info=error)
+        return _internal_error().response()
+
+    return app
+
+
+def _view(service: _Service, route: Route) -> Callable[..., Response]:
+    def view(**params: Any) -> Response:
+        return service.handle(route, params)
+
+    view.__name__ = route.operation.replace(".", "_")
+    return view
+
+
+def app_world(app: Flask) -> World:
+    """The World an app made by ``create_app`` serves."""
+    service: _Service = app.extensions[_EXTENSION]
+    return service.world
+
+
+# ---- running it ---------------------------------------------------------------------------
+
+def serve(
+    database_url: str | Engine,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    threads: int = 8,
+    clock: Clock | None = None,
+) -> None:
+    """Serve v1 over the world at ``database_url`` until interrupted (blocking)."""
+    app = create_app(database_url, clock=clock)
+    log.info("serving world %r on http://%s:%d%s", app_world(app).database.settings.world_id,
+             host, port, PREFIX)
+    try:
+        waitress.serve(app, host=host, port=port, threads=threads, ident="travian_repo")
+    finally:
+        app_world(app).close()
+
+
+class ServerThread:
+    """The server on a loopback port in a background thread, for tests and notebooks.
+
+        with ServerThread(create_app(url)) as server:
+            requests.get(server.url + "/v1/me", headers=...)
+
+    ``port=0`` picks a free port; ``.url`` is ``http://host:port`` (without ``/v1``).
+    """
+
+    def __init__(
+        self,
+        app: Flask | str | Engine,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        threads: int = 8,
+        clock: Clock | None = None,
+    ) -> None:
+        self._owns_app = not isinstance(app, Flask)
+        self.app = app if isinstance(app, Flask) else create_app(app, clock=clock)
+        self._map: dict[int, Any] = {}
+        made = create_server(self.app, map=self._map, host=host, port=port, threads=threads,
+                             ident="travian_repo")
+        if isinstance(made, MultiSocketServer):  # only with several listen addresses
+            made.close()
+            raise ValueError("ServerThread listens on one address")
+        # typed loosely: the waitress stubs miss effective_port and the trigger's thunks
+        server: Any = made
+        self._server = server
+        self.host = host
+        self.port = int(server.effective_port)
+        self.url = f"http://{host}:{self.port}"
+        self._thread = threading.Thread(target=server.run, name=f"travian-server-{self.port}",
+                                        daemon=True)
+        self._started = False
+
+    def start(self) -> ServerThread:
+        if not self._started:
+            self._started = True
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close the listening socket and every connection, stop the worker threads."""
+        server = self._server
+        if self._started and self._thread.is_alive():
+            # close_all runs in the server's own loop thread (the trigger's thunk), which
+            # then finds its map empty and returns
+            server.trigger.pull_trigger(lambda: wasyncore.close_all(self._map))
+            self._thread.join(timeout)
+        else:
+            wasyncore.close_all(self._map)
+        server.task_dispatcher.shutdown(timeout=int(timeout))
+        if self._owns_app:
+            app_world(self.app).close()
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<ServerThread {self.url}>"
+
+
+__all__ = ["HANDLERS", "ServerThread", "app_world", "create_app", "openapi_text", "serve"]
