@@ -11,7 +11,17 @@ from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Any, Callable, TypeVar, cast
 
+from travian_repo.domain.errors import Forbidden
+from travian_repo.http.base import HttpRepository
+from travian_repo.http.diplomacy import HttpDiplomacyRepository
+from travian_repo.http.intel import HttpIntelRepository
+from travian_repo.http.military import HttpMilitaryRepository
+from travian_repo.http.players import HttpPlayerRepository
+from travian_repo.http.trade import HttpTradeRepository
+from travian_repo.http.transport import Transport
+from travian_repo.http.villages import HttpVillageRepository
 from travian_repo.infra.metrics import Metrics
+from travian_repo.wire.routes import BY_OPERATION
 from travian_repo.repositories.base import (
     DiplomacyRepository,
     IntelRepository,
@@ -112,6 +122,89 @@ class SqlUnitOfWork(UnitOfWork):
 
     def close(self) -> None:
         self._session.close()
+
+
+_HTTP_REPOSITORIES: dict[str, type[HttpRepository]] = {
+    "villages": HttpVillageRepository,
+    "military": HttpMilitaryRepository,
+    "trade": HttpTradeRepository,
+    "intel": HttpIntelRepository,
+    "diplomacy": HttpDiplomacyRepository,
+    "players": HttpPlayerRepository,
+}
+
+
+class HttpUnitOfWork(UnitOfWork):
+    """Over the API each write is sent at once and is atomic on its own; the unit adds one
+    acting player (the token's). The transport records the metrics of every request."""
+
+    def __init__(self, transport: Transport, player_id: int | None, token_player: int | None) -> None:
+        if player_id is not None and player_id != token_player:
+            raise Forbidden(
+                f"the API token acts as player {token_player}; it cannot act as player {player_id}"
+            )
+        super().__init__(player_id)
+        self._transport = transport
+
+    def __getattr__(self, domain: str) -> Any:
+        cls = _HTTP_REPOSITORIES.get(domain)
+        if cls is None:
+            raise AttributeError(domain)
+        repo = cls(self._transport, self.player_id)
+        setattr(self, domain, repo)
+        return repo
+
+    def commit(self) -> None:
+        """Nothing to do: every write was committed by the server when it answered."""
+
+    def rollback(self) -> None:
+        """Nothing to undo locally: writes already answered are committed on the server."""
+
+    def close(self) -> None:
+        """The transport is the world's; it stays open."""
+
+
+class AutoUnitOfWork(UnitOfWork):
+    """Reads from the database (faster), writes through the API (the engine validates them).
+
+    Reads run in autocommit on the database, so a read after a write of the same unit sees
+    it: the server committed the write before it answered.
+    """
+
+    def __init__(self, sql: SqlUnitOfWork, http: HttpUnitOfWork) -> None:
+        super().__init__(http.player_id)
+        self._sql = sql
+        self._http = http
+
+    def __getattr__(self, domain: str) -> Any:
+        if domain not in _SQL_REPOSITORIES:
+            raise AttributeError(domain)
+        repo = _Routed(domain, getattr(self._sql, domain), getattr(self._http, domain))
+        setattr(self, domain, repo)
+        return repo
+
+    def commit(self) -> None:
+        self._sql.commit()
+
+    def rollback(self) -> None:
+        self._sql.rollback()
+
+    def close(self) -> None:
+        self._sql.close()
+
+
+class _Routed:
+    """One domain's methods: writes to the API repository, reads to the SQL one."""
+
+    def __init__(self, domain: str, reads: Any, writes: Any) -> None:
+        self._domain = domain
+        self._reads = reads
+        self._writes = writes
+
+    def __getattr__(self, name: str) -> Any:
+        operation = f"{self._domain}.{name}"
+        target = self._writes if operation in BY_OPERATION and BY_OPERATION[operation].is_write else self._reads
+        return getattr(target, name)
 
 
 class _Instrumented:

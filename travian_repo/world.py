@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar, cast
 
 from sqlalchemy import Engine
 
-from travian_repo.domain.errors import ConfigurationError
-from travian_repo.domain.values import Event
+from travian_repo.domain.errors import ConfigurationError, Forbidden
+from travian_repo.domain.values import Event, Player
+from travian_repo.http.transport import Transport
+from travian_repo.infra.ratelimit import rate_limiter_from_option
 from travian_repo.infra.metrics import Metrics
 from travian_repo.infra.retry import RetryPolicy
 from travian_repo.repositories.base import (
@@ -25,7 +27,9 @@ from travian_repo.repositories.base import (
 )
 from travian_repo.repositories.validation import check_id
 from travian_repo.sql.database import Clock, Database, make_engine
-from travian_repo.unit_of_work import SqlUnitOfWork, UnitOfWork
+from travian_repo.unit_of_work import AutoUnitOfWork, HttpUnitOfWork, SqlUnitOfWork, UnitOfWork
+from travian_repo.wire.routes import route
+from travian_repo.wire.serializer import decode
 
 if TYPE_CHECKING:
     from travian_repo.npc import NPCGameInterface
@@ -49,13 +53,19 @@ class World:
         world_id: str,
         prefer: str,
         owns_engine: bool,
+        metrics: Metrics,
+        transport: Transport | None = None,
+        token_player: int | None = None,
     ) -> None:
         self._database = database
+        self._transport = transport
+        self._token_player = token_player
         self.player_id = player_id
         self.world_id = world_id
+        # Resolved: "sql", "http", or "auto" (database reads, API writes).
         self.prefer = prefer
         self._owns_engine = owns_engine
-        self._metrics = Metrics()
+        self._metrics = metrics
         self.villages: VillageRepository = _quick(self, "villages")
         self.military: MilitaryRepository = _quick(self, "military")
         self.trade: TradeRepository = _quick(self, "trade")
@@ -72,7 +82,13 @@ class World:
     def unit_of_work(self, player_id: int | None = None) -> UnitOfWork:
         """A unit of work acting as ``player_id`` (default: the world's player)."""
         actor = self.player_id if player_id is None else check_id(player_id, "player_id")
-        return SqlUnitOfWork(self.database, actor, self._metrics)
+        if self.prefer == "sql":
+            return SqlUnitOfWork(self.database, actor, self._metrics)
+        assert self._transport is not None
+        http = HttpUnitOfWork(self._transport, actor, self._token_player)
+        if self.prefer == "http":
+            return http
+        return AutoUnitOfWork(SqlUnitOfWork(self.database, actor, self._metrics), http)
 
     def npc(self, player_id: int) -> NPCGameInterface:
         from travian_repo.npc import NPCGameInterface
@@ -89,6 +105,8 @@ class World:
         return self._metrics.snapshot()
 
     def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
         if self._database is not None and self._owns_engine:
             self._database.dispose()
 
@@ -105,7 +123,9 @@ class World:
 
     def __repr__(self) -> str:
         where = self._database.engine.url.render_as_string(hide_password=True) if self._database else "-"
-        return f"<World {self.world_id!r} database={where} player_id={self.player_id}>"
+        api = self._transport.base_url if self._transport else "-"
+        return (f"<World {self.world_id!r} prefer={self.prefer} database={where} api={api} "
+                f"player_id={self.player_id}>")
 
 
 class _QuickRepository:
@@ -173,38 +193,86 @@ def connect(
             "nothing to connect to: pass database_url= (e.g. 'sqlite:///world.db') or api_url=, "
             "or set TRAVIAN_DATABASE_URL / TRAVIAN_API_URL"
         )
-    if prefer == "http" or database_url is None:
-        raise ConfigurationError(
-            "the HTTP backend is not part of this version yet; connect with database_url="
+    if prefer == "sql" and database_url is None:
+        raise ConfigurationError("prefer='sql' needs database_url= (or TRAVIAN_DATABASE_URL)")
+    if prefer == "http" and api_url is None:
+        raise ConfigurationError("prefer='http' needs api_url= (or TRAVIAN_API_URL)")
+    mode = prefer
+    if prefer == "auto":
+        mode = "auto" if database_url is not None and api_url is not None else (
+            "sql" if database_url is not None else "http"
         )
-
     clock = cast("Clock | None", options.get("clock"))
     retry = options.get("retry")
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise ConfigurationError("retry= must be a travian_repo.RetryPolicy")
+    metrics = Metrics()
+
+    database: Database | None = None
+    owns = False
+    if mode in ("sql", "auto"):
+        database, owns = _open_database(database_url, clock, retry, options.get("pool_size"))
+        if world_id == "default":
+            world_id = database.settings.world_id  # nothing asked for: the database's world
+        elif database.settings.world_id != world_id:
+            if owns:
+                database.dispose()
+            raise ConfigurationError(
+                f"the database holds world {database.settings.world_id!r}, not {world_id!r}"
+            )
+
+    transport: Transport | None = None
+    token_player: int | None = None
+    if mode in ("http", "auto"):
+        try:
+            transport = Transport(
+                str(api_url),
+                token=token,
+                world_id=world_id,
+                session=options.get("http_session"),
+                timeout=options.get("timeout") or (3.05, 10.0),
+                retry=retry,
+                rate_limiter=rate_limiter_from_option(options.get("rate_limit")),
+                metrics=metrics,
+                pool_size=options.get("pool_size") or 16,
+            )
+            if token:
+                me = decode(Player, transport.request("session.me", "GET", route("session.me").url_path()))
+                token_player = me.id
+                if player_id is not None and player_id != me.id:
+                    raise Forbidden(
+                        f"the API token belongs to player {me.id}, not player {player_id}"
+                    )
+                player_id = me.id
+        except BaseException:
+            if transport is not None:
+                transport.close()
+            if database is not None and owns:
+                database.dispose()
+            raise
+    return World(database=database, player_id=player_id, world_id=world_id, prefer=mode,
+                 owns_engine=owns, metrics=metrics, transport=transport,
+                 token_player=token_player)
+
+
+def _open_database(
+    database_url: str | Engine | None, clock: Clock | None, retry: RetryPolicy | None,
+    pool_size: int | None,
+) -> tuple[Database, bool]:
     if isinstance(database_url, Engine):
         engine, owns = database_url, False
     elif isinstance(database_url, str):
-        engine, owns = make_engine(database_url, pool_size=options.get("pool_size")), True
+        engine, owns = make_engine(database_url, pool_size=pool_size), True
     else:
         raise ConfigurationError("database_url must be a URL string or a SQLAlchemy Engine")
     database = Database(engine, clock=clock, retry=retry)
     try:
-        settings = database.settings  # SchemaMismatch now, not at the first call
+        database.settings  # SchemaMismatch now, not at the first call
     except BaseException:
         if owns:
             engine.dispose()
         raise
-    if world_id == "default":
-        world_id = settings.world_id  # nothing asked for: the database's world
-    elif settings.world_id != world_id:
-        if owns:
-            engine.dispose()
-        raise ConfigurationError(
-            f"the database holds world {settings.world_id!r}, not {world_id!r}"
-        )
-    return World(database=database, player_id=player_id, world_id=world_id, prefer=prefer,
-                 owns_engine=owns)
+    return database, owns
 
 
 def _env(name: str) -> str | None:
