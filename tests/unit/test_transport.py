@@ -327,6 +327,102 @@ def test_connection_reset_on_a_keyed_write_is_retried_with_its_key(
     assert len(rsps.calls) == 2
 
 
+# ---- 409 "idempotency key in progress": the first attempt is still running ------------------
+
+
+def in_progress(rsps: responses.RequestsMock, retry_after: str | None = "1") -> None:
+    rsps.add(responses.POST, BUILD_URL, status=409,
+             json=error_json("conflict", "still being answered",
+                             reason="idempotency_key_in_progress", idempotency_key="k"),
+             headers={} if retry_after is None else {"Retry-After": retry_after})
+
+
+def test_409_key_in_progress_is_retried_with_the_same_key_after_retry_after(
+    rsps: responses.RequestsMock, sleeps: Sleeps
+) -> None:
+    # the first attempt's reply was lost; its retry arrives while the server still runs it
+    rsps.add(responses.POST, BUILD_URL, body=requests.exceptions.ConnectionError("reset"))
+    in_progress(rsps, "1")
+    rsps.add(responses.POST, BUILD_URL, json={"id": 7}, status=201,
+             headers={"Idempotent-Replayed": "true"})
+    metrics = Metrics()
+    with Transport(BASE, token=TOKEN, world_id="w1", retry=POLICY, sleep=sleeps,
+                   metrics=metrics) as t:
+        assert t.request("villages.queue_building", "POST", BUILD_PATH,
+                         json_body={"b": 1}) == {"id": 7}
+    assert len(rsps.calls) == 3
+    assert len({c.request.headers["Idempotency-Key"] for c in rsps.calls}) == 1
+    assert len(sleeps) == 2 and sleeps[1] == 1.0  # backoff after the reset, then Retry-After
+    snap = metrics.snapshot()
+    assert snap["retries"] == 2 and snap["total_requests"] == 3
+
+
+def test_409_key_in_progress_honours_the_retry_after_cap_and_falls_back_to_backoff(
+    rsps: responses.RequestsMock, sleeps: Sleeps
+) -> None:
+    in_progress(rsps, "50")
+    in_progress(rsps, None)
+    ok(rsps, responses.POST, BUILD_URL, status=201)
+    with Transport(BASE, token=TOKEN, world_id="w1", retry=POLICY, sleep=sleeps,
+                   max_retry_after=5) as t:
+        t.request("villages.queue_building", "POST", BUILD_PATH, json_body={"b": 1})
+    assert sleeps[0] == 5.0 and 0.0 <= sleeps[1] <= 0.1  # capped; then full jitter
+    assert len(rsps.calls) == 3
+
+
+def test_409_key_in_progress_is_bounded_like_other_retries(
+    rsps: responses.RequestsMock, transport: Transport, sleeps: Sleeps
+) -> None:
+    for _ in range(POLICY.attempts):
+        in_progress(rsps, "1")
+    with pytest.raises(Conflict) as caught:
+        transport.request("villages.queue_building", "POST", BUILD_PATH, json_body={"b": 1})
+    assert type(caught.value) is Conflict
+    assert caught.value.details["reason"] == "idempotency_key_in_progress"
+    assert caught.value.details["attempts"] == POLICY.attempts
+    assert len(rsps.calls) == POLICY.attempts and sleeps == [1.0] * (POLICY.attempts - 1)
+
+
+def test_409_key_in_progress_past_the_deadline_is_not_waited_for(
+    rsps: responses.RequestsMock, sleeps: Sleeps
+) -> None:
+    in_progress(rsps, "8")
+    with Transport(BASE, token=TOKEN, world_id="w1", sleep=sleeps,
+                   retry=RetryPolicy(attempts=5, deadline_s=5.0)) as t:
+        with pytest.raises(Conflict):
+            t.request("villages.queue_building", "POST", BUILD_PATH, json_body={"b": 1})
+    assert sleeps == [] and len(rsps.calls) == 1
+
+
+@pytest.mark.parametrize(
+    "details",
+    [
+        {"reason": "idempotency_key_reused", "idempotency_key": "k"},  # same key, other body
+        {"header": "X-World-Id", "given": "w2", "expected": "w1"},     # another world
+        {},                                                            # a game conflict
+    ],
+)
+def test_every_other_409_is_final(
+    rsps: responses.RequestsMock, transport: Transport, sleeps: Sleeps, details: dict[str, Any]
+) -> None:
+    rsps.add(responses.POST, BUILD_URL, status=409, headers={"Retry-After": "1"},
+             json=error_json("conflict", "no", **details))
+    with pytest.raises(Conflict) as caught:
+        transport.request("villages.queue_building", "POST", BUILD_PATH, json_body={"b": 1})
+    assert len(rsps.calls) == 1 and sleeps == []
+    assert "attempts" not in caught.value.details  # the server's error, untouched
+
+
+def test_409_key_in_progress_on_a_keyless_write_is_final(
+    rsps: responses.RequestsMock, transport: Transport, sleeps: Sleeps
+) -> None:
+    in_progress(rsps, "1")  # not ours to wait for: this call carried no key
+    with pytest.raises(Conflict):
+        transport.request("villages.queue_building", "POST", BUILD_PATH, json_body={"b": 1},
+                          idempotent_write=False)
+    assert len(rsps.calls) == 1 and sleeps == []
+
+
 def test_html_502_page_is_retried_then_exhausted_into_backend_unavailable(
     rsps: responses.RequestsMock, transport: Transport
 ) -> None:

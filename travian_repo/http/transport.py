@@ -19,10 +19,17 @@ What is safe:
   above as well;
 - a write sent with ``idempotent_write=False`` has no key: it is retried only where the
   server cannot have acted (a connect failure, a 429);
+- a ``409`` whose error ``details.reason`` is ``"idempotency_key_in_progress"`` on a keyed
+  write: the server says the first attempt with this key is still running (typically one
+  whose reply was lost and whose retry arrived before it finished). The same call, with the
+  same key, goes again after ``Retry-After`` (capped) and within the same attempt and
+  deadline bounds as every other retry; it then gets the first attempt's stored answer.
+  Every other 409 (a key reused for another body, a world mismatch, a game conflict) is
+  final;
 - other 4xx are never retried.
 
-Waits are full-jitter exponential backoff (``RetryPolicy.backoff``), except that 429 and 503
-honour ``Retry-After`` (seconds or an HTTP date), capped at ``max_retry_after``. A retry whose
+Waits are full-jitter exponential backoff (``RetryPolicy.backoff``), except that 429, 503 and
+an in-progress 409 honour ``Retry-After`` (seconds or an HTTP date), capped at ``max_retry_after``. A retry whose
 wait would run past the policy's deadline is not attempted.
 """
 
@@ -64,6 +71,9 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 METHODS = WRITE_METHODS | {"GET"}
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
+# 409 is read for its Retry-After too, but only the "key in progress" 409 is retried.
+_RETRY_AFTER_READ = RETRY_AFTER_STATUSES | {409}
+KEY_IN_PROGRESS = "idempotency_key_in_progress"  # the server's details.reason for that 409
 QUOTE_LIMIT = 200  # characters of an unexpected answer quoted in an error
 
 _SECONDS = re.compile(r"^\s*[0-9]+(\.[0-9]+)?\s*$")
@@ -102,6 +112,15 @@ class _ErrorAnswer(Exception):
         self.status = status
         self.error = error
         self.retry_after = retry_after
+
+    @property
+    def key_in_progress(self) -> bool:
+        """The server's "a request with this Idempotency-Key is still running" 409."""
+        return self.status == 409 and self.error.details.get("reason") == KEY_IN_PROGRESS
+
+    @property
+    def honours_retry_after(self) -> bool:
+        return self.status in RETRY_AFTER_STATUSES or self.key_in_progress
 
 
 class Transport:
@@ -249,6 +268,9 @@ class Transport:
             if isinstance(exc, _ErrorAnswer):
                 if exc.status == 429:  # refused before acting: safe for any method
                     return True
+                if exc.key_in_progress:
+                    # our own earlier attempt is still running: ask again with the same key
+                    return keyed
                 return exc.status in RETRYABLE_STATUSES and replay_safe
             if isinstance(exc, requests.RequestException):
                 if _never_sent(exc):
@@ -261,7 +283,7 @@ class Transport:
             exc = state.outcome.exception() if state.outcome is not None else None
             if (
                 isinstance(exc, _ErrorAnswer)
-                and exc.status in RETRY_AFTER_STATUSES
+                and exc.honours_retry_after
                 and exc.retry_after is not None
             ):
                 return min(exc.retry_after, self.max_retry_after)
@@ -337,6 +359,10 @@ class Transport:
         replay_safe: bool,
     ) -> TravianError:
         error = answer.error
+        if answer.key_in_progress and attempts > 1:
+            # still in progress after every retry the policy allows: final, as itself
+            error.details.setdefault("attempts", attempts)
+            return error
         if isinstance(error, RateLimited):
             error.details.setdefault("attempts", attempts)
             error.details.setdefault("last_status", answer.status)
@@ -446,7 +472,7 @@ def _decode(response: requests.Response, operation: str) -> Any:
 
     retry_after = (
         parse_retry_after(response.headers.get("Retry-After"))
-        if status in RETRY_AFTER_STATUSES
+        if status in _RETRY_AFTER_READ
         else None
     )
     parsed: Any = None
