@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from sqlalchemy import Connection, select
 
@@ -32,6 +32,9 @@ class SqlRepository:
 
     def _write(self, fn: Callable[[Connection], T]) -> T:
         return self._session.write(fn)
+
+    def _emit(self, kind: str, player_id: int, /, **data: Any) -> None:
+        self._session.emit(kind, player_id, **data)
 
     def _actor_id(self, action: str) -> int:
         """The acting player, or Forbidden when the unit of work acts as nobody."""

@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
 from travian_repo.domain.errors import BackendUnavailable, ConfigurationError, Conflict, SchemaMismatch
+from travian_repo.domain.values import Event
 from travian_repo.infra.retry import DEFAULT_RETRY, RetryPolicy
 from travian_repo.sql import schema
 
@@ -178,7 +179,18 @@ class Database:
         self.retry = retry or DEFAULT_RETRY
         self._settings = settings
         self._lock = threading.Lock()
+        self._commit_listeners: list[Callable[[list[Event]], None]] = []
 
+    def add_commit_listener(self, listener: Callable[[list[Event]], None]) -> None:
+        """Call ``listener(events)`` after every commit that wrote (cache, event bus)."""
+        self._commit_listeners.append(listener)
+
+    def committed(self, events: list[Event]) -> None:
+        for listener in list(self._commit_listeners):
+            try:
+                listener(events)
+            except Exception:  # noqa: BLE001 - the commit stands; a listener's fault is logged
+                log.exception("a commit listener failed")
     @property
     def settings(self) -> WorldSettings:
         if self._settings is None:
@@ -207,6 +219,11 @@ class SqlSession:
         self._in_transaction = False
         self._wrote = False
         self._savepoints = 0
+        self._events: list[Event] = []
+
+    def emit(self, kind: str, player_id: int, /, **data: Any) -> None:
+        """Record a domain event of the current write; published only after the commit."""
+        self._events.append(Event(kind, player_id, self.now, data))
 
     @property
     def now(self) -> datetime:
@@ -257,9 +274,11 @@ class SqlSession:
                 self._savepoints += 1
                 name = f"tr_step_{self._savepoints}"
                 conn.exec_driver_sql(f"SAVEPOINT {name}")
+            mark = len(self._events)
             try:
                 result = fn(conn)
             except BaseException as exc:
+                del self._events[mark:]
                 self._undo_step(conn, first, None if first else name)
                 if isinstance(exc, sa_exc.DBAPIError):
                     if _is_retryable(exc):
@@ -295,6 +314,7 @@ class SqlSession:
     def commit(self) -> bool:
         """Commit the open transaction, if any; True when something was written."""
         wrote = self._wrote
+        events, self._events = self._events, []
         if self._conn is not None and self._in_transaction:
             try:
                 self._conn.exec_driver_sql("COMMIT")
@@ -304,9 +324,12 @@ class SqlSession:
             finally:
                 self._in_transaction = False
         self._wrote = False
+        if wrote:
+            self.database.committed(events)
         return wrote
 
     def rollback(self) -> None:
+        self._events = []
         if self._conn is not None and self._in_transaction:
             try:
                 self._conn.exec_driver_sql("ROLLBACK")

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, exists, insert, or_, select, update
 
+from travian_repo.domain import events
 from travian_repo.domain.errors import (
     Conflict,
     Forbidden,
@@ -76,6 +77,8 @@ class SqlDiplomacyRepository(SqlRepository, DiplomacyRepository):
                 )
                 .returning(_m.c.id)
             ).scalar_one()
+            self._emit(events.MESSAGE_RECEIVED, to_player_id, message_id=int(message_id),
+                       from_player_id=from_player_id)
             return Message(int(message_id), from_player_id, to_player_id, subject, body, now,
                            read=False)
 
@@ -164,6 +167,7 @@ class SqlDiplomacyRepository(SqlRepository, DiplomacyRepository):
                 .returning(_a.c.id)
             ).scalar_one()
             conn.execute(update(_p).where(_p.c.id == player_id).values(alliance_id=alliance_id))
+            self._emit(events.ALLIANCE_CREATED, player_id, alliance_id=int(alliance_id))
             return Alliance(int(alliance_id), name, tag, player_id, now)
 
         return self._write(run)
@@ -223,6 +227,8 @@ class SqlDiplomacyRepository(SqlRepository, DiplomacyRepository):
                         .returning(_i.c.id)
                     ).scalar_one()
                 )
+            self._emit(events.ALLIANCE_INVITATION, player_id, alliance_id=alliance_id,
+                       invitation_id=invitation_id, invited_by=actor)
             return Invitation(invitation_id, alliance_id, player_id, actor, now, "pending")
 
         return self._write(run)

@@ -38,7 +38,7 @@ class SqlIntelRepository(SqlRepository, IntelRepository):
             lambda conn: send_troops(
                 conn, actor=actor, now=self.now, settings=self.settings,
                 from_village_id=from_village_id, to_village_id=to_village_id,
-                kind="scout", scouts=count,
+                kind="scout", scouts=count, emit=self._emit,
             )
         )
 

@@ -9,10 +9,11 @@ error therefore leaves nothing behind (and the session rolls the step back in an
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
+from travian_repo.domain import events
 from travian_repo.domain.errors import Forbidden, InvalidRequest, NotFound, RuleViolation
 from travian_repo.domain.values import ATTACK_KINDS, Movement, Resources, TrainingOrder, Troops
 from travian_repo.repositories import validation as v
@@ -159,6 +160,7 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
             conn.execute(
                 insert(_tq), [dict(line, order_id=order_id, village_id=village_id) for line in lines]
             )
+            self._emit(events.TRAINING_QUEUED, actor, village_id=village_id, order_id=order_id)
             return TrainingOrder(
                 id=order_id,
                 village_id=village_id,
@@ -201,7 +203,7 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
             lambda conn: send_troops(
                 conn, actor=actor, now=self.now, settings=self.settings,
                 from_village_id=from_village_id, to_village_id=to_village_id,
-                kind=movement_kind, troops=requested,
+                kind=movement_kind, troops=requested, emit=self._emit,
             )
         )
 
@@ -221,7 +223,7 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
             lambda conn: send_troops(
                 conn, actor=actor, now=self.now, settings=self.settings,
                 from_village_id=from_village_id, to_village_id=to_village_id,
-                kind="reinforcement", troops=requested,
+                kind="reinforcement", troops=requested, emit=self._emit,
             )
         )
 
@@ -298,6 +300,7 @@ def send_troops(
     from_village_id: int,
     to_village_id: int,
     kind: str,
+    emit: Callable[..., None],
     troops: Mapping[str, int] | None = None,
     scouts: int = 0,
 ) -> Movement:
@@ -381,6 +384,12 @@ def send_troops(
             .returning(_m.c.id)
         ).scalar_one()
     )
+    moved = dict(movement_id=movement_id, kind=kind, from_village_id=from_village_id,
+                 to_village_id=to_village_id, arrives_at=arrives.isoformat())
+    emit(events.MOVEMENT_SENT, actor, **moved)
+    if target.player_id != actor:
+        incoming = events.REINFORCEMENT_INCOMING if kind == "reinforcement" else events.ATTACK_INCOMING
+        emit(incoming, int(target.player_id), **moved)
     return Movement(movement_id, kind, from_village_id, to_village_id, Troops(stored), now,
                     arrives)
 

@@ -24,6 +24,7 @@ from typing import Mapping
 
 from sqlalchemy import Connection, and_, func, insert, select
 
+from travian_repo.domain import events
 from travian_repo.domain.errors import InvalidRequest, NotFound, RuleViolation
 from travian_repo.domain.values import Resources, Shipment, TradeOffer
 from travian_repo.repositories import validation as v
@@ -96,6 +97,8 @@ class SqlTradeRepository(SqlRepository, TradeRepository):
                 )
                 .returning(_o.c.id)
             ).scalar_one()
+            self._emit(events.OFFER_CREATED, state.player_id, village_id=village_id,
+                       offer_id=int(offer_id))
             return TradeOffer(
                 id=int(offer_id),
                 village_id=village_id,
@@ -131,7 +134,7 @@ class SqlTradeRepository(SqlRepository, TradeRepository):
         def run(conn: Connection) -> Shipment:
             state = lock_village(conn, from_village_id, actor, self.now, action=action)
             target = conn.execute(
-                select(_v.c.x, _v.c.y).where(_v.c.id == to_village_id)
+                select(_v.c.x, _v.c.y, _v.c.player_id).where(_v.c.id == to_village_id)
             ).first()
             if target is None:
                 raise NotFound(f"village {to_village_id} does not exist")
@@ -166,6 +169,11 @@ class SqlTradeRepository(SqlRepository, TradeRepository):
                 )
                 .returning(_s.c.id)
             ).scalar_one()
+            sent = dict(shipment_id=int(shipment_id), from_village_id=from_village_id,
+                        to_village_id=to_village_id, arrives_at=arrives.isoformat())
+            self._emit(events.RESOURCES_SENT, state.player_id, **sent)
+            if int(target.player_id) != state.player_id:
+                self._emit(events.RESOURCES_INCOMING, int(target.player_id), **sent)
             return Shipment(
                 id=int(shipment_id),
                 from_village_id=from_village_id,

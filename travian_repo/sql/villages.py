@@ -7,6 +7,7 @@ from typing import Callable
 
 from sqlalchemy import Connection, delete, insert, update
 
+from travian_repo.domain import events
 from travian_repo.domain.errors import Forbidden, InvalidRequest, NotFound, RuleViolation
 from travian_repo.domain.values import BuildOrder, Resources, Village
 from travian_repo.repositories import validation as v
@@ -98,6 +99,8 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
             spend(conn, state, cost)
             if instant:
                 apply_level(conn, state, target_slot, name, target_level)
+                self._emit(events.BUILD_COMPLETED, actor, village_id=village_id, building=name,
+                           level=target_level)
                 return BuildOrder(0, village_id, 0, target_slot, name, target_level, cost,
                                   state.now, state.now)
             starts = max([state.now, *(o.completes_at for o in state.queue)])
@@ -120,6 +123,9 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
                 )
                 .returning(_q.c.id)
             ).scalar_one()
+            self._emit(events.BUILD_QUEUED, actor, village_id=village_id, position=position,
+                       building=name, target_level=target_level,
+                       completes_at=completes.isoformat())
             return BuildOrder(order_id, village_id, position, target_slot, name, target_level,
                               cost, starts, completes)
 
@@ -154,6 +160,8 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
                     .values(queue_position=position, started_at=starts, completes_at=completes)
                 )
                 cursor = completes
+            self._emit(events.BUILD_CANCELLED, actor, village_id=village_id,
+                       position=queue_position)
             return order
 
         return self._write(run)

@@ -1,0 +1,25 @@
+"""Domain event kinds. Every committed write records events; the event bus publishes them
+to each player's channel and the cache invalidates from them.
+
+``Event.data`` carries JSON-safe ids and ISO times, named in the comments below.
+"""
+
+from __future__ import annotations
+
+BUILD_QUEUED = "build_queued"  # village_id, position, building, target_level, completes_at
+BUILD_CANCELLED = "build_cancelled"  # village_id, position
+BUILD_COMPLETED = "build_completed"  # village_id, building, level
+TRAINING_QUEUED = "training_queued"  # village_id, order_id
+TROOPS_TRAINED = "troops_trained"  # village_id, unit, count
+MOVEMENT_SENT = "movement_sent"  # movement_id, kind, from_village_id, to_village_id, arrives_at
+ATTACK_INCOMING = "attack_incoming"  # same, to the target's owner (attacks, raids, sieges, scouts)
+REINFORCEMENT_INCOMING = "reinforcement_incoming"  # same, to the target's owner
+MOVEMENT_ARRIVED = "movement_arrived"  # movement_id, kind, from_village_id, to_village_id
+OFFER_CREATED = "offer_created"  # village_id, offer_id
+RESOURCES_SENT = "resources_sent"  # shipment_id, from_village_id, to_village_id, arrives_at
+RESOURCES_INCOMING = "resources_incoming"  # same, to the target's owner
+RESOURCES_ARRIVED = "resources_arrived"  # shipment_id, from_village_id, to_village_id
+MESSAGE_RECEIVED = "message_received"  # message_id, from_player_id
+REPORT_CREATED = "report_created"  # report_id, kind, village_id
+ALLIANCE_CREATED = "alliance_created"  # alliance_id
+ALLIANCE_INVITATION = "alliance_invitation"  # alliance_id, invitation_id, invited_by
