@@ -6,6 +6,8 @@ Nothing is built at import time; ``connect`` builds what it is given and nothing
 from __future__ import annotations
 
 import os
+
+import redis
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar, cast
 
@@ -56,7 +58,12 @@ class World:
         metrics: Metrics,
         transport: Transport | None = None,
         token_player: int | None = None,
+        redis_client: redis.Redis | None = None,
+        owns_redis: bool = False,
     ) -> None:
+        # The Redis client shared by the cache, the rate limiter and the event bus (or None).
+        self.redis = redis_client
+        self._owns_redis = owns_redis
         self._database = database
         self._transport = transport
         self._token_player = token_player
@@ -105,6 +112,8 @@ class World:
         return self._metrics.snapshot()
 
     def close(self) -> None:
+        if self.redis is not None and self._owns_redis:
+            self.redis.close()
         if self._transport is not None:
             self._transport.close()
         if self._database is not None and self._owns_engine:
@@ -207,6 +216,7 @@ def connect(
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise ConfigurationError("retry= must be a travian_repo.RetryPolicy")
     metrics = Metrics()
+    redis_client = _redis_client(redis_url if redis_url is not None else _env("TRAVIAN_REDIS_URL"))
 
     database: Database | None = None
     owns = False
@@ -252,7 +262,30 @@ def connect(
             raise
     return World(database=database, player_id=player_id, world_id=world_id, prefer=mode,
                  owns_engine=owns, metrics=metrics, transport=transport,
-                 token_player=token_player)
+                 token_player=token_player, redis_client=redis_client,
+                 owns_redis=redis_client is not None and not isinstance(redis_url, redis.Redis))
+
+
+# Bounded, explicit socket timeouts: a slow or absent Redis must never stall a read for long.
+REDIS_SOCKET_TIMEOUT_S = 0.25
+REDIS_CONNECT_TIMEOUT_S = 0.25
+
+
+def _redis_client(value: Any) -> redis.Redis | None:
+    """A ready ``redis.Redis`` as given, one built from a URL (not connected yet), or None."""
+    if value is None or isinstance(value, redis.Redis):
+        return value
+    if not isinstance(value, str):
+        raise ConfigurationError("redis_url must be a redis:// URL or a redis.Redis client")
+    try:
+        return redis.Redis.from_url(
+            value,
+            socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+            socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
+            health_check_interval=30,
+        )
+    except ValueError as exc:
+        raise ConfigurationError(f"not a usable Redis URL: {exc}") from None
 
 
 def _open_database(
