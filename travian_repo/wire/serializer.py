@@ -6,12 +6,13 @@ value appears everywhere. Datetimes travel as ISO 8601 UTC (``2026-01-01T12:00:0
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import functools
 import types
 import typing
 from datetime import datetime, timezone
-from typing import Any, Mapping, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Callable, Mapping, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from travian_repo.domain import values
 from travian_repo.domain.errors import TravianError
@@ -46,7 +47,7 @@ def encode(value: Any) -> Any:
 def decode(cls: type[T], data: Any) -> T:
     """Data made by ``encode`` back into a ``cls`` value; DecodeError when it does not fit."""
     try:
-        return typing.cast(T, _decode(cls, data, cls.__name__))
+        return typing.cast(T, _decoder(typing.cast(Any, cls))(data, cls.__name__))
     except DecodeError:
         raise
     except (TypeError, ValueError, KeyError) as exc:
@@ -77,57 +78,121 @@ def parse_time(text: Any) -> datetime:
     return parsed.astimezone(timezone.utc)
 
 
+Decoder = Callable[[Any, str], Any]
+
+
 @functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return get_type_hints(cls, vars(values))
+def _decoder(tp: Any) -> Decoder:
+    """A decoder for ``tp``, built once per type: the hot path does no type inspection.
 
-
-def _decode(tp: Any, data: Any, where: str) -> Any:
+    ``where`` names the position for error messages; it is only formatted on failure.
+    """
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
         options = get_args(tp)
-        if data is None and type(None) in options:
-            return None
+        optional = type(None) in options
         (inner,) = [o for o in options if o is not type(None)]
-        return _decode(inner, data, where)
+        inner_decoder = _decoder(inner)
+
+        def union(data: Any, where: str) -> Any:
+            return None if data is None and optional else inner_decoder(data, where)
+
+        return union
     if tp is Any:
-        return data
+        return lambda data, where: data
     if tp is datetime:
-        return parse_time(data)
-    if tp is bool:
-        if not isinstance(data, bool):
-            raise DecodeError(f"{where}: expected true/false, got {type(data).__name__}")
-        return data
-    if tp is int:
-        if isinstance(data, bool) or not isinstance(data, int):
-            raise DecodeError(f"{where}: expected an integer, got {type(data).__name__}")
-        return data
-    if tp is str:
-        if not isinstance(data, str):
-            raise DecodeError(f"{where}: expected a string, got {type(data).__name__}")
-        return data
+        return lambda data, where: parse_time(data)
+    if tp in (bool, int, str):
+        return _scalar(tp)
     if tp is Troops:
-        if not isinstance(data, dict):
-            raise DecodeError(f"{where}: expected an object of unit counts")
-        return Troops({str(k): _decode(int, v, f"{where}.{k}") for k, v in data.items()})
+        return _troops
     if origin is tuple:
-        if not isinstance(data, list):
-            raise DecodeError(f"{where}: expected a list, got {type(data).__name__}")
-        (inner, _ellipsis) = get_args(tp)
-        return tuple(_decode(inner, item, f"{where}[{i}]") for i, item in enumerate(data))
-    if origin in (Mapping, dict) or tp in (dict,):
-        if not isinstance(data, dict):
-            raise DecodeError(f"{where}: expected an object, got {type(data).__name__}")
-        return dict(data)
+        item = _decoder(get_args(tp)[0])
+
+        def sequence(data: Any, where: str) -> Any:
+            if type(data) is not list:
+                raise DecodeError(f"{where}: expected a list, got {type(data).__name__}")
+            return tuple([item(x, where) for x in data])
+
+        return sequence
+    if origin in (Mapping, collections.abc.Mapping, dict) or tp is dict:
+
+        def mapping(data: Any, where: str) -> Any:
+            if not isinstance(data, dict):
+                raise DecodeError(f"{where}: expected an object, got {type(data).__name__}")
+            return dict(data)
+
+        return mapping
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if not isinstance(data, dict):
-            raise DecodeError(f"{where}: expected an object, got {type(data).__name__}")
-        hints = _hints(tp)
-        kwargs = {}
-        for f in dataclasses.fields(tp):
-            if f.name in data:
-                kwargs[f.name] = _decode(hints[f.name], data[f.name], f"{where}.{f.name}")
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise DecodeError(f"{where}: missing field {f.name!r}")
-        return typing.cast(Any, tp)(**kwargs)
-    raise DecodeError(f"{where}: cannot decode into {tp!r}")
+        return _dataclass_decoder(tp)
+    raise DecodeError(f"cannot decode into {tp!r}")
+
+
+def _scalar(tp: type) -> Decoder:
+    names = {bool: "true/false", int: "an integer", str: "a string"}
+
+    def scalar(data: Any, where: str) -> Any:
+        if type(data) is not tp:  # bool is not accepted for int, nor int for bool
+            raise DecodeError(f"{where}: expected {names[tp]}, got {type(data).__name__}")
+        return data
+
+    return scalar
+
+
+def _troops(data: Any, where: str) -> Troops:
+    if not isinstance(data, dict):
+        raise DecodeError(f"{where}: expected an object of unit counts")
+    for unit, count in data.items():
+        if type(count) is not int:
+            raise DecodeError(f"{where}.{unit}: expected an integer, got {type(count).__name__}")
+    return Troops(data)
+
+
+_MISSING = object()
+
+
+def _dataclass_decoder(cls: type) -> Decoder:
+    """Straight-line code per class (as ``dataclasses`` makes ``__init__``): on the hot
+    path of every cached read and every HTTP answer, so no loop, no kwargs."""
+    hints = get_type_hints(cls, vars(values))
+    env: dict[str, Any] = {"DecodeError": DecodeError, "make": cls, "MISSING": _MISSING}
+    lines = [
+        "def decode_fields(data, where):",
+        "    if type(data) is not dict:",
+        "        raise DecodeError(f'{where}: expected an object, got {type(data).__name__}')",
+    ]
+    args = []
+    for n, f in enumerate(dataclasses.fields(cls)):
+        tp = hints[f.name]
+        env[f"dec{n}"] = _decoder(tp)
+        value = f"v{n}"
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required:
+            lines += [
+                f"    {value} = data.get({f.name!r}, MISSING)",
+                f"    if {value} is MISSING:",
+                f"        raise DecodeError(where + ': missing field \"{f.name}\"')",
+            ]
+        else:
+            lines.append(f"    {value} = data.get({f.name!r}, MISSING)")
+        check = f"type({value}) is not scalar{n}" if tp in (bool, int, str) else "True"
+        if tp in (bool, int, str):
+            env[f"scalar{n}"] = tp
+        guard = f"{value} is not MISSING and {check}" if not required else check
+        lines += [
+            f"    if {guard}:",
+            f"        {value} = dec{n}({value}, where + '.{f.name}')",
+        ]
+        args.append(value)
+    optional = [a for a, f in zip(args, dataclasses.fields(cls))
+                if not (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)]
+    if optional:
+        names = [f.name for f in dataclasses.fields(cls)]
+        lines.append("    kwargs = {}")
+        for a, name in zip(args, names):
+            lines.append(f"    if {a} is not MISSING: kwargs[{name!r}] = {a}")
+        lines.append("    return make(**kwargs)")
+    else:
+        lines.append(f"    return make({', '.join(args)})")
+    exec("\n".join(lines), env)  # noqa: S102 - code built from the class's own field names
+    return typing.cast(Decoder, env["decode_fields"])
