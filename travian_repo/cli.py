@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     serve.add_argument("--threads", type=int, default=8, help="worker threads (default 8)")
+    serve.add_argument("--redis-url", default=os.environ.get("TRAVIAN_REDIS_URL") or None,
+                       metavar="URL", help="publish events and share the cache through this Redis "
+                       "(default: $TRAVIAN_REDIS_URL; none: in-process only)")
     serve.set_defaults(run=cmd_serve)
     return parser
 
@@ -144,7 +147,8 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     out.write(f"Serving {make_url(args.database_url).render_as_string(hide_password=True)} "
               f"on http://{args.host}:{args.port}/v1/ (Ctrl-C stops)\n")
     out.flush()
-    serve(args.database_url, host=args.host, port=args.port, threads=args.threads)
+    serve(args.database_url, host=args.host, port=args.port, threads=args.threads,
+          redis_url=args.redis_url)
     return 0
 
 

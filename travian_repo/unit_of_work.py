@@ -20,6 +20,7 @@ from travian_repo.http.players import HttpPlayerRepository
 from travian_repo.http.trade import HttpTradeRepository
 from travian_repo.http.transport import Transport
 from travian_repo.http.villages import HttpVillageRepository
+from travian_repo.infra.cache import Cache, CacheView
 from travian_repo.infra.metrics import Metrics
 from travian_repo.wire.routes import BY_OPERATION
 from travian_repo.repositories.base import (
@@ -96,16 +97,24 @@ _SQL_REPOSITORIES: dict[str, type[Any]] = {
 class SqlUnitOfWork(UnitOfWork):
     """Repositories are made on first use: a quick call needs one, not six."""
 
-    def __init__(self, database: Database, player_id: int | None, metrics: Metrics) -> None:
+    def __init__(
+        self, database: Database, player_id: int | None, metrics: Metrics, cache: Cache | None = None
+    ) -> None:
         super().__init__(player_id)
         self._session: SqlSession = database.session()
         self._metrics = metrics
+        self._cache_view: CacheView | None = None
+        if cache is not None:
+            self._cache_view = cache.view(database.clock)
+            self._cache_view.sessions.append(self._session)
 
     def __getattr__(self, domain: str) -> Any:
         cls = _SQL_REPOSITORIES.get(domain)
         if cls is None:
             raise AttributeError(domain)
-        repo = _instrument(cls(self._session, self.player_id), domain, self._metrics)
+        target = cls(self._session, self.player_id)
+        target._cache = self._cache_view
+        repo = _instrument(target, domain, self._metrics)
         setattr(self, domain, repo)
         return repo
 
@@ -138,19 +147,24 @@ class HttpUnitOfWork(UnitOfWork):
     """Over the API each write is sent at once and is atomic on its own; the unit adds one
     acting player (the token's). The transport records the metrics of every request."""
 
-    def __init__(self, transport: Transport, player_id: int | None, token_player: int | None) -> None:
+    def __init__(
+        self, transport: Transport, player_id: int | None, token_player: int | None,
+        cache: Cache | None = None,
+    ) -> None:
         if player_id is not None and player_id != token_player:
             raise Forbidden(
                 f"the API token acts as player {token_player}; it cannot act as player {player_id}"
             )
         super().__init__(player_id)
         self._transport = transport
+        self._cache_view: CacheView | None = cache.view() if cache is not None else None
 
     def __getattr__(self, domain: str) -> Any:
         cls = _HTTP_REPOSITORIES.get(domain)
         if cls is None:
             raise AttributeError(domain)
         repo = cls(self._transport, self.player_id)
+        repo._cache = self._cache_view
         setattr(self, domain, repo)
         return repo
 
@@ -175,6 +189,10 @@ class AutoUnitOfWork(UnitOfWork):
         super().__init__(http.player_id)
         self._sql = sql
         self._http = http
+        if sql._cache_view is not None:
+            # One cache handle: the API writes invalidate and mark the unit written, so the
+            # database reads after them skip the cache (read-your-writes).
+            http._cache_view = sql._cache_view
 
     def __getattr__(self, domain: str) -> Any:
         if domain not in _SQL_REPOSITORIES:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar, cast
 
@@ -16,6 +18,8 @@ from sqlalchemy import Engine
 from travian_repo.domain.errors import ConfigurationError, Forbidden
 from travian_repo.domain.values import Event, Player
 from travian_repo.http.transport import Transport
+from travian_repo.infra.events import event_bus_for
+from travian_repo.infra.cache import Cache, build_cache, resolve_ttls
 from travian_repo.infra.ratelimit import rate_limiter_from_option
 from travian_repo.infra.metrics import Metrics
 from travian_repo.infra.retry import RetryPolicy
@@ -73,12 +77,18 @@ class World:
         self.prefer = prefer
         self._owns_engine = owns_engine
         self._metrics = metrics
+        self.cache: Cache | None = None  # the read cache (set by connect()), None = off
         self.villages: VillageRepository = _quick(self, "villages")
         self.military: MilitaryRepository = _quick(self, "military")
         self.trade: TradeRepository = _quick(self, "trade")
         self.intel: IntelRepository = _quick(self, "intel")
         self.diplomacy: DiplomacyRepository = _quick(self, "diplomacy")
         self.players: PlayerRepository = _quick(self, "players")
+        # Events: Redis pub/sub with a Redis client, else this process's bus for the world;
+        # the SQL side publishes after each commit that wrote.
+        self._event_bus = event_bus_for(redis_client, world_id)
+        if database is not None:
+            database.add_commit_listener(self._event_bus.publish)
 
     @property
     def database(self) -> Database:
@@ -90,12 +100,12 @@ class World:
         """A unit of work acting as ``player_id`` (default: the world's player)."""
         actor = self.player_id if player_id is None else check_id(player_id, "player_id")
         if self.prefer == "sql":
-            return SqlUnitOfWork(self.database, actor, self._metrics)
+            return SqlUnitOfWork(self.database, actor, self._metrics, self.cache)
         assert self._transport is not None
-        http = HttpUnitOfWork(self._transport, actor, self._token_player)
+        http = HttpUnitOfWork(self._transport, actor, self._token_player, self.cache)
         if self.prefer == "http":
             return http
-        return AutoUnitOfWork(SqlUnitOfWork(self.database, actor, self._metrics), http)
+        return AutoUnitOfWork(SqlUnitOfWork(self.database, actor, self._metrics, self.cache), http)
 
     def npc(self, player_id: int) -> NPCGameInterface:
         from travian_repo.npc import NPCGameInterface
@@ -103,9 +113,13 @@ class World:
         return NPCGameInterface(self, check_id(player_id, "player_id"))
 
     def events(self, player_id: int, *, timeout: float | None = None) -> Iterator[Event]:
-        raise ConfigurationError(
-            "world.events() needs the event bus, which this version does not have yet"
-        )
+        """A blocking iterator of ``player_id``'s events from now on; ``timeout``: stop after
+        that many seconds without one (None: never). Close it (or ``with``) when done."""
+        player_id = check_id(player_id, "player_id")
+        if self._token_player is not None and player_id != self._token_player:
+            raise Forbidden(f"the API token belongs to player {self._token_player}, "
+                            f"not player {player_id}: its events are not yours to read")
+        return self._event_bus.subscribe(player_id, timeout=timeout)
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -180,6 +194,7 @@ def connect(
         raise ConfigurationError(
             f"unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(KNOWN_OPTIONS))}"
         )
+    resolve_ttls(options.get("cache_ttls"))  # a bad cache_ttls= fails before connecting
     if prefer not in PREFERENCES:
         raise ConfigurationError(f"prefer must be one of {', '.join(PREFERENCES)}, got {prefer!r}")
     database_url = database_url if database_url is not None else _env("TRAVIAN_DATABASE_URL")
@@ -242,7 +257,9 @@ def connect(
                 session=options.get("http_session"),
                 timeout=options.get("timeout") or (3.05, 10.0),
                 retry=retry,
-                rate_limiter=rate_limiter_from_option(options.get("rate_limit")),
+                rate_limiter=rate_limiter_from_option(
+                    options.get("rate_limit"), redis_client, world_id=world_id
+                ),
                 metrics=metrics,
                 pool_size=options.get("pool_size") or 16,
             )
@@ -260,10 +277,14 @@ def connect(
             if database is not None and owns:
                 database.dispose()
             raise
-    return World(database=database, player_id=player_id, world_id=world_id, prefer=mode,
+    world = World(database=database, player_id=player_id, world_id=world_id, prefer=mode,
                  owns_engine=owns, metrics=metrics, transport=transport,
                  token_player=token_player, redis_client=redis_client,
                  owns_redis=redis_client is not None and not isinstance(redis_url, redis.Redis))
+    world.cache = build_cache(options.get("cache"), options.get("cache_ttls"),
+                              redis_client=redis_client, world_id=world_id, metrics=metrics,
+                              database=database)
+    return world
 
 
 # Bounded, explicit socket timeouts: a slow or absent Redis must never stall a read for long.
@@ -283,6 +304,7 @@ def _redis_client(value: Any) -> redis.Redis | None:
             socket_timeout=REDIS_SOCKET_TIMEOUT_S,
             socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
             health_check_interval=30,
+            retry=Retry(NoBackoff(), 1),  # one quick retry; an outage is bypassed, not waited on
         )
     except ValueError as exc:
         raise ConfigurationError(f"not a usable Redis URL: {exc}") from None

@@ -13,6 +13,7 @@ until a test moves it, on both sides alike.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -21,7 +22,7 @@ import sqlalchemy as sa
 
 import travian_repo as tr
 from travian_repo.sandbox import Clock, WorldSummary
-from travian_repo.sandbox.server import ServerThread
+from travian_repo.sandbox.server import ServerThread, app_world
 from travian_repo.sql import schema
 
 from tests.conftest import MakeWorld
@@ -73,8 +74,17 @@ class Contract:
         while self.opened:
             self.opened.pop().close()
         if self.server is not None:
-            self.server.stop()
-            self.server = None
+            server, self.server = self.server, None
+            try:
+                server.stop()
+            except OSError as exc:
+                # A known library bug (reported): now and then ServerThread.stop() finds the
+                # waitress trigger's pipe already closed (EBADF from trigger.pull_trigger) and
+                # raises before it shuts down. Release the world it serves and carry on: the
+                # server thread is a daemon and the test's result stands.
+                warnings.warn(f"ServerThread.stop() failed: {exc!r}", RuntimeWarning,
+                              stacklevel=1)
+                app_world(server.app).close()
 
 
 def open_contract(prefer: str, database_url: str, clock: Clock,
@@ -151,10 +161,11 @@ def refuses(raw: sa.Engine, error: type[tr.TravianError],
     return raised
 
 
-def xfail_on(request: pytest.FixtureRequest, prefer: str, side: str, reason: str) -> None:
-    """Mark the running test as a known (strict) failure on one side only."""
+def xfail_on(request: pytest.FixtureRequest, prefer: str, side: str, reason: str,
+             raises: type[BaseException] = AssertionError) -> None:
+    """Mark the running test as a known (strict) failure, with ``raises``, on one side only."""
     if prefer == side:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason, raises=raises))
 
 
 def execute(raw: sa.Engine, *statements: Any) -> None:

@@ -16,6 +16,9 @@ ATTACK_INCOMING = "attack_incoming"  # same, to the target's owner (attacks, rai
 REINFORCEMENT_INCOMING = "reinforcement_incoming"  # same, to the target's owner
 MOVEMENT_ARRIVED = "movement_arrived"  # movement_id, kind, from_village_id, to_village_id
 OFFER_CREATED = "offer_created"  # village_id, offer_id
+OFFER_ACCEPTED = "offer_accepted"  # offer_id, village_id (the offer's), accepted_by_village_id,
+#   shipment_id (the accepter's), return_shipment_id (the offerer's); to both players
+OFFER_CANCELLED = "offer_cancelled"  # village_id, offer_id
 RESOURCES_SENT = "resources_sent"  # shipment_id, from_village_id, to_village_id, arrives_at
 RESOURCES_INCOMING = "resources_incoming"  # same, to the target's owner
 RESOURCES_ARRIVED = "resources_arrived"  # shipment_id, from_village_id, to_village_id

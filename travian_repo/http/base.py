@@ -15,6 +15,9 @@ class HttpRepository:
     """Arguments are checked here with the same validation as the SQL side, so bad input
     never leaves the process; the server checks the rest and answers with the same errors."""
 
+    # The unit of work's cache handle (travian_repo.infra.cache.CacheView); None = no caching.
+    _cache: Any = None
+
     def __init__(self, transport: Transport, acting_player_id: int | None) -> None:
         self._transport = transport
         self._actor = acting_player_id
@@ -28,9 +31,17 @@ class HttpRepository:
         **path: int | str,
     ) -> Any:
         r = route(operation)
-        return self._transport.request(
-            operation, r.method, r.url_path(**path), params=params, json_body=body
-        )
+        result = None
+        try:
+            result = self._transport.request(
+                operation, r.method, r.url_path(**path), params=params, json_body=body
+            )
+            return result
+        finally:
+            if r.is_write and self._cache is not None:
+                # Committed by the server when it answered (or maybe, when the call failed):
+                # invalidate after it, never before.
+                self._cache.wrote(operation, self._actor, path, body, result)
 
     def _one(self, cls: type[T], operation: str, **kwargs: Any) -> T:
         return decode(cls, self._call(operation, **kwargs))

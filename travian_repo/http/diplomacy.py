@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from travian_repo.domain.values import Alliance, Invitation, Message
+from travian_repo.infra.cache import cached
 from travian_repo.http.base import HttpRepository
 from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import DiplomacyRepository
@@ -20,6 +21,7 @@ class HttpDiplomacyRepository(HttpRepository, DiplomacyRepository):
         return self._one(Message, "diplomacy.send_message", body=payload,
                          player_id=v.check_id(from_player_id, "from_player_id"))
 
+    @cached("diplomacy.messages", scope="private", depends=("mail:{player_id}",))
     def messages(self, player_id: int, *, unread_only: bool = False) -> list[Message]:
         return self._many(
             Message, "diplomacy.messages",

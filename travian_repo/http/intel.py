@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from travian_repo.domain.values import Movement, Report
+from travian_repo.infra.cache import cached
 from travian_repo.http.base import HttpRepository
 from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import IntelRepository
@@ -17,6 +18,7 @@ class HttpIntelRepository(HttpRepository, IntelRepository):
         return self._one(Movement, "intel.send_scouts", body=body,
                          village_id=v.check_id(from_village_id, "from_village_id"))
 
+    @cached("intel.scout_reports", scope="private", depends=("reports:{player_id}",))
     def scout_reports(self, player_id: int, limit: int = 20) -> list[Report]:
         return self._many(
             Report, "intel.scout_reports",

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Mapping
 
 from travian_repo.domain.values import Movement, TrainingOrder, Troops
+from travian_repo.infra.cache import cached
 from travian_repo.http.base import HttpRepository
 from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import MilitaryRepository
 
 
 class HttpMilitaryRepository(HttpRepository, MilitaryRepository):
+    @cached("military.troops", scope="private", depends=("village:{village_id}",))
     def troops(self, village_id: int) -> Troops:
         return self._one(Troops, "military.troops", village_id=v.check_id(village_id, "village_id"))
 
@@ -44,10 +46,17 @@ class HttpMilitaryRepository(HttpRepository, MilitaryRepository):
         return self._one(Movement, "military.reinforce", body=body,
                          village_id=v.check_id(from_village_id, "from_village_id"))
 
+    @cached("military.incoming", scope="private", depends=("village:{village_id}",))
     def incoming(self, village_id: int) -> list[Movement]:
         return self._many(Movement, "military.incoming",
                           village_id=v.check_id(village_id, "village_id"))
 
+    @cached("military.outgoing", scope="private", depends=("village:{village_id}",))
     def outgoing(self, village_id: int) -> list[Movement]:
         return self._many(Movement, "military.outgoing",
                           village_id=v.check_id(village_id, "village_id"))
+
+    def send_home(self, village_id: int, movement_id: int) -> Movement:
+        return self._one(Movement, "military.send_home", body={},
+                         village_id=v.check_id(village_id, "village_id"),
+                         movement_id=v.check_id(movement_id, "movement_id"))

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from travian_repo.domain.errors import InvalidRequest
 from travian_repo.domain.values import Player, RankingEntry
+from travian_repo.infra.cache import cached
 from travian_repo.http.base import HttpRepository
 from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import RANKING_METRICS, PlayerRepository
 
 
 class HttpPlayerRepository(HttpRepository, PlayerRepository):
+    @cached("players.get", scope="public", depends=("player:{player_id}", "rank"))
     def get(self, player_id: int) -> Player:
         return self._one(Player, "players.get", player_id=v.check_id(player_id, "player_id"))
 
+    @cached("players.ranking", scope="public", depends=("rank",))
     def ranking(self, metric: str = "population", limit: int = 100) -> list[RankingEntry]:
         if metric not in RANKING_METRICS or not isinstance(metric, str):
             raise InvalidRequest(f"metric must be one of {', '.join(RANKING_METRICS)}, got {metric!r}")

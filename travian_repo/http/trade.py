@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from travian_repo.domain.values import Resources, Shipment, TradeOffer
+from travian_repo.infra.cache import cached
 from travian_repo.http.base import HttpRepository
 from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import TradeRepository
@@ -42,6 +43,17 @@ class HttpTradeRepository(HttpRepository, TradeRepository):
         return self._one(Shipment, "trade.send_resources", body=body,
                          village_id=v.check_id(from_village_id, "from_village_id"))
 
+    @cached("trade.offers", scope="public", depends=("market",))
     def offers(self, village_id: int) -> list[TradeOffer]:
         return self._many(TradeOffer, "trade.offers",
                           village_id=v.check_id(village_id, "village_id"))
+
+    def accept_offer(self, village_id: int, offer_id: int) -> Shipment:
+        return self._one(Shipment, "trade.accept_offer", body={},
+                         village_id=v.check_id(village_id, "village_id"),
+                         offer_id=v.check_id(offer_id, "offer_id"))
+
+    def cancel_offer(self, village_id: int, offer_id: int) -> TradeOffer:
+        return self._one(TradeOffer, "trade.cancel_offer",
+                         village_id=v.check_id(village_id, "village_id"),
+                         offer_id=v.check_id(offer_id, "offer_id"))

@@ -14,10 +14,14 @@ granted.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
 import threading
 import time
-from typing import Callable, Protocol, runtime_checkable
+from typing import Callable, Protocol, cast, runtime_checkable
+
+import redis
 
 from travian_repo.domain.errors import ConfigurationError, InvalidRequest, RateLimited
 
@@ -25,6 +29,8 @@ DEFAULT_PER_SECOND = 100.0
 DEFAULT_PER_MINUTE = 5000.0
 
 _EPSILON = 1e-9  # float noise below which a wait counts as none
+
+log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -144,26 +150,217 @@ class LocalRateLimiter(RateLimiter):
         return f"LocalRateLimiter(per_second={self.per_second:g}, per_minute={self.per_minute:g})"
 
 
-def rate_limiter_from_option(value: object) -> RateLimiter:
+class RedisRateLimiter(RateLimiter):
+    """The same two buckets, shared by every process of a world through Redis.
+
+    One Lua script does the whole decision atomically on the Redis server, on Redis's own
+    clock (``TIME``), so processes on different machines (with drifting clocks) agree. The
+    buckets are GCRA state in one hash per world (``travian_repo:v1:{world_id}:ratelimit``,
+    fields ``s`` and ``m``: when each bucket is next full, in microseconds of Redis time);
+    the key expires once both buckets are full again, so an idle world leaves nothing behind.
+
+    ``acquire`` makes one round trip: the script *books* the next slot free in both buckets
+    (both or neither) and returns how long until it; the caller then sleeps that long, once.
+    When the slot is further away than ``timeout``, the script books nothing and returns the
+    wait ("refused"), and ``acquire`` raises ``RateLimited(retry_after=wait)`` at once.
+    Booking instead of polling makes the shared bucket first come, first served: N processes
+    hammering it get about 1/N each, with no thundering herd of retries.
+
+    The script runs by ``EVALSHA``; on ``NOSCRIPT`` (Redis restarted or ``SCRIPT FLUSH``) it
+    is loaded again and the call retried once.
+
+    Redis unreachable (or any Redis error): the request is never failed because of the
+    limiter. It falls back to ``fallback`` (default: a ``LocalRateLimiter`` with the same
+    limits, per process, so N processes may together send up to N times the quota during the
+    outage), logs one warning per outage, and tries Redis again after ``recheck_s`` seconds;
+    the first success logs that the shared limit is back.
+    """
+
+    SCRIPT = """
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local s_interval = tonumber(ARGV[1])
+local s_tolerance = tonumber(ARGV[2])
+local m_interval = tonumber(ARGV[3])
+local m_tolerance = tonumber(ARGV[4])
+local max_wait = tonumber(ARGV[5])
+local state = redis.call('HMGET', KEYS[1], 's', 'm')
+local s_tat = tonumber(state[1]) or now
+local m_tat = tonumber(state[2]) or now
+local grant = math.max(now, s_tat - s_tolerance, m_tat - m_tolerance)
+local wait = grant - now
+if wait < 1 then
+  grant = now
+  wait = 0
+end
+if max_wait >= 0 and wait > max_wait then
+  return {0, math.ceil(wait)}
+end
+s_tat = math.max(s_tat, grant) + s_interval
+m_tat = math.max(m_tat, grant) + m_interval
+redis.call('HSET', KEYS[1], 's', string.format('%.3f', s_tat), 'm', string.format('%.3f', m_tat))
+redis.call('PEXPIRE', KEYS[1], math.ceil((math.max(s_tat, m_tat) - now) / 1000) + 1000)
+return {1, math.ceil(wait)}
+"""
+    SHA = hashlib.sha1(SCRIPT.encode("utf-8")).hexdigest()
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        per_second: float = DEFAULT_PER_SECOND,
+        per_minute: float = DEFAULT_PER_MINUTE,
+        *,
+        world_id: str = "default",
+        key: str | None = None,
+        fallback: RateLimiter | None = None,
+        recheck_s: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.per_second = _positive("per_second", per_second)
+        self.per_minute = _positive("per_minute", per_minute)
+        self.client = client
+        self.key = key if key is not None else f"travian_repo:v1:{world_id}:ratelimit"
+        self.fallback = (
+            fallback if fallback is not None
+            else LocalRateLimiter(self.per_second, self.per_minute, sleep=sleep)
+        )
+        self.recheck_s = recheck_s
+        self._sleep = sleep
+        s_interval = 1e6 / self.per_second
+        m_interval = 60e6 / self.per_minute
+        self._args = (
+            repr(s_interval),
+            repr((max(1.0, self.per_second) - 1.0) * s_interval),
+            repr(m_interval),
+            repr((max(1.0, self.per_minute) - 1.0) * m_interval),
+        )
+        self._state_lock = threading.Lock()
+        self._down_until = 0.0  # time.monotonic() before which Redis is not tried again
+        self._outage = False
+        self.script_loads = 0  # how many times the script was loaded (first use, NOSCRIPT)
+        self.fallback_acquires = 0  # acquires served by the fallback while Redis was down
+
+    def acquire(self, timeout: float | None = None) -> None:
+        _check_timeout(timeout)
+        if self._down_until:
+            now = time.monotonic()
+            with self._state_lock:
+                down = now < self._down_until
+                if not down:  # this caller probes Redis; the others stay local meanwhile
+                    self._down_until = now + self.recheck_s
+            if down:
+                self._acquire_locally(timeout)
+                return
+        max_wait_us = -1 if timeout is None else int(timeout * 1e6)
+        try:
+            granted, wait_us = self._run(max_wait_us)
+        except redis.RedisError as exc:
+            self._went_down(exc)
+            self._acquire_locally(timeout)
+            return
+        if self._outage:
+            self._came_back()
+        wait = int(wait_us) / 1e6
+        if not granted:
+            raise RateLimited(
+                f"shared rate limit ({self.per_second:g}/s, {self.per_minute:g}/min): the next "
+                f"slot is {wait:.3f}s away, beyond the {timeout:g}s timeout",
+                retry_after=wait,
+            )
+        if wait > 0:
+            self._sleep(wait)
+
+    def _run(self, max_wait_us: int) -> tuple[int, int]:
+        try:
+            result = self.client.evalsha(self.SHA, 1, self.key, *self._args, max_wait_us)
+        except redis.exceptions.NoScriptError:
+            # Redis restarted, or SCRIPT FLUSH: load it again and retry once.
+            self.load_script()
+            result = self.client.evalsha(self.SHA, 1, self.key, *self._args, max_wait_us)
+        granted, wait_us = cast("list[int]", result)
+        return int(granted), int(wait_us)
+
+    def load_script(self) -> None:
+        sha = self.client.script_load(self.SCRIPT)
+        if isinstance(sha, bytes):
+            sha = sha.decode("ascii")
+        if sha != self.SHA:  # pragma: no cover - Redis hashes the body with SHA-1, as we do
+            raise redis.exceptions.ResponseError(f"script loaded as {sha}, expected {self.SHA}")
+        with self._state_lock:
+            self.script_loads += 1
+        log.debug("rate limit script loaded into Redis (%s)", self.SHA)
+
+    def _acquire_locally(self, timeout: float | None) -> None:
+        with self._state_lock:
+            self.fallback_acquires += 1
+        self.fallback.acquire(timeout)
+
+    def _went_down(self, exc: BaseException) -> None:
+        with self._state_lock:
+            first = not self._outage
+            self._outage = True
+            self._down_until = time.monotonic() + self.recheck_s
+        if first:
+            log.warning(
+                "shared rate limit: Redis unavailable (%s: %s); limiting this process locally "
+                "(%g/s, %g/min) until it is back", type(exc).__name__, str(exc)[:200],
+                self.per_second, self.per_minute,
+            )
+
+    def _came_back(self) -> None:
+        with self._state_lock:
+            was = self._outage
+            self._outage = False
+            self._down_until = 0.0
+        if was:
+            log.warning("shared rate limit: Redis is back; the limit is shared again")
+
+    def __repr__(self) -> str:
+        return (f"RedisRateLimiter(per_second={self.per_second:g}, "
+                f"per_minute={self.per_minute:g}, key={self.key!r})")
+
+
+def _check_timeout(timeout: object) -> None:
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or math.isnan(timeout)
+        or timeout < 0
+    ):
+        raise InvalidRequest(f"timeout must be None or a number >= 0, not {timeout!r}")
+
+
+def rate_limiter_from_option(
+    value: object, redis_client: redis.Redis | None = None, *, world_id: str = "default"
+) -> RateLimiter:
     """The limiter ``connect(rate_limit=...)`` asks for.
 
-    ``None``: the defaults (100/s, 5000/min); a ``(per_second, per_minute)`` pair; or a ready
-    ``RateLimiter`` (anything with ``acquire(timeout=None)``), used as given.
+    ``value``: ``None`` for the defaults (100/s, 5000/min); a ``(per_second, per_minute)``
+    pair; or a ready ``RateLimiter`` (anything with ``acquire(timeout=None)``), used as given.
+
+    With a ``redis_client`` and no ready limiter, the limits are shared by every process of
+    the world through Redis (``RedisRateLimiter``); without one, they hold for this process
+    (``LocalRateLimiter``).
     """
     if value is None:
-        return LocalRateLimiter()
-    if isinstance(value, (tuple, list)):
+        per_second, per_minute = DEFAULT_PER_SECOND, DEFAULT_PER_MINUTE
+    elif isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ConfigurationError(
                 f"rate_limit must be (per_second, per_minute), got {len(value)} values"
             )
-        return LocalRateLimiter(value[0], value[1])
-    if not isinstance(value, type) and isinstance(value, RateLimiter):
+        per_second, per_minute = value[0], value[1]
+    elif not isinstance(value, type) and isinstance(value, RateLimiter):
         return value
-    raise ConfigurationError(
-        "rate_limit must be None, a (per_second, per_minute) pair or a RateLimiter, "
-        f"not {type(value).__name__}"
-    )
+    else:
+        raise ConfigurationError(
+            "rate_limit must be None, a (per_second, per_minute) pair or a RateLimiter, "
+            f"not {type(value).__name__}"
+        )
+    if redis_client is not None:
+        return RedisRateLimiter(redis_client, per_second, per_minute, world_id=world_id)
+    return LocalRateLimiter(per_second, per_minute)
 
 
 def _positive(name: str, value: object) -> float:
@@ -182,5 +379,6 @@ __all__ = [
     "DEFAULT_PER_SECOND",
     "LocalRateLimiter",
     "RateLimiter",
+    "RedisRateLimiter",
     "rate_limiter_from_option",
 ]

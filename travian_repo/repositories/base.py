@@ -86,6 +86,20 @@ class MilitaryRepository(ABC):
     def outgoing(self, village_id: int) -> list[Movement]:
         """Movements under way from the village (its owner only)."""
 
+    @abstractmethod
+    def send_home(self, village_id: int, movement_id: int) -> Movement:
+        """Recall reinforcements: the owner of troops stationed in another village calls them
+        home. ``village_id`` is the troops' home village (the acting player's) and
+        ``movement_id`` the reinforcement movement that stationed them. The stationed
+        movement is done and a ``return`` movement (from the station to home, arriving after
+        the travel time back) is returned.
+
+        NotFound (village or movement missing, or troops from another village), Forbidden
+        (not the acting player's village, or someone else's troops: the host cannot send
+        them away), Conflict (not stationed: still under way, already recalled, not a
+        reinforcement).
+        """
+
 
 class TradeRepository(ABC):
     @abstractmethod
@@ -108,6 +122,27 @@ class TradeRepository(ABC):
     @abstractmethod
     def offers(self, village_id: int) -> list[TradeOffer]:
         """Open offers on the market seen from the village (other villages' offers)."""
+
+    @abstractmethod
+    def accept_offer(self, village_id: int, offer_id: int) -> Shipment:
+        """Accept another player's open offer from ``village_id``: it pays the requested goods
+        (sent to the offerer with its own merchants) and receives the held offered goods
+        (brought by the offerer's merchants). Returns the accepter's outgoing shipment.
+
+        NotFound (village or offer missing), Forbidden (not the acting player's village),
+        RuleViolation (the acting player's own offer; no marketplace or too few merchants),
+        InsufficientResources, Conflict (the offer is no longer open: accepted or cancelled).
+        """
+
+    @abstractmethod
+    def cancel_offer(self, village_id: int, offer_id: int) -> TradeOffer:
+        """Withdraw the village's open offer: the held goods go back to stock (capped by
+        storage) and the merchants are free again. Returns the offer.
+
+        NotFound (village or offer missing, or an offer of another of the player's
+        villages), Forbidden (not the acting player's village or offer), Conflict (the offer
+        is no longer open).
+        """
 
 
 class IntelRepository(ABC):

@@ -1,6 +1,15 @@
 """A local world for development and tests: generation (and, later, the engine and server)."""
 
 from travian_repo.sandbox.clock import Clock
+from travian_repo.sandbox.engine import AcceleratedClock, Engine, EngineThread
 from travian_repo.sandbox.worldgen import WorldSummary, create_world, player_tokens
 
-__all__ = ["Clock", "WorldSummary", "create_world", "player_tokens"]
+__all__ = [
+    "AcceleratedClock",
+    "Clock",
+    "Engine",
+    "EngineThread",
+    "WorldSummary",
+    "create_world",
+    "player_tokens",
+]

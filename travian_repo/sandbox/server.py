@@ -71,6 +71,8 @@ MAX_BODY_BYTES = 1 << 20
 MAX_TOKEN_LENGTH = 256
 _INT = re.compile(r"-?[0-9]{1,18}")
 _EXTENSION = "travian_repo"
+# POSTs whose path says it all: the body is `{}` or empty (both the same request).
+EMPTY_BODY_WRITES = frozenset({"trade.accept_offer", "military.send_home"})
 
 
 # ---- answers ------------------------------------------------------------------------------
@@ -293,11 +295,17 @@ HANDLERS: dict[str, Handler] = {
         c.json.get("troops")),
     "military.incoming": lambda c: Op("military.incoming", c.params["village_id"]),
     "military.outgoing": lambda c: Op("military.outgoing", c.params["village_id"]),
+    "military.send_home": lambda c: Op("military.send_home", c.params["village_id"],
+                                       c.params["movement_id"]),
     "trade.create_offer": _create_offer,
     "trade.send_resources": lambda c: Op(
         "trade.send_resources", c.params["village_id"], c.json.get("target_village_id"),
         c.json.get("resources")),
     "trade.offers": lambda c: Op("trade.offers", c.params["village_id"]),
+    "trade.accept_offer": lambda c: Op("trade.accept_offer", c.params["village_id"],
+                                       c.params["offer_id"]),
+    "trade.cancel_offer": lambda c: Op("trade.cancel_offer", c.params["village_id"],
+                                       c.params["offer_id"]),
     "intel.send_scouts": lambda c: Op(
         "intel.send_scouts", c.params["village_id"], c.json.get("target_village_id"),
         c.json.get("scouts", 1)),
@@ -402,6 +410,8 @@ class _Service:
                 )
             return None, None
         if not raw.strip():
+            if route.operation in EMPTY_BODY_WRITES:  # nothing to say but the path
+                return {}, Body({})
             raise InvalidRequest("the request body must be a JSON object; it is empty")
         try:
             data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
@@ -530,14 +540,18 @@ def openapi_text() -> str:
     return resources.files("travian_repo.sandbox").joinpath(OPENAPI_RESOURCE).read_text("utf-8")
 
 
-def create_app(database_url: str | Engine, *, clock: Clock | None = None) -> Flask:
+def create_app(
+    database_url: str | Engine, *, clock: Clock | None = None, redis_url: Any = None
+) -> Flask:
     """The v1 API over the world at ``database_url`` (a URL or a SQLAlchemy Engine).
 
     Reads the world settings at once: a database that is not a world raises
-    ``SchemaMismatch`` here rather than on the first request.
+    ``SchemaMismatch`` here rather than on the first request. ``redis_url`` (a URL or a
+    ``redis.Redis``; default ``TRAVIAN_REDIS_URL``): where committed writes publish their
+    events (without one, the in-process bus).
     """
     _check_table()
-    world = connect(database_url, prefer="sql", clock=clock)
+    world = connect(database_url, prefer="sql", clock=clock, redis_url=redis_url)
     try:
         service = _Service(world)
     except BaseException:
@@ -598,9 +612,10 @@ def serve(
     port: int = 8080,
     threads: int = 8,
     clock: Clock | None = None,
+    redis_url: Any = None,
 ) -> None:
     """Serve v1 over the world at ``database_url`` until interrupted (blocking)."""
-    app = create_app(database_url, clock=clock)
+    app = create_app(database_url, clock=clock, redis_url=redis_url)
     log.info("serving world %r on http://%s:%d%s", app_world(app).database.settings.world_id,
              host, port, PREFIX)
     try:
@@ -626,9 +641,11 @@ class ServerThread:
         port: int = 0,
         threads: int = 8,
         clock: Clock | None = None,
+        redis_url: Any = None,
     ) -> None:
         self._owns_app = not isinstance(app, Flask)
-        self.app = app if isinstance(app, Flask) else create_app(app, clock=clock)
+        self.app = (app if isinstance(app, Flask)
+                    else create_app(app, clock=clock, redis_url=redis_url))
         self._map: dict[int, Any] = {}
         made = create_server(self.app, map=self._map, host=host, port=port, threads=threads,
                              ident="travian_repo")
@@ -657,7 +674,10 @@ class ServerThread:
         if self._started and self._thread.is_alive():
             # close_all runs in the server's own loop thread (the trigger's thunk), which
             # then finds its map empty and returns
-            server.trigger.pull_trigger(lambda: wasyncore.close_all(self._map))
+            try:
+                server.trigger.pull_trigger(lambda: wasyncore.close_all(self._map))
+            except OSError:  # the loop closed its trigger on its own meanwhile
+                wasyncore.close_all(self._map)
             self._thread.join(timeout)
         else:
             wasyncore.close_all(self._map)

@@ -15,6 +15,9 @@ T = TypeVar("T")
 
 
 class SqlRepository:
+    # The unit of work's cache handle (travian_repo.infra.cache.CacheView); None = no caching.
+    _cache: Any = None
+
     def __init__(self, session: SqlSession, acting_player_id: int | None) -> None:
         self._session = session
         self._actor = acting_player_id

@@ -14,7 +14,13 @@ from typing import Any, Callable, Mapping
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
 from travian_repo.domain import events
-from travian_repo.domain.errors import Forbidden, InvalidRequest, NotFound, RuleViolation
+from travian_repo.domain.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    RuleViolation,
+)
 from travian_repo.domain.values import ATTACK_KINDS, Movement, Resources, TrainingOrder, Troops
 from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import MilitaryRepository
@@ -22,6 +28,7 @@ from travian_repo.rules import travel
 from travian_repo.rules import units as unit_rules
 from travian_repo.rules.units import UnitSpec
 from travian_repo.sql import schema
+from travian_repo.infra.cache import cached
 from travian_repo.sql.base import SqlRepository
 from travian_repo.sql.database import WorldSettings
 from travian_repo.sql.schema import as_utc
@@ -54,6 +61,7 @@ _MAX_TRAINING_LEVEL = 20  # the highest level of any training building
 class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
     """Troops, training and movements straight on the world database."""
 
+    @cached("military.troops", scope="private", depends=("village:{village_id}",))
     def troops(self, village_id: int) -> Troops:
         """Troops standing at home in the village (owner only), units with a count of 0 left out.
 
@@ -227,6 +235,7 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
             )
         )
 
+    @cached("military.incoming", scope="private", depends=("village:{village_id}",))
     def incoming(self, village_id: int) -> list[Movement]:
         """Movements under way to the village (its owner only), soonest arrival first
         (``arrives_at``, then ``id``); returns home included. One query.
@@ -236,6 +245,7 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
         """
         return self._movements(village_id, incoming=True)
 
+    @cached("military.outgoing", scope="private", depends=("village:{village_id}",))
     def outgoing(self, village_id: int) -> list[Movement]:
         """Movements under way from the village (its owner only), soonest arrival first
         (``arrives_at``, then ``id``); troops coming home (kind ``return``) are not outgoing.
@@ -270,6 +280,91 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
             return [movement_from_row(r) for r in rows if r.id is not None]
 
         return self._read(run)
+
+    def send_home(self, village_id: int, movement_id: int) -> Movement:
+        """Recall reinforcements: the owner calls troops stationed elsewhere back home.
+
+        ``village_id`` is the troops' home village (the acting player's), ``movement_id``
+        the ``reinforcement`` movement that stationed them (state ``stationed``). That
+        movement becomes ``done`` and a ``return`` movement from the station to home is
+        created, leaving now and arriving after the travel time back (the distance, the
+        slowest unit, the world speed, the home village's tournament square). Only the
+        owner recalls: the host village's owner cannot send someone else's troops away.
+
+        Errors, in this order, nothing written: InvalidRequest (bad ids); NotFound /
+        Forbidden for the village; NotFound (no such movement); Forbidden (someone else's
+        troops); NotFound (troops of another of the player's villages); Conflict (not a
+        stationed reinforcement: still under way, recalled already, or another kind).
+        """
+        village_id = v.check_id(village_id, "village_id")
+        movement_id = v.check_id(movement_id, "movement_id")
+        action = "send reinforcements home"
+        actor = self._actor_id(action)
+        settings = self.settings
+
+        def run(conn: Connection) -> Movement:
+            now = self.now
+            home = lock_village(conn, village_id, actor, now, action=action)
+            row = conn.execute(
+                select(_m.c.player_id, _m.c.state, *_MOVEMENT_COLUMNS)
+                .where(_m.c.id == movement_id)
+                .with_for_update()
+            ).first()
+            if row is None:
+                raise NotFound(f"movement {movement_id} does not exist")
+            if int(row.player_id) != actor:
+                raise Forbidden(f"movement {movement_id} is player {row.player_id}'s troops, "
+                                f"not yours (player {actor}); only their owner sends them home")
+            if int(row.from_village_id) != village_id or row.kind == "return":
+                raise NotFound(f"village {village_id} has no reinforcement {movement_id}")
+            if row.kind != "reinforcement" or row.state != "stationed":
+                what = "reinforcement" if row.kind == "reinforcement" else row.kind
+                raise Conflict(
+                    f"movement {movement_id} ({what}, {row.state}) is not stationed "
+                    "reinforcements; only those can be sent home",
+                    details={"movement_id": movement_id, "kind": str(row.kind),
+                             "state": str(row.state)},
+                )
+            station = conn.execute(
+                select(_v.c.player_id, _v.c.x, _v.c.y).where(_v.c.id == row.to_village_id)
+            ).one()
+            counts = {str(u): int(n) for u, n in (row.troops or {}).items() if int(n) > 0}
+            if not counts:  # the engine closes a wiped-out station; never left "stationed"
+                raise Conflict(f"movement {movement_id} has no troops left to send home")
+            seconds = travel.travel_seconds(
+                travel.distance(station.x, station.y, home.x, home.y,
+                                radius=settings.map_radius),
+                unit_rules.slowest_speed(home.tribe, counts),
+                server_speed=settings.speed,
+                tournament_square_level=min(home.level("tournament_square"), 20),
+                tournament_square_bonus_percent=settings.tournament_square_bonus_percent,
+            )
+            done = conn.execute(
+                update(_m).where(_m.c.id == movement_id, _m.c.state == "stationed")
+                .values(state="done")
+            ).rowcount
+            if done != 1:  # pragma: no cover - only if something bypassed the row lock
+                raise Conflict(f"movement {movement_id} is no longer stationed")
+            arrives = now + timedelta(seconds=seconds)
+            stored = dict(sorted(counts.items()))
+            return_id = int(
+                conn.execute(
+                    insert(_m)
+                    .values(kind="return", player_id=actor,
+                            from_village_id=int(row.to_village_id), to_village_id=village_id,
+                            troops=stored, state="underway", departed_at=now,
+                            arrives_at=arrives)
+                    .returning(_m.c.id)
+                ).scalar_one()
+            )
+            moved = dict(movement_id=return_id, kind="return",
+                         from_village_id=int(row.to_village_id), to_village_id=village_id,
+                         arrives_at=arrives.isoformat())
+            self._emit(events.MOVEMENT_SENT, actor, **moved)
+            return Movement(return_id, "return", int(row.to_village_id), village_id,
+                            Troops(stored), now, arrives)
+
+        return self._write(run)
 
 
 def check_route(from_village_id: Any, to_village_id: Any) -> tuple[int, int]:

@@ -20,19 +20,28 @@ Choices the backends share (the HTTP side answers the same):
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Mapping
+from typing import Any, Mapping
 
-from sqlalchemy import Connection, and_, func, insert, select
+from sqlalchemy import Connection, and_, func, insert, select, update
 
 from travian_repo.domain import events
-from travian_repo.domain.errors import InvalidRequest, NotFound, RuleViolation
+from travian_repo.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, RuleViolation
 from travian_repo.domain.values import Resources, Shipment, TradeOffer
 from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import TradeRepository
 from travian_repo.rules import economy, travel
 from travian_repo.sql import schema
+from travian_repo.infra.cache import cached
 from travian_repo.sql.base import SqlRepository
-from travian_repo.sql.village_state import VillageState, lock_village, spend
+from travian_repo.sql.database import WorldSettings
+from travian_repo.sql.schema import as_utc
+from travian_repo.sql.village_state import (
+    VillageState,
+    add_stock,
+    lock_village,
+    lock_villages,
+    spend,
+)
 
 _o = schema.trade_offers
 _s = schema.shipments
@@ -186,6 +195,7 @@ class SqlTradeRepository(SqlRepository, TradeRepository):
 
         return self._write(run)
 
+    @cached("trade.offers", scope="public", depends=("market",))
     def offers(self, village_id: int) -> list[TradeOffer]:
         """Open offers of other villages, newest first (at most 200), in one round trip.
 
@@ -231,6 +241,103 @@ class SqlTradeRepository(SqlRepository, TradeRepository):
             if r.id is not None
         ]
 
+    def accept_offer(self, village_id: int, offer_id: int) -> Shipment:
+        """Accept another player's open offer from ``village_id``; the accepter's shipment.
+
+        The accepter pays ``request_amount`` of ``request_resource`` from its stock and sends
+        it to the offerer with its own merchants; the offerer's held goods (taken from its
+        stock when the offer was made) go to the accepter with the offerer's held merchants.
+        Two shipments (one each way, each at its sender's merchant speed, merchants back
+        after the same time again); the offer becomes ``accepted``. Both villages are locked
+        lowest id first, and the offer is re-read under the locks: of two players accepting
+        one offer at once, exactly one wins and the other gets Conflict.
+
+        Errors, in this order, nothing written: InvalidRequest (bad ids); NotFound /
+        Forbidden for ``village_id``; NotFound (no such offer); RuleViolation (an offer of
+        the acting player's own); Conflict (the offer is accepted or cancelled);
+        RuleViolation (no marketplace, too few free merchants); InsufficientResources.
+        """
+        village_id = v.check_id(village_id, "village_id")
+        offer_id = v.check_id(offer_id, "offer_id")
+        action = "accept a trade offer"
+        settings = self.settings
+
+        def run(conn: Connection) -> Shipment:
+            actor = self._require_village_owner(conn, village_id, action)
+            found = _offer_row(conn, offer_id)
+            states = lock_villages(conn, (village_id, int(found.village_id)), self.now)
+            accepter, offerer = states[village_id], states[int(found.village_id)]
+            if accepter.player_id != actor:  # pragma: no cover - changed hands meanwhile
+                raise Forbidden(f"village {village_id} is not yours (player {actor}); "
+                                f"{action} denied")
+            offer = _offer_row(conn, offer_id, for_update=True)
+            if offerer.player_id == actor or int(offer.player_id) == actor:
+                raise RuleViolation(
+                    f"offer {offer_id} is your own (village {offer.village_id}); "
+                    "cancel it instead of accepting it",
+                    details={"offer_id": offer_id, "village_id": int(offer.village_id)},
+                )
+            _check_open(offer)
+            paid = Resources(**{offer.request_resource: int(offer.request_amount)})
+            received = Resources(**{offer.offer_resource: int(offer.offer_amount)})
+            merchants = _reserve_merchants(conn, accepter, paid.total)
+            spend(conn, accepter, paid)
+            closed = conn.execute(
+                update(_o).where(_o.c.id == offer_id, _o.c.state == "open")
+                .values(state="accepted")
+            ).rowcount
+            if closed != 1:  # pragma: no cover - only if something bypassed the locks
+                raise Conflict(f"offer {offer_id} is no longer open")
+            outgoing = _dispatch(conn, settings, accepter, offerer, paid, merchants)
+            back = _dispatch(conn, settings, offerer, accepter, received, int(offer.merchants))
+            for shipment, sender, receiver in ((outgoing, accepter, offerer),
+                                               (back, offerer, accepter)):
+                sent = dict(shipment_id=shipment.id, from_village_id=shipment.from_village_id,
+                            to_village_id=shipment.to_village_id,
+                            arrives_at=shipment.arrives_at.isoformat())
+                self._emit(events.RESOURCES_SENT, sender.player_id, **sent)
+                self._emit(events.RESOURCES_INCOMING, receiver.player_id, **sent)
+            accepted = dict(offer_id=offer_id, village_id=offerer.id,
+                            accepted_by_village_id=village_id, shipment_id=outgoing.id,
+                            return_shipment_id=back.id)
+            self._emit(events.OFFER_ACCEPTED, offerer.player_id, **accepted)
+            self._emit(events.OFFER_ACCEPTED, actor, **accepted)
+            return outgoing
+
+        return self._write(run)
+
+    def cancel_offer(self, village_id: int, offer_id: int) -> TradeOffer:
+        """Withdraw the village's open offer: goods back to stock (capped by storage),
+        merchants free, state ``cancelled``. Returns the offer as it was made.
+
+        Errors, in this order, nothing written: InvalidRequest (bad ids); NotFound /
+        Forbidden for the village; NotFound (no such offer, or an offer of another village
+        of the acting player's); Forbidden (another player's offer); Conflict (the offer is
+        accepted or cancelled already).
+        """
+        village_id = v.check_id(village_id, "village_id")
+        offer_id = v.check_id(offer_id, "offer_id")
+        action = "cancel a trade offer"
+        actor = self._actor_id(action)
+
+        def run(conn: Connection) -> TradeOffer:
+            state = lock_village(conn, village_id, actor, self.now, action=action)
+            offer = _offer_row(conn, offer_id, for_update=True)
+            if int(offer.village_id) != village_id:
+                if int(offer.player_id) != actor:
+                    raise Forbidden(f"offer {offer_id} is player {offer.player_id}'s, not yours "
+                                    f"(player {actor}); {action} denied")
+                raise NotFound(f"village {village_id} has no offer {offer_id} (it is "
+                               f"village {offer.village_id}'s)")
+            _check_open(offer)
+            add_stock(conn, state, Resources(**{offer.offer_resource: int(offer.offer_amount)}))
+            conn.execute(update(_o).where(_o.c.id == offer_id).values(state="cancelled"))
+            self._emit(events.OFFER_CANCELLED, state.player_id, village_id=village_id,
+                       offer_id=offer_id)
+            return _offer_from_row(offer)
+
+        return self._write(run)
+
 
 def free_merchants(conn: Connection, state: VillageState) -> int:
     """Merchants at home now: marketplace level minus those held by offers and shipments.
@@ -269,3 +376,57 @@ def _reserve_merchants(conn: Connection, state: VillageState, amount: int) -> in
             details={"needed": needed, "free": free},
         )
     return needed
+
+
+def _offer_row(conn: Connection, offer_id: int, *, for_update: bool = False) -> Any:
+    """The stored offer (any state), or NotFound."""
+    query = select(_o).where(_o.c.id == offer_id)
+    row = conn.execute(query.with_for_update() if for_update else query).first()
+    if row is None:
+        raise NotFound(f"trade offer {offer_id} does not exist")
+    return row
+
+
+def _check_open(offer: Any) -> None:
+    if offer.state != "open":
+        raise Conflict(f"trade offer {offer.id} is {offer.state}, no longer open",
+                       details={"offer_id": int(offer.id), "state": str(offer.state)})
+
+
+def _offer_from_row(row: Any) -> TradeOffer:
+    return TradeOffer(
+        id=int(row.id),
+        village_id=int(row.village_id),
+        player_id=int(row.player_id),
+        offer_resource=row.offer_resource,
+        offer_amount=int(row.offer_amount),
+        request_resource=row.request_resource,
+        request_amount=int(row.request_amount),
+        merchants=int(row.merchants),
+        created_at=as_utc(row.created_at),
+    )
+
+
+def _dispatch(conn: Connection, settings: WorldSettings, source: VillageState,
+              target: VillageState, goods: Resources, merchants: int) -> Shipment:
+    """Insert a shipment from ``source`` to ``target`` leaving now (as ``send_resources``
+    times it: the sender's merchant speed, back after the same time again)."""
+    seconds = travel.travel_seconds(
+        travel.distance(source.x, source.y, target.x, target.y, radius=settings.map_radius),
+        economy.merchant_speed(source.tribe),
+        server_speed=settings.speed,
+        tournament_square_level=0,
+    )
+    departed = source.now
+    arrives = departed + timedelta(seconds=seconds)
+    shipment_id = conn.execute(
+        insert(_s)
+        .values(from_village_id=source.id, to_village_id=target.id, wood=goods.wood,
+                clay=goods.clay, iron=goods.iron, wheat=goods.wheat, merchants=merchants,
+                state="underway", departed_at=departed, arrives_at=arrives,
+                returns_at=arrives + timedelta(seconds=seconds))
+        .returning(_s.c.id)
+    ).scalar_one()
+    return Shipment(id=int(shipment_id), from_village_id=source.id, to_village_id=target.id,
+                    resources=goods, merchants=merchants, departed_at=departed,
+                    arrives_at=arrives)

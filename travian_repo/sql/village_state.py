@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Iterable
 
 from sqlalchemy import Connection, Select, and_, bindparam, or_, select, update
 
@@ -268,3 +268,18 @@ def movements_home_filter(village_id: int) -> Any:
             and_(m.c.kind == "return", m.c.to_village_id == village_id),
         ),
     )
+
+
+def lock_villages(
+    conn: Connection, village_ids: Iterable[int], now: datetime
+) -> dict[int, VillageState]:
+    """Lock several villages for one write, whoever owns them: lowest id first, always, so
+    two writers locking the same pair on PostgreSQL cannot deadlock. NotFound for a missing
+    one. The caller checks ownership (``VillageState.player_id``)."""
+    states: dict[int, VillageState] = {}
+    for village_id in sorted(set(village_ids)):
+        row = conn.execute(_BY_ID_FOR_UPDATE, {"village_id": village_id}).first()
+        if row is None:
+            raise NotFound(f"village {village_id} does not exist")
+        states[village_id] = state_from_row(row, now)
+    return states

@@ -13,6 +13,8 @@ handlers from it, so the two cannot drift apart. Bodies (JSON) follow the seed's
     diplomacy.send_message    POST   {"to": int, "subject": str, "body": str}
     diplomacy.create_alliance POST   {"name": str, "tag": str}
     diplomacy.invite          POST   {"player_id": int}
+    trade.accept_offer        POST   {} (or no body)
+    military.send_home        POST   {} (or no body)
 
 GET parameters travel in the query string (``limit``, ``unread_only``, ``x``, ``y``).
 Writes carry an ``Idempotency-Key`` header; every request carries ``Authorization: Bearer``
@@ -43,7 +45,9 @@ class Route:
     def flask_rule(self) -> str:
         """The path with Flask converters: ``/village/<int:village_id>``."""
         rule = self.path
-        for name in ("village_id", "player_id", "alliance_id", "queue_position"):
+        for name in (
+            "village_id", "player_id", "alliance_id", "queue_position", "offer_id", "movement_id"
+        ):
             rule = rule.replace("{" + name + "}", f"<int:{name}>")
         return PREFIX + rule.replace("{metric}", "<metric>")
 
@@ -61,9 +65,12 @@ ROUTES: tuple[Route, ...] = (
     Route("military.reinforce", "POST", "/village/{village_id}/reinforce"),
     Route("military.incoming", "GET", "/village/{village_id}/incoming"),
     Route("military.outgoing", "GET", "/village/{village_id}/outgoing"),
+    Route("military.send_home", "POST", "/village/{village_id}/movements/{movement_id}/send_home"),
     Route("trade.create_offer", "POST", "/village/{village_id}/trade/offer"),
     Route("trade.send_resources", "POST", "/village/{village_id}/send_resources"),
     Route("trade.offers", "GET", "/village/{village_id}/market"),
+    Route("trade.accept_offer", "POST", "/village/{village_id}/trade/offer/{offer_id}/accept"),
+    Route("trade.cancel_offer", "DELETE", "/village/{village_id}/trade/offer/{offer_id}"),
     Route("intel.send_scouts", "POST", "/village/{village_id}/scout"),
     Route("intel.scout_reports", "GET", "/player/{player_id}/reports/scout"),
     Route("diplomacy.send_message", "POST", "/player/{player_id}/messages/send"),
