@@ -1,10 +1,11 @@
 """The ``travian-repo`` command line (also ``python -m travian_repo``).
 
-    travian-repo demo [--players N] [--seed S] [--turns T] [--database-url URL]
+    travian-repo demo [--players N] [--days D] [--seed S] [--database-url URL]
+                      [--api-url URL --tokens FILE] [--quiet]
     travian-repo create-world --database-url URL [--players N] [--seed S] [--speed X]
                               [--start standard|developed] [--replace]
     travian-repo tokens --database-url URL
-    travian-repo serve --database-url URL [--host H] [--port P] [--threads N]
+    travian-repo serve --database-url URL [--host H] [--port P] [--threads N] [--manual-clock]
 
 A user error (a bad URL, a database that is not a world, an argument out of range) prints
 one line on stderr and exits with status 2; no traceback.
@@ -14,30 +15,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import sys
-from collections import Counter
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Callable, Sequence, TextIO
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 import travian_repo as tr
-from travian_repo.domain.values import BuildOrder, Message, Movement, TrainingOrder, Village
-from travian_repo.npc import NPCGameInterface
-from travian_repo.rules import RESOURCE_FIELDS, distance, units
-from travian_repo.sandbox import Clock, create_world, player_tokens
+from travian_repo import demo
+from travian_repo.sandbox import create_world, player_tokens
 
 PROG = "travian-repo"
 USER_ERROR = 2
-
-DEMO_DATABASE_FILE = "travian_demo.db"
-DEMO_START = datetime(2026, 1, 1, 8, 0, tzinfo=timezone.utc)
-DEMO_TURN_SECONDS = 600
-DEMO_ACTIONS_PER_TURN = 2
-DEMO_ACTIONS = ("build", "train", "scout", "message", "raid")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,24 +60,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = commands.add_parser(
+    demo_cmd = commands.add_parser(
         "demo",
-        help="NPC players make their opening moves in an embedded SQLite world",
-        description="Create a world (replacing any world at the URL), let every player make "
-        "opening moves as an NPC through the library, and print what happened. The same "
-        "seed plays the same game.",
+        help="NPC players play a world for some days (embedded SQLite by default)",
+        description="Create a developed world (replacing any world at the URL), let NPC players "
+        "of different tribes and strategies (economy, raider, trader, diplomat) play it for "
+        "some days of game time through the library, the engine moving the world on between "
+        "their turns, and print a table read back from the world. The same seed plays the "
+        "same game, on SQLite, on PostgreSQL and through the HTTP API.",
     )
-    demo.add_argument("--players", type=int, default=6, help="number of players (default 6)")
-    demo.add_argument("--seed", type=int, default=1, help="world and NPC seed (default 1)")
-    demo.add_argument("--turns", type=int, default=3, help="turns of 10 minutes (default 3)")
-    demo.add_argument(
+    demo_cmd.add_argument("--players", type=int, default=None,
+                          help="number of players (default 6; with --api-url: every token)")
+    demo_cmd.add_argument("--days", type=float, default=2, help="days of game time (default 2)")
+    demo_cmd.add_argument("--seed", type=int, default=1, help="world and NPC seed (default 1)")
+    demo_cmd.add_argument(
         "--database-url",
         default=None,
         metavar="URL",
-        help=f"where the world goes; it is replaced (default: sqlite:///{DEMO_DATABASE_FILE} "
-        "in the current directory)",
+        help=f"where the world goes; it is replaced (default: sqlite:///{demo.DEMO_DATABASE_FILE} "
+        "in the current directory; PostgreSQL: postgresql+psycopg2://user@host/db)",
     )
-    demo.set_defaults(run=cmd_demo)
+    demo_cmd.add_argument(
+        "--api-url", default=None, metavar="URL",
+        help="play through a server started with `serve --manual-clock` instead (its world "
+        "is used as it is; the same table as a local run needs the same seed, created with "
+        "create-world --start developed)")
+    demo_cmd.add_argument("--tokens", default=None, metavar="FILE",
+                          help="with --api-url: 'player_id token' lines (the output of "
+                          "`tokens`; '-' reads stdin)")
+    demo_cmd.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+    demo_cmd.set_defaults(run=cmd_demo)
 
     env_url = os.environ.get("TRAVIAN_DATABASE_URL") or None
     url_help = "the world database, e.g. sqlite:///world.db or postgresql+psycopg2://user@host/db"
@@ -135,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--redis-url", default=os.environ.get("TRAVIAN_REDIS_URL") or None,
                        metavar="URL", help="publish events and share the cache through this Redis "
                        "(default: $TRAVIAN_REDIS_URL; none: in-process only)")
+    serve.add_argument("--manual-clock", action="store_true",
+                       help="sandbox: time stands still (from the world's creation) until a "
+                       "client calls POST /v1/sandbox/advance {\"seconds\": N}, which moves "
+                       "it and runs the engine; what `demo --api-url` needs")
     serve.set_defaults(run=cmd_serve)
     return parser
 
@@ -144,11 +149,14 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         from travian_repo.sandbox.server import serve
     except ImportError as exc:
         return _fail(f"serving needs Flask and waitress: pip install 'travian_repo[server]' ({exc})")
+    manual = bool(args.manual_clock)
     out.write(f"Serving {make_url(args.database_url).render_as_string(hide_password=True)} "
-              f"on http://{args.host}:{args.port}/v1/ (Ctrl-C stops)\n")
+              f"on http://{args.host}:{args.port}/v1/"
+              + (" with a manual clock (POST /v1/sandbox/advance)" if manual else "")
+              + " (Ctrl-C stops)\n")
     out.flush()
     serve(args.database_url, host=args.host, port=args.port, threads=args.threads,
-          redis_url=args.redis_url)
+          redis_url=args.redis_url, manual_clock=manual)
     return 0
 
 
@@ -179,214 +187,66 @@ def cmd_tokens(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-# --- the demo -------------------------------------------------------------------------------
-
-
-@dataclass
-class _Player:
-    """One NPC in the demo and what became of its actions."""
-
-    npc: NPCGameInterface
-    name: str
-    tribe: str
-    home: Village
-    neighbour: Village | None = None
-    accepted: int = 0
-    refusals: Counter[str] = field(default_factory=Counter)
+# --- the demo (the game itself is travian_repo.demo) ----------------------------------------
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
-    url = args.database_url or f"sqlite:///{DEMO_DATABASE_FILE}"
-    if args.turns < 0 or args.turns > 1000:
-        raise tr.InvalidRequest(f"turns must be from 0 to 1000, got {args.turns}")
-    run_demo(url, players=args.players, seed=args.seed, turns=args.turns, out=out)
+    if args.days < 0 or args.days > 366:
+        raise tr.InvalidRequest(f"days must be from 0 to 366, got {args.days}")
+    if args.players is not None and args.players < 1:
+        raise tr.InvalidRequest(f"players must be at least 1, got {args.players}")
+    show = sys.stderr.isatty() and not args.quiet
+    progress = demo.ProgressBar(sys.stderr) if show else None
+    sandbox: demo.SqlSandbox | demo.HttpSandbox
+    if args.api_url:
+        if args.database_url:
+            raise tr.InvalidRequest("give --database-url or --api-url, not both")
+        if not args.tokens:
+            raise tr.InvalidRequest("--api-url needs --tokens FILE (the output of "
+                                    f"`{PROG} tokens --database-url URL`, '-' for stdin)")
+        tokens = _read_tokens(args.tokens)
+        sandbox = demo.HttpSandbox(args.api_url, tokens, players=args.players)
+        world_line = f"the world served at {sandbox.base}/v1/"
+    else:
+        url = args.database_url or f"sqlite:///{demo.DEMO_DATABASE_FILE}"
+        players = 6 if args.players is None else args.players
+        sandbox = demo.SqlSandbox(url, players=players, seed=args.seed)
+        world_line = f"a new developed world (seed {args.seed}) in {sandbox.where}"
+    try:
+        out.write(
+            f"{PROG} demo: {len(sandbox.player_ids)} NPC players on {world_line};\n"
+            f"{args.days:g} days of game time from {demo.when(sandbox.now())} UTC in turns of one "
+            "hour, the engine moving the world on between turns.\n\n"
+        )
+        out.flush()
+        result = demo.run_demo(sandbox, sandbox.player_ids, days=args.days, seed=args.seed,
+                               map_radius=sandbox.map_radius, progress=progress)
+    finally:
+        sandbox.close()
+    out.write(f"After {result.turns} turns ({demo.when(result.ended)} UTC; {result.events} "
+              "events processed by the engine), read back from the world:\n\n")
+    out.write(result.table())
+    out.write(demo.LEGEND)
+    if args.api_url:
+        out.write(f"\nThe world is {result.where}.\n")
+    else:
+        out.write(f"\nThe world is in {result.where}; its players' tokens: "
+                  f"{PROG} tokens --database-url {_shown_url(url)}\n")
     return 0
 
 
-def run_demo(url: str, *, players: int, seed: int, turns: int, out: TextIO) -> None:
-    """Create a world at ``url`` and let every player make ``turns`` turns of NPC moves.
-
-    Everything printed is read back from the world; the same arguments print the same text.
-    """
-    clock = Clock(DEMO_START)
-    summary = create_world(url, players=players, seed=seed, start="developed", replace=True,
-                           now=clock())
-    rng = random.Random(seed)
-    with tr.connect(url, clock=clock) as world:
-        radius = world.database.settings.map_radius
-        cast = _meet_players(world, sorted(summary.tokens))
-        for player in cast:
-            player.neighbour = _nearest(player.home, [p.home for p in cast], radius)
-        names = {p.npc.player_id: p.name for p in cast}
-
-        out.write(
-            f"{PROG} demo: {players} NPC players (seed {seed}) on a developed world created "
-            f"{_when(clock())} UTC; {turns} turns of {DEMO_TURN_SECONDS // 60} minutes, "
-            f"{DEMO_ACTIONS_PER_TURN} moves per player per turn.\n"
-        )
-        for turn in range(1, turns + 1):
-            if turn > 1:
-                clock.advance(DEMO_TURN_SECONDS)
-            out.write(f"\nTurn {turn} ({_when(clock())} UTC)\n")
-            for player in cast:
-                _play_turn(world, player, rng, names, out)
-
-        out.write(f"\nAfter {turns} turns ({_when(clock())} UTC), read back from the world:\n")
-        _write_table(out, _summary_rows(world, cast))
-        out.write(
-            "pop = population; wood..wheat = stock now; builds = orders in the build queue; "
-            "troops = at home;\nout = own movements under way; ok / no = moves accepted / "
-            "refused by the game.\n"
-        )
-    out.write(
-        "\nNothing completes yet: builds, training and marches wait in their queues with the "
-        "times shown (the engine that moves the world on comes in a later version).\n"
-        f"The world is in {_where(url)}; its players' tokens: "
-        f"{PROG} tokens --database-url {_shown_url(url)}\n"
-    )
-
-
-def _meet_players(world: tr.World, player_ids: list[int]) -> list[_Player]:
-    cast: list[_Player] = []
-    for player_id in player_ids:
-        npc: NPCGameInterface = world.npc(player_id)
-        villages = npc.initialize()
-        profile = world.players.get(player_id)
-        cast.append(_Player(npc=npc, name=profile.name, tribe=profile.tribe, home=villages[0]))
-    return cast
-
-
-def _nearest(home: Village, villages: list[Village], radius: int) -> Village | None:
-    others = [v for v in villages if v.player_id != home.player_id]
-    if not others:
-        return None
-    return min(others, key=lambda v: (distance(home.x, home.y, v.x, v.y, radius=radius), v.id))
-
-
-def _play_turn(
-    world: tr.World, player: _Player, rng: random.Random, names: dict[int, str], out: TextIO
-) -> None:
-    npc = player.npc
-    player.home = npc.initialize()[0]
-    home = player.home
-    first_unit = units.units_of(player.tribe)[0].name
-    scout = units.scout_unit(player.tribe).name
-    with world.unit_of_work(npc.player_id) as uow:
-        at_home = uow.military.troops(home.id)
-    choices = ["build", "train", "scout", "message"]
-    if at_home.get(first_unit) and player.neighbour is not None:
-        choices.append("raid")
-    for action in rng.sample(choices, k=min(DEMO_ACTIONS_PER_TURN, len(choices))):
-        target = player.neighbour
-        if action == "build":
-            field_name = _lowest_field(home)
-            what = f"upgrade {field_name}"
-            ok = npc.build_in_village(home.id, field_name)
-        elif action == "train":
-            count = rng.randint(2, 5)
-            what = f"train {count} {first_unit}"
-            ok = npc.train_army(home.id, first_unit, count)
-        elif target is None:
-            continue  # a world of one: nobody to scout, message or raid
-        elif action == "scout":
-            count = rng.randint(1, 2)
-            what = f"scout {names[target.player_id]} with {count} {scout}"
-            ok = npc.act(lambda uow: uow.intel.send_scouts(home.id, target.id, count))
-        elif action == "message":
-            what = f"message {names[target.player_id]}"
-            ok = npc.send_diplomatic_message(
-                target.player_id,
-                f"Greetings from {player.name}",
-                f"{player.name} of the {player.tribe} at ({home.x}|{home.y}) wishes you a "
-                "peaceful start.",
-            )
-        else:
-            count = min(at_home.get(first_unit), rng.randint(3, 8))
-            what = f"raid {names[target.player_id]} ({target.x}|{target.y}) with {count} {first_unit}"
-            ok = npc.launch_raid(home.id, target.x, target.y, {first_unit: count})
-        if ok:
-            player.accepted += 1
-            outcome = f"ok: {_describe(npc.last_result, names)}"
-        else:
-            error = npc.last_error
-            reason = f"{error.code}: {error}" if error is not None else "refused"
-            player.refusals[reason] += 1
-            outcome = f"refused ({reason})"
-        out.write(f"  {player.name:<12} {what:<44} -> {outcome}\n")
-
-
-def _lowest_field(village: Village) -> str:
-    """The resource field with the lowest level once the queued orders are done."""
-    planned = {b.slot: (b.level, b.name) for b in village.buildings or () if b.name in RESOURCE_FIELDS}
-    for order in village.build_queue or ():
-        if order.slot in planned:
-            planned[order.slot] = (max(planned[order.slot][0], order.target_level), order.building)
-    if not planned:
-        return "woodcutter"
-    slot = min(planned, key=lambda s: (planned[s][0], s))
-    return planned[slot][1]
-
-
-def _describe(result: object, names: dict[int, str]) -> str:
-    if isinstance(result, BuildOrder):
-        return (f"{result.building} level {result.target_level} (slot {result.slot}) "
-                f"ready {_when(result.completes_at)}")
-    if isinstance(result, TrainingOrder):
-        return f"trained by {_when(result.completes_at)}"
-    if isinstance(result, Movement):
-        return f"{result.kind} arrives {_when(result.arrives_at)}"
-    if isinstance(result, Message):
-        return f"message #{result.id} sent to {names.get(result.to_player_id, result.to_player_id)}"
-    return "done"
-
-
-def _summary_rows(world: tr.World, cast: list[_Player]) -> list[list[str]]:
-    rows = [["player", "tribe", "pop", "wood", "clay", "iron", "wheat", "builds",
-             "troops", "out", "ok", "no", "most common refusal"]]
-    for player in cast:
-        player_id = player.npc.player_id
-        with world.unit_of_work(player_id) as uow:
-            profile = uow.players.get(player_id)
-            villages = uow.villages.list_by_player(player_id)
-            stock = sum((v.resources or tr.Resources() for v in villages), tr.Resources())
-            builds = sum(len(v.build_queue or ()) for v in villages)
-            troops = sum(uow.military.troops(v.id).total for v in villages)
-            outgoing = sum(len(uow.military.outgoing(v.id)) for v in villages)
-        top = player.refusals.most_common(1)
-        refusal = f"{top[0][1]}x {top[0][0]}" if top else "-"
-        rows.append([profile.name, profile.tribe, str(profile.population), str(stock.wood),
-                     str(stock.clay), str(stock.iron), str(stock.wheat), str(builds),
-                     str(troops), str(outgoing), str(player.accepted),
-                     str(sum(player.refusals.values())), refusal])
-    return rows
-
-
-def _write_table(out: TextIO, rows: list[list[str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    text_columns = {0, 1, len(widths) - 1}
-    for index, row in enumerate(rows):
-        cells = [
-            cell.ljust(widths[i]) if i in text_columns else cell.rjust(widths[i])
-            for i, cell in enumerate(row)
-        ]
-        out.write("  ".join(cells).rstrip() + "\n")
-        if index == 0:
-            out.write("  ".join("-" * w for w in widths) + "\n")
-
-
-def _when(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
+def _read_tokens(path: str) -> dict[int, str]:
+    if path == "-":
+        return demo.read_tokens(sys.stdin)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return demo.read_tokens(handle)
+    except OSError as exc:
+        raise tr.InvalidRequest(f"cannot read the tokens file {path!r}: {exc.strerror}") from None
 
 
 def _shown_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
-
-
-def _where(url: str) -> str:
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        return os.path.abspath(parsed.database or "")
-    return _shown_url(url)
 
 
 def _first_line(error: BaseException) -> str:
@@ -399,4 +259,4 @@ def _fail(message: str) -> int:
     return USER_ERROR
 
 
-__all__ = ["build_parser", "main", "run_demo"]
+__all__ = ["build_parser", "main"]

@@ -161,13 +161,6 @@ def refuses(raw: sa.Engine, error: type[tr.TravianError],
     return raised
 
 
-def xfail_on(request: pytest.FixtureRequest, prefer: str, side: str, reason: str,
-             raises: type[BaseException] = AssertionError) -> None:
-    """Mark the running test as a known (strict) failure, with ``raises``, on one side only."""
-    if prefer == side:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason, raises=raises))
-
-
 def execute(raw: sa.Engine, *statements: Any) -> None:
     """Set-up straight on the database (before the side under test reads it)."""
     with raw.begin() as conn:

@@ -17,7 +17,7 @@ from travian_repo.sandbox import Clock
 from travian_repo.sql import schema
 
 from tests.conftest import START
-from tests.contract.conftest import AsPlayer, execute, refuses, xfail_on
+from tests.contract.conftest import AsPlayer, execute, refuses
 
 NASTY = "Robert'); DROP TABLE players; -- \"quoted\" `tick` \\ %s %(x)s ? :name ' OR '1'='1"
 BAD_IDS: tuple[Any, ...] = (0, -1, "2", 2.0, None, True, 2**63)
@@ -101,11 +101,6 @@ def test_create_alliance(world: tr.World) -> None:
 
 def test_create_alliance_quotes_and_limits(request: pytest.FixtureRequest, prefer: str,
                                            world: tr.World) -> None:
-    xfail_on(request, prefer, "http",
-             "a name of 50 characters padded with spaces: SQL strips before the length check "
-             "(sql/diplomacy.py create_alliance: check_text(_strip(name))), the HTTP client "
-             "checks the unstripped value (http/diplomacy.py create_alliance: check_text(name)) "
-             "-> InvalidRequest 'name is 54 characters; the limit is 50' over HTTP only", raises=tr.InvalidRequest)
     name = ("O'Brien's \"'; DROP TABLE alliances; --" + "x" * MAX_NAME)[:MAX_NAME]
     alliance = world.diplomacy.create_alliance(1, f"  {name}  ", "'--;" + "x" * (MAX_TAG - 4))
     assert (alliance.name, alliance.tag) == (name, "'--;xxxx")

@@ -14,7 +14,7 @@ from travian_repo.repositories.validation import MAX_LIMIT
 from travian_repo.sql import schema
 
 from tests.conftest import START
-from tests.contract.conftest import AsPlayer, execute, refuses, xfail_on
+from tests.contract.conftest import AsPlayer, execute, refuses
 
 
 def set_population(raw: sa.Engine, village_id: int, population: int) -> None:
@@ -104,9 +104,6 @@ def test_ranking_errors(world: tr.World, raw: sa.Engine) -> None:
 
 def test_players_are_public(request: pytest.FixtureRequest, prefer: str, world: tr.World,
                             as_player: AsPlayer) -> None:
-    xfail_on(request, prefer, "http",
-             "DESIGN 'players and rankings: anyone': over HTTP a world without a token gets "
-             "401 -> Forbidden for players.get / ranking", raises=tr.Forbidden)
     anonymous = as_player(None)
     assert anonymous.players.get(2) == world.players.get(2)
     assert anonymous.players.ranking() == world.players.ranking()

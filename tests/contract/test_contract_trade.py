@@ -20,7 +20,7 @@ from travian_repo.sandbox import Clock
 from travian_repo.sql import schema
 
 from tests.conftest import START
-from tests.contract.conftest import AsPlayer, execute, refuses, xfail_on
+from tests.contract.conftest import AsPlayer, execute, refuses
 
 FULL = Resources(4000, 4000, 4000, 4000)
 BAD_IDS: tuple[Any, ...] = (0, -1, "1", 1.5, None, True, 2**63)
@@ -183,7 +183,4 @@ def test_trade_acting_as_nobody(request: pytest.FixtureRequest, prefer: str, wor
     refuses(raw, tr.Forbidden,
             lambda: anonymous.trade.create_offer(1, "wood", 100, "clay", 100),
             lambda: anonymous.trade.send_resources(1, 2, {"wood": 10}))
-    xfail_on(request, prefer, "http",
-             "the market is public (SQL: anonymous offers(1) == []), but over HTTP a world "
-             "without a token gets 401 -> Forbidden", raises=tr.Forbidden)
     assert anonymous.trade.offers(1) == []

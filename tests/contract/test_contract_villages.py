@@ -19,7 +19,7 @@ from travian_repo.sandbox import Clock
 from travian_repo.sql import schema
 
 from tests.conftest import START
-from tests.contract.conftest import AsPlayer, execute, refuses, xfail_on
+from tests.contract.conftest import AsPlayer, execute, refuses
 
 FULL = Resources(4000, 4000, 4000, 4000)
 BAD_IDS: tuple[Any, ...] = (0, -1, 2**70, "1", 1.0, True, None, [1], float("nan"))
@@ -100,10 +100,6 @@ def test_acting_as_nobody_reads_public_faces_only(
     request: pytest.FixtureRequest, prefer: str, world: tr.World, as_player: AsPlayer,
     raw: sa.Engine,
 ) -> None:
-    xfail_on(request, prefer, "http",
-             "DESIGN 'acting as nobody allows public reads': over HTTP a world without a "
-             "token gets 401 -> Forbidden for villages.get (the server demands a token)",
-             raises=tr.Forbidden)
     anonymous = as_player(None)
     refuses(raw, tr.Forbidden,
             lambda: anonymous.villages.build_queue(1),

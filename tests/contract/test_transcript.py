@@ -188,7 +188,7 @@ SCRIPT: list[Step] = [
     call(1, "players.ranking", limit=0),
     call(1, "players.ranking", "villages", 10**20),
     # acting as nobody: the class is the same on both sides (the messages are not: see
-    # KNOWN_DIFFERENCES)
+    # FORMER_DIFFERENCES)
     # several bad arguments, in the order the signature lists them: the same one is reported
     call(1, "diplomacy.create_alliance", 0, "Name", "TAG"),
     call(1, "trade.create_offer", 0, "wood", 1, "clay", 1),
@@ -271,9 +271,8 @@ def test_sql_and_http_transcripts_are_equal(database_url: str) -> None:
     compare(SCRIPT, database_url)
 
 
-# Each known difference as a short script of its own, a strict xfail until fixed (then it
-# passes, the xfail fails, and its steps belong in SCRIPT).
-KNOWN_DIFFERENCES: dict[str, tuple[list[Step], str]] = {
+# Differences found and fixed, each kept as a short script of its own so it cannot return.
+FORMER_DIFFERENCES: dict[str, tuple[list[Step], str]] = {
     "ranking_metric_details": (
         [call(1, "players.ranking", "gold")],
         "http/players.py ranking raises InvalidRequest without details; SQL "
@@ -311,12 +310,9 @@ KNOWN_DIFFERENCES: dict[str, tuple[list[Step], str]] = {
 }
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=reason, raises=AssertionError))
-    for name, (_, reason) in KNOWN_DIFFERENCES.items()
-])
-def test_known_difference(name: str, database_url: str) -> None:
-    compare(KNOWN_DIFFERENCES[name][0], database_url)
+@pytest.mark.parametrize("name", list(FORMER_DIFFERENCES))
+def test_former_difference_stays_fixed(name: str, database_url: str) -> None:
+    compare(FORMER_DIFFERENCES[name][0], database_url)
 
 
 # DESIGN.md section 2, the operations this suite holds both sides to.

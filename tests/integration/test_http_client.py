@@ -487,12 +487,13 @@ CLIENT_REFUSES: list[tuple[str, Callable[[tr.World], Any]]] = [
     ("send_resources gold", lambda w: w.trade.send_resources(1, 2, {"gold": 5})),
     ("attack bad kind", lambda w: w.military.attack(1, 2, {"legionnaire": 1}, kind="nuke")),
     ("create_offer bad resource", lambda w: w.trade.create_offer(1, "gems", 5, "wood", 5)),
+    # building names are in the rules the client ships with
+    ("unknown building", lambda w: w.villages.queue_building(1, "spaceport")),
 ]
 
 SERVER_REFUSES: list[tuple[str, Callable[[tr.World], Any]]] = [
     ("unknown unit", lambda w: w.military.train(1, {"dragon": 5})),
     ("unknown unit in an attack", lambda w: w.military.attack(1, 2, {"dragon": 1})),
-    ("unknown building", lambda w: w.villages.queue_building(1, "spaceport")),
     ("x out of the map", lambda w: w.villages.at(500, 0)),
     ("y out of the map", lambda w: w.villages.at(0, -201)),
 ]

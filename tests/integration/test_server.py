@@ -153,8 +153,8 @@ def check_schema(spec: dict[str, Any], name: str, data: Any, *, many: bool = Fal
 
 # ---- authentication and the world header --------------------------------------------------
 
-def test_no_or_bad_token_is_401_unauthorized(api: Api) -> None:
-    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"},
+def test_a_bad_token_is_401_unauthorized(api: Api) -> None:
+    for headers in ({"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"},
                     {"Authorization": "Bearer "}, {"Authorization": "Bearer " + "x" * 5000}):
         r = api.session.get(api.url + PREFIX + "/village/1",
                             headers={"X-World-Id": "default", **headers}, timeout=TIMEOUT)
@@ -162,10 +162,22 @@ def test_no_or_bad_token_is_401_unauthorized(api: Api) -> None:
         assert r.headers["WWW-Authenticate"].startswith("Bearer")
         # the client's table turns it into Forbidden
         assert isinstance(error_from_body(401, r.json()), tr.Forbidden)
-    # a write without a token acts on nothing
+    # /me has nobody to describe without a token
+    r = api.session.get(api.url + PREFIX + "/me", headers={"X-World-Id": "default"},
+                        timeout=TIMEOUT)
+    error(r, 401, "unauthorized")
+
+
+def test_no_token_acts_as_nobody(api: Api) -> None:
+    # public reads answer, as on the SQL side: the public face of a village
+    r = api.session.get(api.url + PREFIX + "/village/1", headers={"X-World-Id": "default"},
+                        timeout=TIMEOUT)
+    village = decode(tr.Village, ok(r))
+    assert village.id == 1 and village.resources is None
+    # a write without a token acts on nothing: the repository refuses acting as nobody
     r = api.post("/player/1/messages/send", player=None,
                  json={"to": 2, "subject": "hi", "body": "there"})
-    error(r, 401, "unauthorized")
+    assert "acting player" in error(r, 403, "forbidden")["message"]
     assert api.rows(schema.messages) == []
 
 

@@ -13,31 +13,29 @@ class HttpDiplomacyRepository(HttpRepository, DiplomacyRepository):
     def send_message(
         self, from_player_id: int, to_player_id: int, subject: str, body: str
     ) -> Message:
-        payload = {
-            "to": v.check_id(to_player_id, "to_player_id"),
-            "subject": v.check_text(subject, "subject", max_length=v.MAX_SUBJECT),
-            "body": v.check_text(body, "body", max_length=v.MAX_BODY, allow_empty=True),
-        }
-        return self._one(Message, "diplomacy.send_message", body=payload,
-                         player_id=v.check_id(from_player_id, "from_player_id"))
+        sender, recipient, subject, body = v.check_message(
+            from_player_id, to_player_id, subject, body
+        )
+        payload = {"to": recipient, "subject": subject, "body": body}
+        return self._one(Message, "diplomacy.send_message", body=payload, player_id=sender)
 
     @cached("diplomacy.messages", scope="private", depends=("mail:{player_id}",))
     def messages(self, player_id: int, *, unread_only: bool = False) -> list[Message]:
+        player_id = v.check_id(player_id, "player_id")
         return self._many(
             Message, "diplomacy.messages",
             params={"unread_only": v.check_bool(unread_only, "unread_only")},
-            player_id=v.check_id(player_id, "player_id"),
+            player_id=player_id,
         )
 
     def create_alliance(self, player_id: int, name: str, tag: str) -> Alliance:
-        payload = {
-            "name": v.check_text(name, "name", max_length=v.MAX_NAME),
-            "tag": v.check_text(tag, "tag", max_length=v.MAX_TAG),
-        }
-        return self._one(Alliance, "diplomacy.create_alliance", body=payload,
-                         player_id=v.check_id(player_id, "player_id"))
+        player_id = v.check_id(player_id, "player_id")
+        name, tag = v.check_alliance(name, tag)
+        return self._one(Alliance, "diplomacy.create_alliance", body={"name": name, "tag": tag},
+                         player_id=player_id)
 
     def invite(self, alliance_id: int, player_id: int) -> Invitation:
+        alliance_id = v.check_id(alliance_id, "alliance_id")
         return self._one(Invitation, "diplomacy.invite",
                          body={"player_id": v.check_id(player_id, "player_id")},
-                         alliance_id=v.check_id(alliance_id, "alliance_id"))
+                         alliance_id=alliance_id)

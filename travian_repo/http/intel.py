@@ -11,17 +11,16 @@ from travian_repo.repositories.base import IntelRepository
 
 class HttpIntelRepository(HttpRepository, IntelRepository):
     def send_scouts(self, from_village_id: int, to_village_id: int, count: int = 1) -> Movement:
-        body = {
-            "target_village_id": v.check_id(to_village_id, "to_village_id"),
-            "scouts": v.check_int(count, "count", low=1, high=v.MAX_COUNT),
-        }
-        return self._one(Movement, "intel.send_scouts", body=body,
-                         village_id=v.check_id(from_village_id, "from_village_id"))
+        source, target = v.check_route(from_village_id, to_village_id)
+        body = {"target_village_id": target,
+                "scouts": v.check_int(count, "count", low=1, high=v.MAX_COUNT)}
+        return self._one(Movement, "intel.send_scouts", body=body, village_id=source)
 
     @cached("intel.scout_reports", scope="private", depends=("reports:{player_id}",))
     def scout_reports(self, player_id: int, limit: int = 20) -> list[Report]:
+        player_id = v.check_id(player_id, "player_id")
         return self._many(
             Report, "intel.scout_reports",
             params={"limit": v.check_int(limit, "limit", low=1, high=v.MAX_LIMIT)},
-            player_id=v.check_id(player_id, "player_id"),
+            player_id=player_id,
         )

@@ -17,8 +17,9 @@ class HttpMilitaryRepository(HttpRepository, MilitaryRepository):
         return self._one(Troops, "military.troops", village_id=v.check_id(village_id, "village_id"))
 
     def train(self, village_id: int, troops: Mapping[str, int]) -> TrainingOrder:
+        village_id = v.check_id(village_id, "village_id")
         return self._one(TrainingOrder, "military.train", body={"troops": v.check_troops(troops)},
-                         village_id=v.check_id(village_id, "village_id"))
+                         village_id=village_id)
 
     def attack(
         self,
@@ -28,23 +29,20 @@ class HttpMilitaryRepository(HttpRepository, MilitaryRepository):
         *,
         kind: str = "normal",
     ) -> Movement:
+        source, target = v.check_route(from_village_id, to_village_id)
         body = {
-            "target_village_id": v.check_id(to_village_id, "to_village_id"),
+            "target_village_id": target,
             "troops": v.check_troops(troops),
             "attack_type": v.check_attack_kind(kind),
         }
-        return self._one(Movement, "military.attack", body=body,
-                         village_id=v.check_id(from_village_id, "from_village_id"))
+        return self._one(Movement, "military.attack", body=body, village_id=source)
 
     def reinforce(
         self, from_village_id: int, to_village_id: int, troops: Mapping[str, int]
     ) -> Movement:
-        body = {
-            "target_village_id": v.check_id(to_village_id, "to_village_id"),
-            "troops": v.check_troops(troops),
-        }
-        return self._one(Movement, "military.reinforce", body=body,
-                         village_id=v.check_id(from_village_id, "from_village_id"))
+        source, target = v.check_route(from_village_id, to_village_id)
+        body = {"target_village_id": target, "troops": v.check_troops(troops)}
+        return self._one(Movement, "military.reinforce", body=body, village_id=source)
 
     @cached("military.incoming", scope="private", depends=("village:{village_id}",))
     def incoming(self, village_id: int) -> list[Movement]:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from travian_repo.domain.errors import InvalidRequest
 from travian_repo.domain.values import Player, RankingEntry
 from travian_repo.infra.cache import cached
 from travian_repo.http.base import HttpRepository
 from travian_repo.repositories import validation as v
-from travian_repo.repositories.base import RANKING_METRICS, PlayerRepository
+from travian_repo.repositories.base import PlayerRepository
 
 
 class HttpPlayerRepository(HttpRepository, PlayerRepository):
@@ -17,8 +16,7 @@ class HttpPlayerRepository(HttpRepository, PlayerRepository):
 
     @cached("players.ranking", scope="public", depends=("rank",))
     def ranking(self, metric: str = "population", limit: int = 100) -> list[RankingEntry]:
-        if metric not in RANKING_METRICS or not isinstance(metric, str):
-            raise InvalidRequest(f"metric must be one of {', '.join(RANKING_METRICS)}, got {metric!r}")
+        metric = v.check_metric(metric)
         return self._many(
             RankingEntry, "players.ranking",
             params={"limit": v.check_int(limit, "limit", low=1, high=v.MAX_LIMIT)},

@@ -20,28 +20,22 @@ class HttpTradeRepository(HttpRepository, TradeRepository):
         request_resource: str,
         request_amount: int,
     ) -> TradeOffer:
+        village_id = v.check_id(village_id, "village_id")
+        offer_resource, offer_amount, request_resource, request_amount = v.check_offer(
+            offer_resource, offer_amount, request_resource, request_amount
+        )
         body = {
-            "offer": {
-                "resource": v.check_resource(offer_resource, "offer_resource"),
-                "amount": v.check_int(offer_amount, "offer_amount", low=1, high=v.MAX_AMOUNT),
-            },
-            "request": {
-                "resource": v.check_resource(request_resource, "request_resource"),
-                "amount": v.check_int(request_amount, "request_amount", low=1, high=v.MAX_AMOUNT),
-            },
+            "offer": {"resource": offer_resource, "amount": offer_amount},
+            "request": {"resource": request_resource, "amount": request_amount},
         }
-        return self._one(TradeOffer, "trade.create_offer", body=body,
-                         village_id=v.check_id(village_id, "village_id"))
+        return self._one(TradeOffer, "trade.create_offer", body=body, village_id=village_id)
 
     def send_resources(
         self, from_village_id: int, to_village_id: int, resources: Resources | Mapping[str, int]
     ) -> Shipment:
-        body = {
-            "target_village_id": v.check_id(to_village_id, "to_village_id"),
-            "resources": v.check_resources(resources).as_dict(),
-        }
-        return self._one(Shipment, "trade.send_resources", body=body,
-                         village_id=v.check_id(from_village_id, "from_village_id"))
+        source, target, goods = v.check_shipment(from_village_id, to_village_id, resources)
+        body = {"target_village_id": target, "resources": goods.as_dict()}
+        return self._one(Shipment, "trade.send_resources", body=body, village_id=source)
 
     @cached("trade.offers", scope="public", depends=("market",))
     def offers(self, village_id: int) -> list[TradeOffer]:

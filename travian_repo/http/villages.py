@@ -6,6 +6,7 @@ from travian_repo.domain.values import BuildOrder, Village
 from travian_repo.infra.cache import cached
 from travian_repo.http.base import HttpRepository
 from travian_repo.repositories import validation as v
+from travian_repo.rules import buildings as rules
 from travian_repo.repositories.base import VillageRepository
 from travian_repo.wire.serializer import decode
 
@@ -31,13 +32,14 @@ class HttpVillageRepository(HttpRepository, VillageRepository):
     def queue_building(
         self, village_id: int, building: str, *, slot: int | None = None, instant: bool = False
     ) -> BuildOrder:
+        village_id = v.check_id(village_id, "village_id")
         body = {
-            "building": v.check_name(building, "building", max_length=40),
+            # Unknown names are refused here, as on the SQL side, before the slot is checked.
+            "building": rules.building_spec(v.check_name(building, "building", max_length=40)).name,
             "slot": None if slot is None else v.check_int(slot, "slot", low=1, high=40),
             "instant": v.check_bool(instant, "instant"),
         }
-        return self._one(BuildOrder, "villages.queue_building", body=body,
-                         village_id=v.check_id(village_id, "village_id"))
+        return self._one(BuildOrder, "villages.queue_building", body=body, village_id=village_id)
 
     @cached("villages.build_queue", scope="private", depends=("village:{village_id}",))
     def build_queue(self, village_id: int) -> list[BuildOrder]:

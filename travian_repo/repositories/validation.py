@@ -117,3 +117,76 @@ def check_attack_kind(value: Any) -> str:
     if not isinstance(value, str) or value not in ATTACK_KINDS:
         raise InvalidRequest(f"kind must be one of {', '.join(ATTACK_KINDS)}, got {value!r}")
     return value
+
+
+# The argument checks of one operation, shared by both backends so that several bad
+# arguments are reported the same way (in signature order) on either side.
+
+MAX_OFFER_RATIO = 2  # the market takes offers between 1:2 and 2:1
+
+
+def check_route(from_village_id: Any, to_village_id: Any) -> tuple[int, int]:
+    """Both ids valid and different."""
+    source = check_id(from_village_id, "from_village_id")
+    target = check_id(to_village_id, "to_village_id")
+    if source == target:
+        raise InvalidRequest(f"from_village_id and to_village_id are both {source}")
+    return source, target
+
+
+def check_shipment(from_village_id: Any, to_village_id: Any, resources: Any) -> tuple[int, int, Resources]:
+    source = check_id(from_village_id, "from_village_id")
+    target = check_id(to_village_id, "to_village_id")
+    goods = check_resources(resources)
+    if source == target:
+        raise InvalidRequest("a village cannot send resources to itself")
+    return source, target, goods
+
+
+def check_offer(
+    offer_resource: Any, offer_amount: Any, request_resource: Any, request_amount: Any
+) -> tuple[str, int, str, int]:
+    """A market offer's terms; a ratio beyond 2:1 either way is the market's RuleViolation."""
+    from travian_repo.domain.errors import RuleViolation
+
+    offer_resource = check_resource(offer_resource, "offer_resource")
+    offer_amount = check_int(offer_amount, "offer_amount", low=1, high=MAX_AMOUNT)
+    request_resource = check_resource(request_resource, "request_resource")
+    request_amount = check_int(request_amount, "request_amount", low=1, high=MAX_AMOUNT)
+    if offer_resource == request_resource:
+        raise InvalidRequest("an offer must ask for another resource than it offers")
+    if offer_amount > MAX_OFFER_RATIO * request_amount or request_amount > MAX_OFFER_RATIO * offer_amount:
+        raise RuleViolation(
+            f"the market takes offers between 1:{MAX_OFFER_RATIO} and {MAX_OFFER_RATIO}:1; "
+            f"{offer_amount} {offer_resource} for {request_amount} {request_resource} is not",
+            details={"offer_amount": offer_amount, "request_amount": request_amount},
+        )
+    return offer_resource, offer_amount, request_resource, request_amount
+
+
+def check_message(from_player_id: Any, to_player_id: Any, subject: Any, body: Any) -> tuple[int, int, str, str]:
+    sender = check_id(from_player_id, "from_player_id")
+    recipient = check_id(to_player_id, "to_player_id")
+    subject = check_text(subject, "subject", max_length=MAX_SUBJECT)
+    body = check_text(body, "body", max_length=MAX_BODY, allow_empty=True)
+    if sender == recipient:
+        raise InvalidRequest("a player cannot send a message to themself")
+    return sender, recipient, subject, body
+
+
+def check_alliance(name: Any, tag: Any) -> tuple[str, str]:
+    """Name and tag without surrounding whitespace, then within their lengths."""
+    name = check_text(name.strip() if isinstance(name, str) else name, "name", max_length=MAX_NAME)
+    tag = check_text(tag.strip() if isinstance(tag, str) else tag, "tag", max_length=MAX_TAG)
+    return name, tag
+
+
+def check_metric(metric: Any) -> str:
+    from travian_repo.repositories.base import RANKING_METRICS
+
+    if not isinstance(metric, str) or metric not in RANKING_METRICS:
+        raise InvalidRequest(
+            f"metric must be one of {', '.join(RANKING_METRICS)}, got {metric!r}",
+            details={"allowed": list(RANKING_METRICS)},
+        )
+    return metric

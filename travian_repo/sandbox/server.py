@@ -56,8 +56,10 @@ from travian_repo.sandbox.idempotency import (
     check_key,
     request_hash,
 )
+from travian_repo.sandbox.clock import Clock as ManualClock
 from travian_repo.sql import schema
 from travian_repo.sql.database import Clock
+from travian_repo.sql.schema import as_utc
 from travian_repo.unit_of_work import SqlUnitOfWork, UnitOfWork
 from travian_repo.wire.errors import error_body, status_for
 from travian_repo.wire.routes import PREFIX, ROUTES, Route
@@ -220,7 +222,7 @@ class Body:
 class Call:
     """One request, parsed: the acting player, path parameters, query, body."""
 
-    player_id: int
+    player_id: int | None
     params: dict[str, Any]
     query: Query
     body: Body | None
@@ -361,12 +363,14 @@ class _Service:
 
     # -- the envelope --
 
-    def authenticate(self) -> int:
+    def authenticate(self) -> int | None:
+        """The token's player; None without an Authorization header (acting as nobody: the
+        repositories answer public reads and refuse the rest, as on the SQL side)."""
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         token = token.strip()
         if not header:
-            raise _Refused(self._unauthorized("missing Authorization: Bearer <token> header"))
+            return None
         if scheme.lower() != "bearer" or not token:
             raise _Refused(self._unauthorized("the Authorization header must be 'Bearer <token>'"))
         if len(token) > MAX_TOKEN_LENGTH:
@@ -429,6 +433,8 @@ class _Service:
     def handle(self, route: Route, params: dict[str, Any]) -> Response:
         try:
             player_id = self.authenticate()
+            if player_id is None and route.operation == "session.me":
+                raise _Refused(self._unauthorized("GET /v1/me needs Authorization: Bearer <token>"))
             self.check_world()
             key = request.headers.get("Idempotency-Key") if route.is_write else None
             if key is not None:
@@ -436,7 +442,7 @@ class _Service:
             data, body = self.parse_body(route)
             call = Call(player_id, params, Query(request.args.to_dict(flat=False)), body)
             op = parse(route, call)
-            if key is None:
+            if key is None or player_id is None:  # keys are per player; nobody writes anyway
                 return self._run(route, op, player_id).response()
             fingerprint = request_hash(route.method, request.path, data)
             return self._run_once(route, op, player_id, key, fingerprint)
@@ -459,7 +465,7 @@ class _Service:
             return error_answer(error)
         return Answer(201 if route.method == "POST" else 200, _json(encode(result)))
 
-    def _run(self, route: Route, op: Op, player_id: int) -> Answer:
+    def _run(self, route: Route, op: Op, player_id: int | None) -> Answer:
         with self.world.unit_of_work(player_id) as uow:
             answer = self._execute(route, uow, op)
             if answer.status >= 300:
@@ -541,7 +547,8 @@ def openapi_text() -> str:
 
 
 def create_app(
-    database_url: str | Engine, *, clock: Clock | None = None, redis_url: Any = None
+    database_url: str | Engine, *, clock: Clock | None = None, redis_url: Any = None,
+    manual_clock: bool = False,
 ) -> Flask:
     """The v1 API over the world at ``database_url`` (a URL or a SQLAlchemy Engine).
 
@@ -549,8 +556,17 @@ def create_app(
     ``SchemaMismatch`` here rather than on the first request. ``redis_url`` (a URL or a
     ``redis.Redis``; default ``TRAVIAN_REDIS_URL``): where committed writes publish their
     events (without one, the in-process bus).
+
+    ``manual_clock=True`` (a sandbox for demos and tests, not part of v1's game contract):
+    time stands still -- ``clock`` must be a ``travian_repo.sandbox.Clock``, by default one
+    at the world's creation -- until a client calls ``POST /v1/sandbox/advance`` with
+    ``{"seconds": N}`` (any player's token and the world id, as for v1), which advances the
+    clock and runs the engine up to it, answering ``{"processed": count, "now": iso}``.
+    Without it the route does not exist (404).
     """
     _check_table()
+    if manual_clock:
+        clock = _manual_clock(database_url, clock)
     world = connect(database_url, prefer="sql", clock=clock, redis_url=redis_url)
     try:
         service = _Service(world)
@@ -570,6 +586,9 @@ def create_app(
 
     app.add_url_rule(f"{PREFIX}/openapi.yaml", endpoint="openapi", view_func=openapi,
                      methods=["GET"])
+    if manual_clock:
+        assert isinstance(clock, ManualClock)
+        _add_sandbox_clock(app, service, clock)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
@@ -587,6 +606,69 @@ def create_app(
         return _internal_error().response()
 
     return app
+
+
+# ---- the sandbox clock (manual_clock=True only; not part of v1's game contract) -------------
+
+SANDBOX_ADVANCE_PATH = f"{PREFIX}/sandbox/advance"
+MAX_ADVANCE_SECONDS = 366 * 86400
+
+
+def _manual_clock(database_url: str | Engine, clock: Clock | None) -> ManualClock:
+    if clock is not None:
+        if not isinstance(clock, ManualClock):
+            raise TypeError("manual_clock=True needs clock= to be a travian_repo.sandbox.Clock")
+        return clock
+    from travian_repo.sql.database import make_engine
+
+    engine = make_engine(database_url) if isinstance(database_url, str) else database_url
+    try:
+        with engine.connect() as conn:
+            created = conn.execute(select(schema.world_settings.c.created_at)).scalar()
+    except sa_exc.DBAPIError:
+        created = None  # not a world: create_app's connect() says so
+    finally:
+        if isinstance(database_url, str):
+            engine.dispose()
+    return ManualClock(as_utc(created) if created is not None else None)
+
+
+def _add_sandbox_clock(app: Flask, service: _Service, clock: ManualClock) -> None:
+    from travian_repo.sandbox.engine import Engine as WorldEngine
+
+    engine = WorldEngine(service.world.database, clock=clock)
+    lock = threading.Lock()
+
+    def advance() -> Response:
+        try:
+            service.authenticate()
+            service.check_world()
+            raw = request.get_data(cache=False)
+            try:
+                data = json.loads(raw.decode("utf-8") or "{}", parse_constant=_no_constant)
+            except (UnicodeDecodeError, ValueError):
+                raise InvalidRequest("the request body is not valid JSON") from None
+            if not isinstance(data, dict):
+                raise InvalidRequest("the request body must be a JSON object")
+            body = Body(data)
+            seconds = body.get("seconds")
+            body.finish()
+            if (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+                    or not 0 <= seconds <= MAX_ADVANCE_SECONDS):
+                raise InvalidRequest(f"seconds must be a number from 0 to {MAX_ADVANCE_SECONDS}",
+                                     details={"field": "seconds"})
+            with lock:
+                clock.advance(seconds)
+                now = clock()
+                processed = engine.run_until(now)
+            return Answer(200, _json({"processed": processed, "now": now.isoformat()})).response()
+        except _Refused as refused:
+            return refused.answer.response()
+        except TravianError as error:
+            return error_answer(error).response()
+
+    app.add_url_rule(SANDBOX_ADVANCE_PATH, endpoint="sandbox_advance", view_func=advance,
+                     methods=["POST"])
 
 
 def _view(service: _Service, route: Route) -> Callable[..., Response]:
@@ -613,9 +695,10 @@ def serve(
     threads: int = 8,
     clock: Clock | None = None,
     redis_url: Any = None,
+    manual_clock: bool = False,
 ) -> None:
     """Serve v1 over the world at ``database_url`` until interrupted (blocking)."""
-    app = create_app(database_url, clock=clock, redis_url=redis_url)
+    app = create_app(database_url, clock=clock, redis_url=redis_url, manual_clock=manual_clock)
     log.info("serving world %r on http://%s:%d%s", app_world(app).database.settings.world_id,
              host, port, PREFIX)
     try:

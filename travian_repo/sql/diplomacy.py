@@ -55,12 +55,9 @@ class SqlDiplomacyRepository(SqlRepository, DiplomacyRepository):
         message to oneself; Forbidden when ``from_player_id`` is not the acting player;
         NotFound when the recipient does not exist.
         """
-        from_player_id = v.check_id(from_player_id, "from_player_id")
-        to_player_id = v.check_id(to_player_id, "to_player_id")
-        subject = v.check_text(subject, "subject", max_length=v.MAX_SUBJECT)
-        body = v.check_text(body, "body", max_length=v.MAX_BODY, allow_empty=True)
-        if from_player_id == to_player_id:
-            raise InvalidRequest("a player cannot send a message to themself")
+        from_player_id, to_player_id, subject, body = v.check_message(
+            from_player_id, to_player_id, subject, body
+        )
         self._require_self(from_player_id, "send messages in the name")
 
         def run(conn: Connection) -> Message:
@@ -122,8 +119,7 @@ class SqlDiplomacyRepository(SqlRepository, DiplomacyRepository):
         (RuleViolation otherwise); a name or tag already taken is a Conflict.
         """
         player_id = v.check_id(player_id, "player_id")
-        name = v.check_text(_strip(name), "name", max_length=v.MAX_NAME)
-        tag = v.check_text(_strip(tag), "tag", max_length=v.MAX_TAG)
+        name, tag = v.check_alliance(name, tag)
         self._require_self(player_id, "found an alliance in the name")
 
         def run(conn: Connection) -> Alliance:
@@ -236,6 +232,3 @@ class SqlDiplomacyRepository(SqlRepository, DiplomacyRepository):
         return self._write(run)
 
 
-def _strip(value: Any) -> Any:
-    """Surrounding whitespace off a string; anything else is left for the type check."""
-    return value.strip() if isinstance(value, str) else value

@@ -11,7 +11,7 @@ from travian_repo.repositories.base import IntelRepository
 from travian_repo.sql import schema
 from travian_repo.infra.cache import cached
 from travian_repo.sql.base import SqlRepository
-from travian_repo.sql.military import check_route, send_troops
+from travian_repo.sql.military import send_troops
 from travian_repo.sql.schema import as_utc
 
 _r = schema.reports
@@ -32,7 +32,7 @@ class SqlIntelRepository(SqlRepository, IntelRepository):
         ``missing``) when fewer scouts are at home. The rules are ``military.attack``'s: both
         go through ``travian_repo.sql.military.send_troops``.
         """
-        from_village_id, to_village_id = check_route(from_village_id, to_village_id)
+        from_village_id, to_village_id = v.check_route(from_village_id, to_village_id)
         count = v.check_int(count, "count", low=1, high=v.MAX_COUNT)
         actor = self._actor_id("send scouts")
         return self._write(

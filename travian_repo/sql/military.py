@@ -203,7 +203,7 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
         RuleViolation "not enough troops" with ``details`` ``requested`` / ``available`` /
         ``missing`` (unit -> count) when the troops are not at home.
         """
-        from_village_id, to_village_id = check_route(from_village_id, to_village_id)
+        from_village_id, to_village_id = v.check_route(from_village_id, to_village_id)
         requested = v.check_troops(troops)
         movement_kind = ATTACK_KINDS[v.check_attack_kind(kind)]
         actor = self._actor_id("send an attack")
@@ -224,7 +224,7 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
         target may be the sender's own village and scouts alone may go; settlers may not
         reinforce (RuleViolation).
         """
-        from_village_id, to_village_id = check_route(from_village_id, to_village_id)
+        from_village_id, to_village_id = v.check_route(from_village_id, to_village_id)
         requested = v.check_troops(troops)
         actor = self._actor_id("send reinforcements")
         return self._write(
@@ -365,15 +365,6 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
                             Troops(stored), now, arrives)
 
         return self._write(run)
-
-
-def check_route(from_village_id: Any, to_village_id: Any) -> tuple[int, int]:
-    """Both ids valid and different (InvalidRequest otherwise); no I/O."""
-    source = v.check_id(from_village_id, "from_village_id")
-    target = v.check_id(to_village_id, "to_village_id")
-    if source == target:
-        raise InvalidRequest(f"from_village_id and to_village_id are both {source}")
-    return source, target
 
 
 def resolve_units(tribe: str, troops: Mapping[str, int]) -> dict[str, int]:
@@ -550,7 +541,6 @@ def _training_building(spec: UnitSpec, levels: Mapping[str, int]) -> str:
 
 __all__ = [
     "SqlMilitaryRepository",
-    "check_route",
     "movement_from_row",
     "resolve_units",
     "send_troops",

@@ -89,11 +89,7 @@ class SqlPlayerRepository(SqlRepository, PlayerRepository):
     @cached("players.ranking", scope="public", depends=("rank",))
     def ranking(self, metric: str = "population", limit: int = 100) -> list[RankingEntry]:
         """The top ``limit`` players (1..1000) by ``metric`` (population or villages)."""
-        if not isinstance(metric, str) or metric not in RANKING_METRICS:
-            raise InvalidRequest(
-                f"metric must be one of {', '.join(RANKING_METRICS)}, got {metric!r}",
-                details={"allowed": list(RANKING_METRICS)},
-            )
+        metric = v.check_metric(metric)
         limit = v.check_int(limit, "limit", low=1, high=v.MAX_LIMIT)
         ranked = _ranked(metric)
         query = (

@@ -48,7 +48,6 @@ _s = schema.shipments
 _v = schema.villages
 
 MARKET_LIMIT = 200
-MAX_OFFER_RATIO = 2  # at most 2:1 either way
 BUSY_SHIPMENT_STATES = ("underway", "returning")
 
 
@@ -68,21 +67,9 @@ class SqlTradeRepository(SqlRepository, TradeRepository):
         InsufficientResources when the stock does not cover the offer.
         """
         village_id = v.check_id(village_id, "village_id")
-        offer_resource = v.check_resource(offer_resource, "offer_resource")
-        offer_amount = v.check_int(offer_amount, "offer_amount", low=1, high=v.MAX_AMOUNT)
-        request_resource = v.check_resource(request_resource, "request_resource")
-        request_amount = v.check_int(request_amount, "request_amount", low=1, high=v.MAX_AMOUNT)
-        if offer_resource == request_resource:
-            raise InvalidRequest("an offer must ask for another resource than it offers")
-        if (
-            offer_amount > MAX_OFFER_RATIO * request_amount
-            or request_amount > MAX_OFFER_RATIO * offer_amount
-        ):
-            raise RuleViolation(
-                f"the market takes offers between 1:{MAX_OFFER_RATIO} and {MAX_OFFER_RATIO}:1; "
-                f"{offer_amount} {offer_resource} for {request_amount} {request_resource} is not",
-                details={"offer_amount": offer_amount, "request_amount": request_amount},
-            )
+        offer_resource, offer_amount, request_resource, request_amount = v.check_offer(
+            offer_resource, offer_amount, request_resource, request_amount
+        )
         action = "create a trade offer"
         actor = self._actor_id(action)
         goods = Resources(**{offer_resource: offer_amount})
@@ -131,11 +118,9 @@ class SqlTradeRepository(SqlRepository, TradeRepository):
         for the source, NotFound for the target; RuleViolation without a marketplace or with
         too few free merchants; InsufficientResources when the stock does not cover it.
         """
-        from_village_id = v.check_id(from_village_id, "from_village_id")
-        to_village_id = v.check_id(to_village_id, "to_village_id")
-        goods = v.check_resources(resources)
-        if from_village_id == to_village_id:
-            raise InvalidRequest("a village cannot send resources to itself")
+        from_village_id, to_village_id, goods = v.check_shipment(
+            from_village_id, to_village_id, resources
+        )
         action = "send resources"
         actor = self._actor_id(action)
         settings = self.settings
