@@ -527,6 +527,9 @@ def cached(
 # The cache of one world, and its view from one unit of work
 
 
+_DECODED_MEMO_SIZE = 10_000
+
+
 class CacheView:
     """One unit of work's handle: the world's cache, the game clock, and whether the unit has
     written (then its reads go around the cache: they must see the unit's own writes)."""
@@ -586,6 +589,9 @@ class Cache:
         self.epoch_key = self.gen_prefix + WORLD
         self._mutex = threading.Lock()
         self._loading: dict[str, _KeyLock] = {}
+        # key -> (stored bytes, parsed entry, decoded value): a hit on unchanged bytes skips
+        # json.loads and the decode; validity (generations, age) is still checked each time.
+        self._decoded: dict[str, tuple[Any, Any, Any]] = {}
 
     def __repr__(self) -> str:
         return f"<Cache {type(self.store).__name__} world={self.world_id!r}>"
@@ -634,7 +640,7 @@ class Cache:
         if found is None:
             self.metrics.count("cache_bypassed")
             return fn(repo, *args, **kwargs)
-        value = self._valid(spec, found, now, ttl)
+        value = self._valid(spec, key, found, now, ttl)
         if value is not _MISS:
             self.metrics.count("cache_hits")
             return value
@@ -646,7 +652,7 @@ class Cache:
             if found is None:
                 self.metrics.count("cache_bypassed")
                 return fn(repo, *args, **kwargs)
-            value = self._valid(spec, found, now, ttl)
+            value = self._valid(spec, key, found, now, ttl)
             if value is not _MISS:
                 self.metrics.count("cache_hits")
                 return value
@@ -655,12 +661,19 @@ class Cache:
             self._put(spec, key, found[1:], result, now, ttl)
             return result
 
-    def _valid(self, spec: CacheSpec, found: list[Any], now: float, ttl: float) -> Any:
+    def _valid(
+        self, spec: CacheSpec, key: str, found: list[Any], now: float, ttl: float
+    ) -> Any:
         raw = found[0]
         if raw is None:
             return _MISS
         try:
-            entry = json.loads(raw)
+            # The same bytes as last time: reuse what they decoded to (values are frozen).
+            memo = self._decoded.get(key)
+            if memo is not None and memo[0] == raw:
+                entry, decoded = memo[1], memo[2]
+            else:
+                entry, decoded = json.loads(raw), _MISS
             gens = entry["g"]
             if len(gens) != len(found) - 1:
                 return _MISS
@@ -681,7 +694,12 @@ class Cache:
                 for name, cur in zip(names, current_extra):
                     if cur is None or extra[name] != (cur.decode() if isinstance(cur, bytes) else cur):
                         return _MISS
-            return spec.decoder()(entry["v"])
+            if decoded is _MISS:
+                decoded = spec.decoder()(entry["v"])
+                if len(self._decoded) >= _DECODED_MEMO_SIZE:
+                    self._decoded.clear()  # crude but bounded; the next hits refill it
+                self._decoded[key] = (raw, entry, decoded)
+            return decoded
         except Exception:  # noqa: BLE001 - an entry that cannot be read is a miss, never an error
             return _MISS
 
