@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="sandbox: time stands still (from the world's creation) until a "
                        "client calls POST /v1/sandbox/advance {\"seconds\": N}, which moves "
                        "it and runs the engine; what `demo --api-url` needs")
+    serve.add_argument("--speed", type=float, default=None, metavar="N",
+                       help="run the engine by itself, the world's time going N times real "
+                       "time (1 = real time); without it, nothing completes on its own")
     serve.set_defaults(run=cmd_serve)
     return parser
 
@@ -155,8 +158,10 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
               + (" with a manual clock (POST /v1/sandbox/advance)" if manual else "")
               + " (Ctrl-C stops)\n")
     out.flush()
+    if args.speed is not None and not args.speed > 0:
+        return _fail("--speed must be a positive number")
     serve(args.database_url, host=args.host, port=args.port, threads=args.threads,
-          redis_url=args.redis_url, manual_clock=manual)
+          redis_url=args.redis_url, manual_clock=manual, speed=args.speed)
     return 0
 
 
@@ -226,9 +231,9 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     out.write(f"After {result.turns} turns ({demo.when(result.ended)} UTC; {result.events} "
               "events processed by the engine), read back from the world:\n\n")
     out.write(result.table())
-    out.write(demo.LEGEND)
+    out.write("\n" + demo.LEGEND)
     if args.api_url:
-        out.write(f"\nThe world is {result.where}.\n")
+        out.write(f"\nThe world stays on the server: {result.where}.\n")
     else:
         out.write(f"\nThe world is in {result.where}; its players' tokens: "
                   f"{PROG} tokens --database-url {_shown_url(url)}\n")

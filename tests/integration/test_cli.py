@@ -1,7 +1,9 @@
-"""The command line: the demo (real and deterministic), create-world, tokens, user errors."""
+"""The command line: the demo (real, deterministic, through a server too), create-world,
+tokens, user errors."""
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -11,8 +13,9 @@ from pathlib import Path
 import pytest
 
 import travian_repo as tr
-from travian_repo.cli import DEMO_START, DEMO_TURN_SECONDS, main
-from travian_repo.sandbox import Clock, player_tokens
+from travian_repo.cli import main
+from travian_repo.demo import DEMO_START, ProgressBar, parse_table
+from travian_repo.sandbox import Clock, create_world, player_tokens
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,72 +28,110 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 def summary_table(output: str) -> dict[str, list[str]]:
     """The demo's final table, by player name."""
-    lines = output.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("player "))
-    rows: dict[str, list[str]] = {}
-    for line in lines[start + 2:]:
-        if not line.strip() or line.startswith("pop = "):
-            break
-        cells = line.split()
-        rows[cells[0]] = cells
-    return rows
+    return {row[0]: row for row in parse_table(output)}
 
 
 def test_demo_is_real_and_deterministic(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     url = f"sqlite:///{tmp_path}/d.db"
-    args = ("demo", "--players", "4", "--seed", "3", "--database-url", url)
+    args = ("demo", "--players", "4", "--seed", "3", "--days", "1", "--database-url", url)
     code, first, err = run(capsys, *args)
     assert code == 0, err
+    assert err == ""  # no progress bar when stderr is not a terminal
     code, second, err = run(capsys, *args)
     assert code == 0, err
     assert first == second
 
-    turns = 3
-    clock = Clock(DEMO_START + timedelta(seconds=DEMO_TURN_SECONDS * (turns - 1)))
     table = summary_table(first)
     assert len(table) == 4
+    assert [row[2] for row in table.values()] == ["economy", "raider", "trader", "diplomat"]
+    clock = Clock(DEMO_START + timedelta(days=1))
     with tr.connect(url, clock=clock) as world:
         for player_id in range(1, 5):
             with world.unit_of_work(player_id) as uow:
                 player = uow.players.get(player_id)
                 (village,) = uow.villages.list_by_player(player_id)
-                troops = uow.military.troops(village.id)
-                outgoing = uow.military.outgoing(village.id)
-            assert village.resources is not None and village.build_queue is not None
+                troops = uow.military.troops(village.id).total
+                troops += sum(m.troops.total for m in uow.military.outgoing(village.id))
+                troops += sum(m.troops.total for m in uow.military.incoming(village.id)
+                              if m.kind == "return")
             row = table[player.name]
             assert row[1] == player.tribe
-            assert row[2:10] == [
-                str(player.population),
-                *(str(amount) for amount in village.resources),
-                str(len(village.build_queue)),
-                str(troops.total),
-                str(len(outgoing)),
-            ]
-            accepted, refused = int(row[10]), int(row[11])
-            assert accepted + refused == 2 * turns
-    assert "Nothing completes yet" in first
+            assert row[3:6] == [str(player.population), "1", str(troops)]
+        # the engine ran: builds completed, the clock is a day on
+        assert world.players.get(1).population > 129
+    assert "After 24 turns (2026-01-02 08:00 UTC" in first
     assert str(tmp_path / "d.db") in first
 
 
 def test_demo_seed_changes_the_game(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/d.db"
-    _, one, _ = run(capsys, "demo", "--players", "3", "--seed", "1", "--database-url", url)
-    _, two, _ = run(capsys, "demo", "--players", "3", "--seed", "2", "--database-url", url)
-    assert one != two
+    _, one, _ = run(capsys, "demo", "--players", "3", "--seed", "1", "--days", "0.5",
+                    "--database-url", url)
+    _, two, _ = run(capsys, "demo", "--players", "3", "--seed", "2", "--days", "0.5",
+                    "--database-url", url)
+    assert parse_table(one) != parse_table(two)
 
 
 def test_demo_defaults_to_a_file_in_the_current_directory(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    code, out, err = run(capsys, "demo", "--players", "2", "--turns", "1")
+    code, out, err = run(capsys, "demo", "--players", "2", "--days", "0.25")
     assert code == 0, err
     assert (tmp_path / "travian_demo.db").exists()
     assert str(tmp_path / "travian_demo.db") in out
-    code, again, err = run(capsys, "demo", "--players", "2", "--turns", "1")  # replaced
+    code, again, err = run(capsys, "demo", "--players", "2", "--days", "0.25")  # replaced
     assert code == 0 and again == out
+
+
+def test_demo_through_a_server_with_a_manual_clock_plays_the_same_game(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """create-world + serve --manual-clock + demo --api-url: the local demo's table."""
+    from travian_repo.sandbox.server import ServerThread, create_app
+
+    served = f"sqlite:///{tmp_path}/served.db"
+    code, _, err = run(capsys, "create-world", "--database-url", served, "--players", "3",
+                       "--seed", "4", "--start", "developed")
+    assert code == 0, err
+    code, tokens, err = run(capsys, "tokens", "--database-url", served)
+    assert code == 0, err
+    (tmp_path / "tokens.txt").write_text(tokens)
+    with ServerThread(create_app(served, manual_clock=True)) as server:
+        code, remote, err = run(capsys, "demo", "--api-url", server.url, "--tokens",
+                                str(tmp_path / "tokens.txt"), "--seed", "4", "--days", "0.5")
+    assert code == 0, err
+    assert f"the world served at {server.url}/v1/" in remote
+    code, local, err = run(capsys, "demo", "--players", "3", "--seed", "4", "--days", "0.5",
+                           "--database-url", f"sqlite:///{tmp_path}/local.db")
+    assert code == 0, err
+    assert parse_table(remote) == parse_table(local)
+
+
+def test_demo_through_a_server_without_a_manual_clock_says_so(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from travian_repo.sandbox.server import ServerThread
+
+    served = f"sqlite:///{tmp_path}/served.db"
+    summary = create_world(served, players=2, start="developed")
+    (tmp_path / "tokens.txt").write_text(
+        "".join(f"{pid} {token}\n" for pid, token in summary.tokens.items()))
+    with ServerThread(served) as server:
+        code, _, err = run(capsys, "demo", "--api-url", server.url, "--tokens",
+                           str(tmp_path / "tokens.txt"))
+    assert code == 2 and "--manual-clock" in err and "Traceback" not in err
+
+
+def test_progress_bar() -> None:
+    stream = io.StringIO()
+    bar = ProgressBar(stream, width=10)
+    bar(1, 4, DEMO_START)
+    bar(4, 4, DEMO_START)
+    assert stream.getvalue() == ("\r[##........] 1/4 turns  2026-01-01 08:00 UTC"
+                                 "\r[##########] 4/4 turns  2026-01-01 08:00 UTC\n")
 
 
 def test_create_world_then_tokens(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -127,7 +168,9 @@ def test_create_world_then_tokens(capsys: pytest.CaptureFixture[str], tmp_path: 
         ["create-world", "--database-url", "sqlite:///{tmp}/w.db", "--players", "0"],
         ["create-world", "--database-url", "sqlite:///{tmp}/w.db", "--speed", "-1"],
         ["demo", "--players", "-3", "--database-url", "sqlite:///{tmp}/d.db"],
-        ["demo", "--turns", "-1", "--database-url", "sqlite:///{tmp}/d.db"],
+        ["demo", "--days", "-1", "--database-url", "sqlite:///{tmp}/d.db"],
+        ["demo", "--api-url", "http://127.0.0.1:9"],
+        ["demo", "--api-url", "http://127.0.0.1:9", "--tokens", "{tmp}/no-such-file"],
         ["demo", "--players", "many"],
         ["create-world"] if not os.environ.get("TRAVIAN_DATABASE_URL") else ["nope"],
         [],
@@ -170,3 +213,43 @@ def test_python_dash_m(tmp_path: Path) -> None:
         capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=120,
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr and done.stderr.strip()
+
+
+def test_serve_with_a_speed_runs_the_engine_by_itself(tmp_path: Path) -> None:
+    """`travian-repo serve --speed N`: builds complete on their own, N times faster."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    url = f"sqlite:///{tmp_path}/speedy.db"
+    summary = create_world(url, players=2, start="developed")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "travian_repo", "serve", "--database-url", url,
+         "--port", str(port), "--speed", "3600"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        world = None
+        while world is None:
+            try:
+                world = tr.connect(api_url=f"http://127.0.0.1:{port}", token=summary.tokens[1])
+            except tr.BackendUnavailable:
+                assert time.monotonic() < deadline, "the server did not come up"
+                assert server.poll() is None, server.stderr.read() if server.stderr else ""
+                time.sleep(0.2)
+        with world:
+            order = world.villages.queue_building(1, "woodcutter")  # minutes of game time
+            while world.villages.build_queue(1):
+                assert time.monotonic() < deadline, "the build never completed"
+                time.sleep(0.2)
+            village = world.villages.get(1)
+            assert village.buildings is not None
+            assert {b.slot: b.level for b in village.buildings}[order.slot] == order.target_level
+    finally:
+        server.terminate()
+        server.wait(10)

@@ -4,6 +4,7 @@ HTTP; a simulated week on PostgreSQL keeps the world's books (stock, troops, the
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,31 @@ def test_a_week_of_the_demo_world_on_postgresql_keeps_the_books(postgres_url: st
         row = next(r for r in result.rows if r[0] == player.name)
         assert int(row[5]) == sum(now[pid].values())
     assert time.perf_counter() - started < 90
+
+
+def test_the_sandbox_clock_route(tmp_path: Path) -> None:
+    """POST /v1/sandbox/advance: only with a manual clock; a token and the world id; seconds."""
+    import requests
+
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    summary = create_world(url, players=2, start="developed", now=DEMO_START)
+    headers = {"Authorization": f"Bearer {summary.tokens[1]}", "X-World-Id": "default"}
+    with ServerThread(url) as plain:
+        answer = requests.post(f"{plain.url}/v1/sandbox/advance", json={"seconds": 60},
+                               headers=headers, timeout=10)
+        assert answer.status_code == 404
+    clock = Clock(DEMO_START)
+    with ServerThread(create_app(url, clock=clock, manual_clock=True)) as server:
+        route = f"{server.url}/v1/sandbox/advance"
+        assert requests.post(route, json={"seconds": 60}, timeout=10).status_code == 401
+        for bad in ({}, {"seconds": -1}, {"seconds": "1"}, {"seconds": 1, "x": 2}):
+            answer = requests.post(route, json=bad, headers=headers, timeout=10)
+            assert answer.status_code == 400, bad
+            assert answer.json()["error"]["code"] == "invalid_request"
+        order = requests.post(f"{server.url}/v1/village/1/build", json={"building": "cropland"},
+                              headers=headers, timeout=10)
+        assert order.status_code == 201, order.text
+        answer = requests.post(route, json={"seconds": 6 * 3600}, headers=headers, timeout=10)
+        assert answer.status_code == 200
+        assert answer.json() == {"processed": 1, "now": (DEMO_START + timedelta(hours=6)).isoformat()}
+        assert clock() == DEMO_START + timedelta(hours=6)

@@ -7,9 +7,9 @@ and loading it both ways is harmless.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -68,25 +68,22 @@ def test_a_marker_chooses_the_world(travian_world: TravianWorld) -> None:
     assert home.level("barracks") == 0 and home.level("woodcutter") == 0
 
 
-def test_a_user_project_gets_the_fixture(tmp_path: Path, pytester_free_env: dict[str, str]) -> None:
-    """A test file of someone else's project, run by pytest in its own directory."""
-    (tmp_path / "test_mine.py").write_text(textwrap.dedent("""
-        def my_npc_turn(npc):
-            home = npc.initialize()[0]
-            return npc.build_in_village(home.id, "cropland")
-
-        def test_my_npc(travian_world):
-            npc = travian_world.world.npc(1)
-            assert my_npc_turn(npc)
-            assert travian_world.advance(6 * 3600) >= 1
-            assert npc.initialize()[0].build_queue == ()
-    """))
-    (tmp_path / "conftest.py").write_text(pytester_free_env["conftest"])
+def test_the_example_in_docs_testing_md_passes(
+    tmp_path: Path, pytester_free_env: dict[str, object]
+) -> None:
+    """docs/testing.md's example project, run by pytest in a directory of its own."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "testing.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    script = next(b for b in blocks if b.startswith("# my_npc.py"))
+    tests = next(b for b in blocks if "from my_npc import" in b)
+    (tmp_path / "my_npc.py").write_text(script)
+    (tmp_path / "test_my_npc.py").write_text(tests)
+    (tmp_path / "conftest.py").write_text(str(pytester_free_env["conftest"]))
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            str(tmp_path)], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300, env=pytester_free_env["env"])  # type: ignore[arg-type]
+                          timeout=300, env=pytester_free_env["env"])  # type: ignore[call-overload]
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "1 passed" in done.stdout
+    assert "3 passed" in done.stdout
 
 
 @pytest.fixture

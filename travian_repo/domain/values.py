@@ -30,6 +30,29 @@ class _HtmlRepr:
         return f"<table><caption>{type(self).__name__}</caption>{rows}</table>"
 
 
+def table_html(values: Any) -> str | None:
+    """A list (or tuple) of domain values of one kind as one HTML table, a row per value
+    and a column per field; None when it is empty or not all values of one kind (the
+    notebook helpers in ``travian_repo.notebook`` fall back to the plain repr)."""
+    if not isinstance(values, (list, tuple)) or not values:
+        return None
+    kind = type(values[0])
+    if not (issubclass(kind, _HtmlRepr) and dataclasses.is_dataclass(kind)) or any(
+        type(v) is not kind for v in values
+    ):
+        return None
+    names = [f.name for f in dataclasses.fields(kind)]
+    head = "".join(f"<th style='text-align:left'>{html.escape(n)}</th>" for n in names)
+    body = "".join(
+        "<tr>" + "".join(
+            f"<td style='text-align:left'>{html.escape(_short(getattr(v, n)))}</td>" for n in names
+        ) + "</tr>"
+        for v in values
+    )
+    caption = f"{len(values)} {kind.__name__}{'' if len(values) == 1 else 's'}"
+    return f"<table><caption>{caption}</caption><tr>{head}</tr>{body}</table>"
+
+
 def _short(value: Any) -> str:
     if isinstance(value, datetime):
         return value.isoformat(timespec="seconds")

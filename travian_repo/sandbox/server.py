@@ -45,6 +45,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from travian_repo.domain.errors import (
     BackendUnavailable,
+    ConfigurationError,
     Conflict,
     InvalidRequest,
     RateLimited,
@@ -641,7 +642,9 @@ def _add_sandbox_clock(app: Flask, service: _Service, clock: ManualClock) -> Non
 
     def advance() -> Response:
         try:
-            service.authenticate()
+            if service.authenticate() is None:  # a player's token: anyone may move time
+                raise _Refused(service._unauthorized(
+                    "missing Authorization: Bearer <token> header"))
             service.check_world()
             raw = request.get_data(cache=False)
             try:
@@ -696,14 +699,30 @@ def serve(
     clock: Clock | None = None,
     redis_url: Any = None,
     manual_clock: bool = False,
+    speed: float | None = None,
 ) -> None:
-    """Serve v1 over the world at ``database_url`` until interrupted (blocking)."""
+    """Serve v1 over the world at ``database_url`` until interrupted (blocking).
+
+    ``speed``: the engine runs by itself, the world's time going ``speed`` times real time
+    from now (1 = real time); None with ``manual_clock`` leaves time to the clients.
+    """
+    from travian_repo.sandbox.engine import AcceleratedClock, EngineThread
+
+    if speed is not None and manual_clock:
+        raise ConfigurationError("choose a speed or a manual clock, not both")
+    if speed is not None:
+        clock = AcceleratedClock(speed)
     app = create_app(database_url, clock=clock, redis_url=redis_url, manual_clock=manual_clock)
-    log.info("serving world %r on http://%s:%d%s", app_world(app).database.settings.world_id,
-             host, port, PREFIX)
+    database = app_world(app).database
+    # The engine commits through the server's own Database, so its events reach the same
+    # commit listeners (event bus, cache) as the players' writes.
+    engine = None if speed is None else EngineThread(database, clock=clock, interval=1.0).start()
+    log.info("serving world %r on http://%s:%d%s", database.settings.world_id, host, port, PREFIX)
     try:
         waitress.serve(app, host=host, port=port, threads=threads, ident="travian_repo")
     finally:
+        if engine is not None:
+            engine.stop()
         app_world(app).close()
 
 
