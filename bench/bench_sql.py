@@ -536,8 +536,8 @@ def breakdown(engine: Engine, url: str, player_id: int, ids: list[int], calls: i
         out(f"  {name:<58} {med[name]:>9.0f} {added}")
         previous = med[name]
     if quick_minus_uow is not None:
-        out(f"  (the last layer runs on its own pooled connection, the SQLAlchemy layers above share the")
-        out(f"   uow's, so its step also carries a switch of server backend; part 1 measures quick call")
+        out("  (the last layer runs on its own pooled connection, the SQLAlchemy layers above share the")
+        out("   uow's, so its step also carries a switch of server backend; part 1 measures quick call")
         out(f"   minus uow in 500-call blocks: {quick_minus_uow:+.0f} us, the cleaner figure for that step)")
     out(f"  {'what-if (measured here, library unchanged)':<58} {'median us':>9} {'vs layer':>9}")
     for name, against, _ in what_ifs:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from types import TracebackType
-from typing import Any, Callable, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from travian_repo.domain.errors import Forbidden
 from travian_repo.http.base import HttpRepository
@@ -262,5 +262,3 @@ class _Instrumented:
 def _instrument(repo: R, domain: str, metrics: Metrics) -> R:
     return cast(R, _Instrumented(repo, domain, metrics))
 
-
-Factory = Callable[[int | None], UnitOfWork]

@@ -404,9 +404,14 @@ def test_two_hundred_lost_replies_in_a_row_leave_no_duplicate(
 
 # ---- 2. one client, 16 threads: the rate limit and the metrics --------------------------------
 
-def max_in_one_second(times: list[float]) -> int:
-    """The most requests any window [t, t + 1 s) holds (t running over the request times)."""
-    return max((bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times)), default=0)
+def max_in_one_second(times: list[float], window: float = 1.0) -> int:
+    """The most requests any window [t, t + window) holds (t running over the request times)."""
+    return max((bisect.bisect_left(times, t + window) - i for i, t in enumerate(times)), default=0)
+
+
+# The server sees arrival times: sends inside one second may arrive up to the network's
+# jitter apart. Counting over 0.95 s absorbs 50 ms of jitter on a loaded machine.
+ARRIVAL_WINDOW = 0.95
 
 
 def test_sixteen_threads_sharing_one_client_keep_the_rate_limit_and_the_metrics_add_up(
@@ -457,7 +462,7 @@ def test_sixteen_threads_sharing_one_client_keep_the_rate_limit_and_the_metrics_
     # connect() asked /v1/me once; everything else came from the threads
     assert len(times) == sum(calls.values()) + 1
     assert len(times) > 2 * per_second, "the threads never pushed past one bucket"
-    busiest = max_in_one_second(times)
+    busiest = max_in_one_second(times, ARRIVAL_WINDOW)
     assert busiest <= per_second + per_second, (busiest, len(times))
 
     assert metrics["total_requests"] == len(times)

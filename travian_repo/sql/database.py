@@ -10,11 +10,10 @@ savepoint, so a write that fails leaves nothing behind even when the caller goes
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
 from sqlalchemy import exc as sa_exc
@@ -375,12 +374,3 @@ def translate(exc: sa_exc.DBAPIError) -> Exception:
             return Conflict(f"the world database is busy: {text}")
         return BackendUnavailable(f"the world database is unavailable: {text}")
     return TravianError(f"database error: {text}")
-
-
-def env_database_url() -> str | None:
-    return os.environ.get("TRAVIAN_DATABASE_URL") or None
-
-
-def iter_chunks(items: list[T], size: int) -> Iterator[list[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -23,7 +23,6 @@ from travian_repo.domain import events
 from travian_repo.domain.errors import (
     Conflict,
     Forbidden,
-    InvalidRequest,
     NotFound,
     RuleViolation,
 )

@@ -32,7 +32,7 @@ from travian_repo.infra.cache import cached
 from travian_repo.sql.base import SqlRepository
 from travian_repo.sql.database import WorldSettings
 from travian_repo.sql.schema import as_utc
-from travian_repo.sql.village_state import VillageState, lock_village, spend
+from travian_repo.sql.village_state import lock_village, spend
 
 _v = schema.villages
 _t = schema.troops

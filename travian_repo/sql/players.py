@@ -13,10 +13,10 @@ from typing import Any
 
 from sqlalchemy import Subquery, func, select
 
-from travian_repo.domain.errors import InvalidRequest, NotFound
+from travian_repo.domain.errors import NotFound
 from travian_repo.domain.values import Player, RankingEntry
 from travian_repo.repositories import validation as v
-from travian_repo.repositories.base import RANKING_METRICS, PlayerRepository
+from travian_repo.repositories.base import PlayerRepository
 from travian_repo.sql import schema
 from travian_repo.infra.cache import cached
 from travian_repo.sql.base import SqlRepository

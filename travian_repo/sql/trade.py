@@ -25,7 +25,7 @@ from typing import Any, Mapping
 from sqlalchemy import Connection, and_, func, insert, select, update
 
 from travian_repo.domain import events
-from travian_repo.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, RuleViolation
+from travian_repo.domain.errors import Conflict, Forbidden, NotFound, RuleViolation
 from travian_repo.domain.values import Resources, Shipment, TradeOffer
 from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import TradeRepository
