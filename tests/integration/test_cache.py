@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -26,6 +24,7 @@ import redis
 import sqlalchemy as sa
 
 import travian_repo as tr
+from tests.conftest import PrivateRedis
 from travian_repo.infra.cache import CACHE_FORMAT_VERSION, KEY_PREFIX, REDIS_RETRY_S
 from travian_repo.rules.units import unit_spec
 from travian_repo.sandbox import Clock
@@ -312,72 +311,13 @@ def test_sixteen_threads_missing_one_key_load_it_once(cached_world: tr.World) ->
 
 # ---- Redis down and back ---------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class OwnRedis:
-    """A redis-server of the test's own (nothing on disk), to kill and start again."""
-
-    def __init__(self, tmp: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.skip("redis-server not installed")
-        self.binary = binary
-        self.tmp = tmp
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--dir", str(self.tmp)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        probe = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        try:
-            while True:
-                try:
-                    probe.ping()
-                    return
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-        finally:
-            probe.close()
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc = None
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    server = OwnRedis(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def test_redis_stopped_and_started_in_a_run_of_reads_and_writes(
-    make_world: Any, database_url: str, world_id: str, clock: Clock, own_redis: OwnRedis,
+    make_world: Any, database_url: str, world_id: str, clock: Clock, private_redis: PrivateRedis,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     make_world(world_id=world_id)
     caplog.set_level(logging.WARNING, logger="travian_repo.infra.cache")
-    with tr.connect(database_url, player_id=1, redis_url=own_redis.url, world_id=world_id,
+    with tr.connect(database_url, player_id=1, redis_url=private_redis.url, world_id=world_id,
                     clock=clock) as world, uncached(database_url, world_id, clock) as truth:
         vid = first_village(world, 1)
 
@@ -389,7 +329,7 @@ def test_redis_stopped_and_started_in_a_run_of_reads_and_writes(
         check_reads()
         check_reads()
         assert world.metrics["cache_hits"] >= 3
-        own_redis.stop()
+        private_redis.stop()
         written = 0
         for building in ("woodcutter", "clay_pit"):
             check_reads()
@@ -402,7 +342,7 @@ def test_redis_stopped_and_started_in_a_run_of_reads_and_writes(
         failed = [r for r in caplog.records if "Redis failed" in r.getMessage()]
         assert len(failed) == 1  # once per outage
 
-        own_redis.start()
+        private_redis.start()
         time.sleep(REDIS_RETRY_S + 0.1)
         check_reads()  # Redis back: misses, entries written again
         hits = world.metrics["cache_hits"]
@@ -413,18 +353,18 @@ def test_redis_stopped_and_started_in_a_run_of_reads_and_writes(
 
 
 def test_invalidation_lost_while_redis_refuses_writes_is_made_up_for(
-    make_world: Any, database_url: str, world_id: str, clock: Clock, own_redis: OwnRedis,
+    make_world: Any, database_url: str, world_id: str, clock: Clock, private_redis: PrivateRedis,
 ) -> None:
     """Redis alive but not taking writes (paused) when a commit invalidates: the entries stay
     readable for a moment, and the world's epoch is bumped as soon as Redis answers."""
     make_world(world_id=world_id)
-    with tr.connect(database_url, player_id=1, redis_url=own_redis.url, world_id=world_id,
+    with tr.connect(database_url, player_id=1, redis_url=private_redis.url, world_id=world_id,
                     clock=clock) as reader, \
-         tr.connect(database_url, player_id=1, redis_url=own_redis.url, world_id=world_id,
+         tr.connect(database_url, player_id=1, redis_url=private_redis.url, world_id=world_id,
                     clock=clock) as writer:
         vid = first_village(reader, 1)
         assert reader.villages.build_queue(vid) == []
-        admin = redis.Redis(port=own_redis.port)
+        admin = redis.Redis(port=private_redis.port)
         try:
             admin.execute_command("CLIENT", "PAUSE", 600, "WRITE")
             with writer.unit_of_work() as uow:

@@ -6,9 +6,6 @@ from __future__ import annotations
 import gc
 import logging
 import multiprocessing
-import shutil
-import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -21,6 +18,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 import travian_repo as tr
+from tests.conftest import PrivateRedis, free_port
 from travian_repo.domain import events as kinds
 from travian_repo.domain.errors import Forbidden, InvalidRequest
 from travian_repo.domain.values import Event
@@ -275,7 +273,7 @@ def test_a_redis_subscription_closes_its_pubsub(redis_url: str) -> None:
 def test_publishing_to_a_dead_redis_never_raises_and_warns_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    dead = redis.Redis(port=_free_port(), socket_timeout=0.25, socket_connect_timeout=0.25,
+    dead = redis.Redis(port=free_port(), socket_timeout=0.25, socket_connect_timeout=0.25,
                        retry=Retry(NoBackoff(), 0))
     bus = RedisEventBus(dead, unique_world(), recheck_s=0)
     caplog.set_level(logging.WARNING, logger="travian_repo.infra.events")
@@ -290,7 +288,7 @@ def test_writes_commit_when_the_event_redis_is_down(
     make_world: MakeWorld, database_url: str, clock: Clock
 ) -> None:
     make_world(world_id=unique_world())
-    dead = redis.Redis(port=_free_port(), socket_timeout=0.25, socket_connect_timeout=0.25,
+    dead = redis.Redis(port=free_port(), socket_timeout=0.25, socket_connect_timeout=0.25,
                        retry=Retry(NoBackoff(), 0))
     with tr.connect(database_url, player_id=1, clock=clock, redis_url=dead) as world:
         message = world.diplomacy.send_message(1, 2, "still", "delivered")
@@ -301,37 +299,10 @@ def test_writes_commit_when_the_event_redis_is_down(
 
 # ---- a subscription survives a Redis restart -------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start_redis(port: int, tmp: Path) -> subprocess.Popen[bytes]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server binary not found")
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    probe = redis.Redis(port=port, socket_connect_timeout=0.2)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            probe.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.05)
-    probe.close()
-    return proc
-
-
 def test_a_subscription_survives_a_redis_restart(tmp_path: Path) -> None:
-    port = _free_port()
-    server = _start_redis(port, tmp_path)
+    server = PrivateRedis(tmp_path)
+    server.start()
+    port = server.port
     client = redis.Redis(port=port, socket_timeout=0.25, socket_connect_timeout=0.25,
                          retry=Retry(NoBackoff(), 0))
     bus = RedisEventBus(client, unique_world(), recheck_s=0)
@@ -340,10 +311,9 @@ def test_a_subscription_survives_a_redis_restart(tmp_path: Path) -> None:
         reader = Collector(subscription)
         bus.publish([Event(kinds.MESSAGE_RECEIVED, 2, _when(), {"message_id": 1})])
         assert len(reader.wait_for(1)) == 1
-        server.kill()
-        server.wait(10)
+        server.stop()
         time.sleep(0.5)  # the reader notices and keeps retrying
-        server = _start_redis(port, tmp_path)
+        server.start()
         deadline = time.monotonic() + 15
         while len(reader.events) < 2 and time.monotonic() < deadline:
             # published until the re-subscribed reader sees one (pub/sub is at most once)
@@ -353,8 +323,7 @@ def test_a_subscription_survives_a_redis_restart(tmp_path: Path) -> None:
         subscription.close()
         reader.finish()
     finally:
-        server.kill()
-        server.wait(10)
+        server.stop()
         client.close()
 
 

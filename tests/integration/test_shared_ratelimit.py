@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import shutil
-import socket
-import subprocess
 import time
 import uuid
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -18,6 +14,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 import travian_repo as tr
+from tests.conftest import PrivateRedis, free_port
 from travian_repo.domain.errors import RateLimited
 from travian_repo.infra.ratelimit import (
     LocalRateLimiter,
@@ -45,63 +42,6 @@ def no_retry_client(url: str) -> redis.Redis:
     """Bounded timeouts and no client-side retry backoff, so a dead Redis fails in ~ms."""
     return redis.Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25,
                                 retry=Retry(NoBackoff(), 0))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class PrivateRedis:
-    """A redis-server of the test's own on a free port (nothing on disk), to kill and restart."""
-
-    def __init__(self, tmp: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.skip("redis-server binary not found")
-        self.binary = binary
-        self.tmp = tmp
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.tmp)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        probe = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        try:
-            while True:
-                try:
-                    probe.ping()
-                    return
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-        finally:
-            probe.close()
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 # ---- four processes, one bucket ------------------------------------------------------------
