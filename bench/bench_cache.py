@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import redis  # noqa: E402
 
 import travian_repo as tr  # noqa: E402
-from bench_sql import DEFAULT_URL, ensure_database, lowest_field, percentile  # noqa: E402
+from common import DEFAULT_URL, ensure_database, lowest_field, out, percentile  # noqa: E402
+
 from travian_repo.infra.cache import CACHE_FORMAT_VERSION, KEY_PREFIX  # noqa: E402
 from travian_repo.rules.units import units_of  # noqa: E402
 from travian_repo.sandbox import create_world  # noqa: E402
@@ -43,10 +44,6 @@ DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
 # Its own database: bench_sql.py may run at the same time on travian_bench.
 DEFAULT_DB = DEFAULT_URL.rsplit("/", 1)[0] + "/travian_bench_cache"
 HIT_TARGET = 1.3
-
-
-def out(line: str = "") -> None:
-    print(line, flush=True)
 
 
 def per_call_us(fn: Callable[[], Any], n: int) -> float:
@@ -173,7 +170,7 @@ def main() -> None:
     parser.add_argument("--tick-players", type=int, default=500)
     args = parser.parse_args()
     rounds, calls = (3, 500) if args.quick else (7, 2000)
-    ensure_database(args.database_url)
+    ensure_database(args.database_url, who='bench_cache.py')
     out("travian_repo cache benchmark")
     world_id = f"bench{uuid.uuid4().hex[:8]}"
     create_world(args.database_url, players=8, seed=3, start="developed", replace=True,

@@ -24,36 +24,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import psycopg2  # noqa: E402
-from psycopg2 import sql as pgsql  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
 import travian_repo as tr  # noqa: E402
+from common import DEFAULT_URL, ensure_database  # noqa: E402
 from travian_repo.domain.errors import TravianError  # noqa: E402
 from travian_repo.domain.values import Event, Resources  # noqa: E402
 from travian_repo.rules import units  # noqa: E402
 from travian_repo.sandbox import Clock, Engine, create_world  # noqa: E402
 
-DEFAULT_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/travian_bench"
 START = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 SEED = 20240602
-
-
-def ensure_database(url: str) -> None:
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "postgresql":
-        sys.exit(f"bench_engine.py measures PostgreSQL; got {parsed}")
-    args = dict(host=parsed.host or "127.0.0.1", port=parsed.port or 5432,
-                user=parsed.username or "postgres", password=parsed.password or None)
-    conn = psycopg2.connect(dbname="postgres", **args)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (parsed.database,))
-            if cur.fetchone() is None:
-                cur.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(parsed.database)))
-    finally:
-        conn.close()
 
 
 def queue_everything(world: tr.World, players: int) -> Counter[str]:
@@ -84,7 +64,7 @@ def main() -> None:
     parser.add_argument("--players", type=int, default=500)
     args = parser.parse_args()
 
-    ensure_database(args.database_url)
+    ensure_database(args.database_url, who='bench_engine.py')
     t0 = time.perf_counter()
     create_world(args.database_url, players=args.players, seed=SEED, start="developed",
                  replace=True, now=START)

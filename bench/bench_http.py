@@ -44,14 +44,13 @@ from requests.adapters import HTTPAdapter  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 import travian_repo as tr  # noqa: E402
+from common import DEFAULT_URL, lowest_field, out, percentile, raw_connect_args  # noqa: E402
 from travian_repo.domain.values import Village  # noqa: E402
-from travian_repo.rules.buildings import RESOURCE_FIELDS  # noqa: E402
 from travian_repo.rules.units import units_of  # noqa: E402
 from travian_repo.sandbox import create_world  # noqa: E402
 from travian_repo.wire.routes import route  # noqa: E402
 from travian_repo.wire.serializer import decode  # noqa: E402
 
-DEFAULT_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/travian_bench"
 SCHEMA = "bench_http"
 SEED = 20240601
 TICK_PLAYERS = 500
@@ -61,26 +60,8 @@ GET_TARGET = 1.15
 UNBOUNDED = (1_000_000, 60_000_000)
 
 
-def out(line: str = "") -> None:
-    print(line, flush=True)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), int(round(q / 100.0 * len(ordered) + 0.4999))))
-    return ordered[rank - 1]
-
-
 # --------------------------------------------------------------------------------------------
 # setup: database, schema, world, server
-
-
-def raw_connect_args(url: str) -> dict[str, Any]:
-    args = make_url(url).translate_connect_args(username="user", database="dbname")
-    return args
 
 
 def ensure_database_and_schema(url: str, schema_name: str) -> str:
@@ -347,13 +328,6 @@ def profile_get(result: dict[str, Any], vid: int, n: int) -> None:
 
 # --------------------------------------------------------------------------------------------
 # b. the tick over HTTP
-
-
-def lowest_field(village: tr.Village) -> str:
-    fields = [b for b in village.buildings or () if b.name in RESOURCE_FIELDS]
-    if not fields:
-        return "main_building"
-    return min(fields, key=lambda b: (b.level, b.slot)).name
 
 
 def play(world: tr.World, player_id: int) -> dict[str, Any]:

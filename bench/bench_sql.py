@@ -37,19 +37,17 @@ from typing import Any, Callable, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg2  # noqa: E402
-from psycopg2 import sql as pgsql  # noqa: E402
 from sqlalchemy import Engine, bindparam, event, insert, select  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 import travian_repo as tr  # noqa: E402
-from travian_repo.rules.buildings import RESOURCE_FIELDS  # noqa: E402
+from common import DEFAULT_URL, ensure_database, lowest_field, out, percentile, raw_connect_args  # noqa: E402
 from travian_repo.rules.units import units_of  # noqa: E402
 from travian_repo.sandbox import create_world  # noqa: E402
 from travian_repo.sql import schema  # noqa: E402
 from travian_repo.sql.database import make_engine  # noqa: E402
 from travian_repo.sql.military import SqlMilitaryRepository  # noqa: E402
 
-DEFAULT_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/travian_bench"
 SEED = 20240601
 MAP_RADIUS = 200
 TICK_PLAYERS = 500
@@ -119,19 +117,6 @@ def raw_list(conn: Any, player_id: int) -> list[dict[str, Any]]:
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-def out(line: str = "") -> None:
-    print(line, flush=True)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), int(round(q / 100.0 * len(ordered) + 0.4999))))
-    return ordered[rank - 1]
 
 
 class StatementCounter:
@@ -284,44 +269,8 @@ class WireCounter:
                     pass
 
 
-def raw_connect_args(url: str) -> dict[str, Any]:
-    return make_url(url).translate_connect_args(username="user", database="dbname")
-
-
 # --------------------------------------------------------------------------------------------
 # setup
-
-
-def ensure_database(url: str) -> None:
-    """CREATE DATABASE for the URL's database when it does not exist (PostgreSQL only)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "postgresql":
-        sys.exit(f"bench_sql.py measures PostgreSQL (the raw baseline is psycopg2); got {parsed}")
-    target = parsed.database
-    if not target:
-        sys.exit("the database URL names no database")
-    if target == "test":
-        out("WARNING: benchmarking in database 'test', which the test suite recreates; "
-            "the world there will be replaced.")
-    args = raw_connect_args(url)
-    last: Exception | None = None
-    for maintenance in ("postgres", "test", "template1"):
-        try:
-            conn = psycopg2.connect(**{**args, "dbname": maintenance})
-        except psycopg2.OperationalError as exc:
-            last = exc
-            continue
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target,))
-                if cur.fetchone() is None:
-                    cur.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(target)))
-                    out(f"created database {target!r}")
-        finally:
-            conn.close()
-        return
-    sys.exit(f"cannot reach PostgreSQL at {parsed.render_as_string(hide_password=True)}: {last}")
 
 
 def add_villages(engine: Engine, player_id: int, extra: int, rng: random.Random) -> list[int]:
@@ -668,13 +617,6 @@ def bench_round_trips(engine: Engine, url: str, get_player: int, get_ids: list[i
 TRAIN_AVAILABLE = callable(getattr(SqlMilitaryRepository, "train", None))
 
 
-def lowest_field(village: tr.Village) -> str:
-    fields = [b for b in village.buildings or () if b.name in RESOURCE_FIELDS]
-    if not fields:
-        return "main_building"
-    return min(fields, key=lambda b: (b.level, b.slot)).name
-
-
 def play(world: tr.World, player_id: int) -> dict[str, Any]:
     """One NPC's turn, in one unit of work. Game refusals are outcomes, not crashes."""
     result: dict[str, Any] = {"player": player_id, "build": None, "train": None, "crash": None}
@@ -789,7 +731,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     out(f"  python {sys.version.split()[0]}, SQLAlchemy {__import__('sqlalchemy').__version__}, "
         f"psycopg2 {psycopg2.__version__.split()[0]}, mode {'quick' if args.quick else 'full'}")
 
-    ensure_database(url)
+    ensure_database(url, who='bench_sql.py')
     tick_players = list(range(1, args.tick_players + 1))
     list_players = {size: args.tick_players + 1 + i for i, size in enumerate(LIST_SIZES)}
     total_players = args.tick_players + len(LIST_SIZES)

@@ -1,0 +1,69 @@
+"""What the benchmarks share: printing, percentiles, the PostgreSQL bench database, the
+field an NPC upgrades next."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Sequence
+
+import psycopg2
+from psycopg2 import sql as pgsql
+from sqlalchemy.engine import make_url
+
+import travian_repo as tr
+from travian_repo.rules.buildings import RESOURCE_FIELDS
+
+DEFAULT_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/travian_bench"
+
+
+def out(line: str = "") -> None:
+    print(line, flush=True)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(round(q / 100.0 * len(ordered) + 0.4999))))
+    return ordered[rank - 1]
+
+
+def raw_connect_args(url: str) -> dict[str, Any]:
+    """psycopg2.connect() keyword arguments for a SQLAlchemy URL."""
+    return make_url(url).translate_connect_args(username="user", database="dbname")
+
+
+def ensure_database(url: str, *, who: str) -> None:
+    """CREATE DATABASE for the URL's database when it does not exist (PostgreSQL only)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        sys.exit(f"{who} measures PostgreSQL; got {parsed.render_as_string(hide_password=True)}")
+    target = parsed.database
+    args = raw_connect_args(url)
+    last: Exception | None = None
+    for maintenance in ("postgres", "template1"):
+        try:
+            conn = psycopg2.connect(**{**args, "dbname": maintenance})
+        except psycopg2.OperationalError as exc:
+            last = exc
+            continue
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target,))
+                if cur.fetchone() is None:
+                    cur.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(target)))
+                    out(f"created database {target!r}")
+        finally:
+            conn.close()
+        return
+    sys.exit(f"cannot reach PostgreSQL at {parsed.render_as_string(hide_password=True)}: {last}")
+
+
+def lowest_field(village: tr.Village) -> str:
+    """The resource field an NPC upgrades next (main building when no field is visible)."""
+    fields = [b for b in village.buildings or () if b.name in RESOURCE_FIELDS]
+    if not fields:
+        return "main_building"
+    return min(fields, key=lambda b: (b.level, b.slot)).name
