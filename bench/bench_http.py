@@ -28,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import time
-import traceback
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -44,9 +43,8 @@ from requests.adapters import HTTPAdapter  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 import travian_repo as tr  # noqa: E402
-from common import DEFAULT_URL, lowest_field, out, percentile, raw_connect_args  # noqa: E402
+from common import DEFAULT_URL, npc_turn, ensure_database, out, percentile, raw_connect_args  # noqa: E402
 from travian_repo.domain.values import Village  # noqa: E402
-from travian_repo.rules.units import units_of  # noqa: E402
 from travian_repo.sandbox import create_world  # noqa: E402
 from travian_repo.wire.routes import route  # noqa: E402
 from travian_repo.wire.serializer import decode  # noqa: E402
@@ -74,27 +72,8 @@ def ensure_database_and_schema(url: str, schema_name: str) -> str:
         sys.exit("the database URL names no database")
     if target == "test":
         out("WARNING: benchmarking in database 'test', which the test suite recreates.")
+    ensure_database(url, who='bench_http.py')
     args = raw_connect_args(url)
-    last: Exception | None = None
-    for maintenance in ("postgres", "template1"):
-        try:
-            conn = psycopg2.connect(**{**args, "dbname": maintenance})
-        except psycopg2.OperationalError as exc:
-            last = exc
-            continue
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target,))
-                if cur.fetchone() is None:
-                    cur.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(target)))
-                    out(f"created database {target!r}")
-        finally:
-            conn.close()
-        break
-    else:
-        sys.exit(f"cannot reach PostgreSQL at {parsed.render_as_string(hide_password=True)}: "
-                 f"{last}")
     conn = psycopg2.connect(**args)
     try:
         conn.autocommit = True
@@ -330,31 +309,6 @@ def profile_get(result: dict[str, Any], vid: int, n: int) -> None:
 # b. the tick over HTTP
 
 
-def play(world: tr.World, player_id: int) -> dict[str, Any]:
-    """One NPC's turn over HTTP. Game refusals are outcomes, not crashes."""
-    result: dict[str, Any] = {"player": player_id, "build": None, "train": None, "crash": None}
-    started = time.perf_counter()
-    try:
-        with world.unit_of_work() as uow:
-            village = uow.villages.list_by_player(player_id)[0]
-            try:
-                uow.villages.queue_building(village.id, lowest_field(village))
-                result["build"] = "accepted"
-            except tr.TravianError as exc:
-                result["build"] = f"refused: {type(exc).__name__}: {exc}"
-            unit = units_of(village.tribe or "romans")[0].name
-            try:
-                uow.military.train(village.id, {unit: 1})
-                result["train"] = "accepted"
-            except tr.TravianError as exc:
-                result["train"] = f"refused: {type(exc).__name__}: {exc}"
-    except Exception as exc:  # infrastructure failure or a bug: a crash, reported
-        result["crash"] = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        result["trace"] = traceback.format_exc()
-    result["seconds"] = time.perf_counter() - started
-    return result
-
-
 def bench_tick(api_url: str, tokens: dict[int, str], players: list[int], warm_player: int,
                workers: int) -> None:
     # One connection pool for all 500 Worlds (http_session=): 500 sessions with a keep-alive
@@ -368,14 +322,14 @@ def bench_tick(api_url: str, tokens: dict[int, str], players: list[int], warm_pl
     login = time.perf_counter() - started
     try:
         warm_world = tr.connect(api_url=api_url, token=tokens[warm_player], http_session=session)
-        warm = play(warm_world, warm_player)
+        warm = npc_turn(warm_world, warm_player)
         warm_world.close()
         if warm["crash"]:
             out(f"  warm-up player {warm_player} crashed: {warm['crash']}")
         before = {p: w.metrics["total_requests"] for p, w in worlds.items()}
         with ThreadPoolExecutor(workers) as pool:
             started = time.perf_counter()
-            results = list(pool.map(lambda p: play(worlds[p], p), players))
+            results = list(pool.map(lambda p: npc_turn(worlds[p], p), players))
             total = time.perf_counter() - started
         snaps = {p: w.metrics for p, w in worlds.items()}
     finally:

@@ -27,7 +27,6 @@ import statistics
 import sys
 import threading
 import time
-import traceback
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -41,12 +40,10 @@ from sqlalchemy import Engine, bindparam, event, insert, select  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 import travian_repo as tr  # noqa: E402
-from common import DEFAULT_URL, ensure_database, lowest_field, out, percentile, raw_connect_args  # noqa: E402
-from travian_repo.rules.units import units_of  # noqa: E402
+from common import DEFAULT_URL, npc_turn, ensure_database, out, percentile, raw_connect_args  # noqa: E402
 from travian_repo.sandbox import create_world  # noqa: E402
 from travian_repo.sql import schema  # noqa: E402
 from travian_repo.sql.database import make_engine  # noqa: E402
-from travian_repo.sql.military import SqlMilitaryRepository  # noqa: E402
 
 SEED = 20240601
 MAP_RADIUS = 200
@@ -564,10 +561,10 @@ def bench_round_trips(engine: Engine, url: str, get_player: int, get_ids: list[i
                 + count(lambda: pworld.villages.list_by_player(pid)))
         tworld = tr.connect(proxied)
         tworld.database.settings  # read once per World; not part of a turn
-        turn = play(tworld, turn_player)  # warm (the build queue holds 2: this and the next)
+        turn = npc_turn(tworld, turn_player)  # warm (the build queue holds 2: this and the next)
         with listener, wire:
-            turn = play(tworld, turn_player)
-        what = "list + build" + (" + train" if TRAIN_AVAILABLE else "")
+            turn = npc_turn(tworld, turn_player)
+        what = "list + build + train"
         outcome = ", ".join(f"{k} {str(turn[k]).split(':')[0]}" for k in ("build", "train")
                             if turn[k] is not None)
         out(f"  {f'one NPC turn ({what}), one uow':<46} {listener.total:>10} {wire.total:>8}   "
@@ -614,34 +611,6 @@ def bench_round_trips(engine: Engine, url: str, get_player: int, get_ids: list[i
 # 3. the tick
 
 
-TRAIN_AVAILABLE = callable(getattr(SqlMilitaryRepository, "train", None))
-
-
-def play(world: tr.World, player_id: int) -> dict[str, Any]:
-    """One NPC's turn, in one unit of work. Game refusals are outcomes, not crashes."""
-    result: dict[str, Any] = {"player": player_id, "build": None, "train": None, "crash": None}
-    started = time.perf_counter()
-    try:
-        with world.unit_of_work(player_id=player_id) as uow:
-            villages = uow.villages.list_by_player(player_id)
-            village = villages[0]
-            try:
-                uow.villages.queue_building(village.id, lowest_field(village))
-                result["build"] = "accepted"
-            except tr.TravianError as exc:
-                result["build"] = f"refused: {type(exc).__name__}: {exc}"
-            if TRAIN_AVAILABLE:
-                unit = units_of(village.tribe)[0].name
-                try:
-                    uow.military.train(village.id, {unit: 1})
-                    result["train"] = "accepted"
-                except tr.TravianError as exc:
-                    result["train"] = f"refused: {type(exc).__name__}: {exc}"
-    except Exception as exc:  # infrastructure failure or a bug: a crash, reported
-        result["crash"] = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        result["trace"] = traceback.format_exc()
-    result["seconds"] = time.perf_counter() - started
-    return result
 
 
 def bench_tick(url: str, players: list[int], warm_player: int, workers: int) -> None:
@@ -657,7 +626,7 @@ def bench_tick(url: str, players: list[int], warm_player: int, workers: int) -> 
 
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(hold, range(workers)))
-        warm = play(tr.connect(engine), warm_player)  # code paths and statement cache, own metrics
+        warm = npc_turn(tr.connect(engine), warm_player)  # code paths and statement cache, own metrics
         if warm["crash"]:
             out(f"  warm-up player {warm_player} crashed: {warm['crash']}")
 
@@ -665,7 +634,7 @@ def bench_tick(url: str, players: list[int], warm_player: int, workers: int) -> 
         counter = StatementCounter(engine)
         with counter, ThreadPoolExecutor(workers) as pool:
             started = time.perf_counter()
-            results = list(pool.map(lambda p: play(world, p), players))
+            results = list(pool.map(lambda p: npc_turn(world, p), players))
             total = time.perf_counter() - started
         metrics = world.metrics
     finally:
@@ -675,20 +644,13 @@ def bench_tick(url: str, players: list[int], warm_player: int, workers: int) -> 
     crashes = [r for r in results if r["crash"]]
     out(f"  {len(players)} players, thread pool of {workers} workers, pool_size={workers}, "
         f"each player in its own unit_of_work(player_id=p)")
-    actions = "read own villages + queue_building(lowest field)"
-    actions += " + military.train(first unit, 1)" if TRAIN_AVAILABLE else ""
-    out(f"  actions: {actions}")
-    if not TRAIN_AVAILABLE:
-        out("  NOTE: military.train is NOT in travian_repo/sql/military.py yet (placeholder):")
-        out("        the tick ran read + build only.")
+    out("  actions: read own villages + queue_building(lowest field) + military.train(first unit, 1)")
     out(f"  total                 {total:8.2f} s   ({len(players) / total:.0f} players/s)")
     out(f"  per player  p50       {percentile(seconds, 50) * 1000:8.1f} ms")
     out(f"  per player  p95       {percentile(seconds, 95) * 1000:8.1f} ms")
     out(f"  per player  max       {max(seconds) * 1000:8.1f} ms")
     for action in ("build", "train"):
         outcomes = [r[action] for r in results if r[action] is not None]
-        if not outcomes and action == "train" and not TRAIN_AVAILABLE:
-            continue
         accepted = sum(1 for o in outcomes if o == "accepted")
         refused = [o for o in outcomes if o != "accepted"]
         out(f"  {action:<6} accepted {accepted:4d}   refused {len(refused):4d}")

@@ -4,6 +4,8 @@ field an NPC upgrades next."""
 from __future__ import annotations
 
 import sys
+import time
+import traceback
 from typing import Any, Sequence
 
 import psycopg2
@@ -12,6 +14,7 @@ from sqlalchemy.engine import make_url
 
 import travian_repo as tr
 from travian_repo.rules.buildings import RESOURCE_FIELDS
+from travian_repo.rules.units import units_of
 
 DEFAULT_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/travian_bench"
 
@@ -67,3 +70,30 @@ def lowest_field(village: tr.Village) -> str:
     if not fields:
         return "main_building"
     return min(fields, key=lambda b: (b.level, b.slot)).name
+
+
+def npc_turn(world: tr.World, player_id: int) -> dict[str, Any]:
+    """One NPC's turn in one unit of work: read its villages, queue one build, train one unit.
+
+    Game refusals are outcomes, not crashes; any other exception is a crash, reported."""
+    result: dict[str, Any] = {"player": player_id, "build": None, "train": None, "crash": None}
+    started = time.perf_counter()
+    try:
+        with world.unit_of_work(player_id=player_id) as uow:
+            village = uow.villages.list_by_player(player_id)[0]
+            try:
+                uow.villages.queue_building(village.id, lowest_field(village))
+                result["build"] = "accepted"
+            except tr.TravianError as exc:
+                result["build"] = f"refused: {type(exc).__name__}: {exc}"
+            unit = units_of(village.tribe)[0].name
+            try:
+                uow.military.train(village.id, {unit: 1})
+                result["train"] = "accepted"
+            except tr.TravianError as exc:
+                result["train"] = f"refused: {type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - infrastructure failure or a bug
+        result["crash"] = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        result["trace"] = traceback.format_exc()
+    result["seconds"] = time.perf_counter() - started
+    return result
