@@ -28,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -43,7 +42,7 @@ from requests.adapters import HTTPAdapter  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 import travian_repo as tr  # noqa: E402
-from common import DEFAULT_URL, npc_turn, ensure_database, out, percentile, raw_connect_args  # noqa: E402
+from common import DEFAULT_URL, npc_turn, report_turns, ensure_database, out, percentile, raw_connect_args  # noqa: E402
 from travian_repo.domain.values import Village  # noqa: E402
 from travian_repo.sandbox import create_world  # noqa: E402
 from travian_repo.wire.routes import route  # noqa: E402
@@ -337,8 +336,6 @@ def bench_tick(api_url: str, tokens: dict[int, str], players: list[int], warm_pl
             w.close()
         session.close()
 
-    seconds = [r["seconds"] for r in results]
-    crashes = [r for r in results if r["crash"]]
     requests_sent = sum(s["total_requests"] - before[p] for p, s in snaps.items())
     out(f"  {len(players)} players, each its own World (its own token, client rate limit "
         f"100/s, 5000/min) sharing one requests.Session (pool {workers}); "
@@ -347,22 +344,7 @@ def bench_tick(api_url: str, tokens: dict[int, str], players: list[int], warm_pl
     out(f"  login (500 x connect(): GET /v1/me each, before the clock)  {login:.2f} s")
     out(f"  total                 {total:8.2f} s   ({len(players) / total:.0f} players/s, "
         f"{requests_sent / total:.0f} requests/s)")
-    out(f"  per player  p50       {percentile(seconds, 50) * 1000:8.1f} ms")
-    out(f"  per player  p95       {percentile(seconds, 95) * 1000:8.1f} ms")
-    out(f"  per player  max       {max(seconds) * 1000:8.1f} ms")
-    for action in ("build", "train"):
-        outcomes = [r[action] for r in results if r[action] is not None]
-        accepted = sum(1 for o in outcomes if o == "accepted")
-        refused = [o for o in outcomes if o != "accepted"]
-        out(f"  {action:<6} accepted {accepted:4d}   refused {len(refused):4d}")
-        for reason, n in Counter(refused).most_common(3):
-            out(f"         {n} x {reason[:110]}")
-    out(f"  crashes {len(crashes)}")
-    for r in crashes[:3]:
-        out(f"    player {r['player']}: {r['crash'][:200]}")
-    if crashes:
-        out("    first traceback:\n" + "\n".join("      " + ln
-                                                for ln in crashes[0]["trace"].splitlines()))
+    report_turns(results)
     errors = sum(s["errors"] for s in snaps.values())
     retries = sum(s["retries"] for s in snaps.values())
     ops: dict[str, list[int]] = {}

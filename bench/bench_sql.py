@@ -40,7 +40,7 @@ from sqlalchemy import Engine, bindparam, event, insert, select  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 import travian_repo as tr  # noqa: E402
-from common import DEFAULT_URL, npc_turn, ensure_database, out, percentile, raw_connect_args  # noqa: E402
+from common import DEFAULT_URL, npc_turn, report_turns, ensure_database, out, percentile, raw_connect_args  # noqa: E402
 from travian_repo.sandbox import create_world  # noqa: E402
 from travian_repo.sql import schema  # noqa: E402
 from travian_repo.sql.database import make_engine  # noqa: E402
@@ -575,10 +575,9 @@ def bench_round_trips(engine: Engine, url: str, get_player: int, get_ids: list[i
     out("  SA events: statements seen by a before_cursor_execute listener on the engine (every")
     out("    SELECT/INSERT/UPDATE, and the BEGIN/SAVEPOINT/COMMIT the library sends itself).")
     out("  wire: Query messages psycopg2 really sent, counted by a TCP proxy in front of the server")
-    out("    (each is one round trip), steady state of a reused pooled connection. A SET on the")
-    out("    wire that the listener misses is psycopg2's 'SET default_transaction_isolation TO")
-    out("    DEFAULT', sent when SQLAlchemy hands the connection back to the pool and resets it")
-    out("    from AUTOCOMMIT (the unit of work's read mode) to the default isolation level.")
+    out("    (each is one round trip), steady state of a reused pooled connection. The two")
+    out("    columns agree when nothing reaches the wire behind the listener's back (the")
+    out("    library's engines connect in autocommit, so no isolation reset on check-in).")
 
     out()
     raw = psycopg2.connect(**raw_connect_args(url))
@@ -640,29 +639,12 @@ def bench_tick(url: str, players: list[int], warm_player: int, workers: int) -> 
     finally:
         engine.dispose()
 
-    seconds = [r["seconds"] for r in results]
-    crashes = [r for r in results if r["crash"]]
     out(f"  {len(players)} players, thread pool of {workers} workers, pool_size={workers}, "
         f"each player in its own unit_of_work(player_id=p)")
     out("  actions: read own villages + queue_building(lowest field) + military.train(first unit, 1)")
     out(f"  total                 {total:8.2f} s   ({len(players) / total:.0f} players/s)")
-    out(f"  per player  p50       {percentile(seconds, 50) * 1000:8.1f} ms")
-    out(f"  per player  p95       {percentile(seconds, 95) * 1000:8.1f} ms")
-    out(f"  per player  max       {max(seconds) * 1000:8.1f} ms")
-    for action in ("build", "train"):
-        outcomes = [r[action] for r in results if r[action] is not None]
-        accepted = sum(1 for o in outcomes if o == "accepted")
-        refused = [o for o in outcomes if o != "accepted"]
-        out(f"  {action:<6} accepted {accepted:4d}   refused {len(refused):4d}")
-        for reason, n in Counter(refused).most_common(3):
-            out(f"         {n} x {reason[:110]}")
-    out(f"  crashes {len(crashes)}")
-    for r in crashes[:3]:
-        out(f"    player {r['player']}: {r['crash'][:200]}")
-    if crashes:
-        out("    first traceback:\n" + "\n".join("      " + ln for ln in crashes[0]["trace"].splitlines()))
-    out(f"  statements per player (SA events) {counter.total / len(players):.1f}   [{counter.describe()}]"
-        "\n    (+1 SET per unit of work on the wire, see part 2)")
+    report_turns(results)
+    out(f"  statements per player (SA events) {counter.total / len(players):.1f}   [{counter.describe()}]")
     out(f"  world.metrics p95_latency_ms (all operations) {metrics['p95_latency_ms']:.2f} ms, "
         f"avg {metrics['avg_latency_ms']:.2f} ms over {metrics['total_requests']} calls, "
         f"errors {metrics['errors']}, retries {metrics['retries']}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import time
 import traceback
+from collections import Counter
 from typing import Any, Sequence
 
 import psycopg2
@@ -97,3 +98,25 @@ def npc_turn(world: tr.World, player_id: int) -> dict[str, Any]:
         result["trace"] = traceback.format_exc()
     result["seconds"] = time.perf_counter() - started
     return result
+
+
+def report_turns(results: Sequence[dict[str, Any]]) -> None:
+    """Per-player time percentiles, what the game accepted or refused, and any crashes."""
+    seconds = [r["seconds"] for r in results]
+    crashes = [r for r in results if r["crash"]]
+    out(f"  per player  p50       {percentile(seconds, 50) * 1000:8.1f} ms")
+    out(f"  per player  p95       {percentile(seconds, 95) * 1000:8.1f} ms")
+    out(f"  per player  max       {max(seconds) * 1000:8.1f} ms")
+    for action in ("build", "train"):
+        outcomes = [r[action] for r in results if r[action] is not None]
+        accepted = sum(1 for o in outcomes if o == "accepted")
+        refused = [o for o in outcomes if o != "accepted"]
+        out(f"  {action:<6} accepted {accepted:4d}   refused {len(refused):4d}")
+        for reason, n in Counter(refused).most_common(3):
+            out(f"         {n} x {reason[:110]}")
+    out(f"  crashes {len(crashes)}")
+    for r in crashes[:3]:
+        out(f"    player {r['player']}: {r['crash'][:200]}")
+    if crashes:
+        out("    first traceback:\n"
+            + "\n".join("      " + ln for ln in crashes[0]["trace"].splitlines()))
