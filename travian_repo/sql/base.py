@@ -10,6 +10,7 @@ from sqlalchemy import Connection, select
 from travian_repo.domain.errors import Forbidden, NotFound
 from travian_repo.sql import schema
 from travian_repo.sql.database import SqlSession, WorldSettings
+from travian_repo.sql.village_state import check_owner
 
 T = TypeVar("T")
 
@@ -63,8 +64,7 @@ class SqlRepository:
         ).scalar()
         if owner is None:
             raise NotFound(f"village {village_id} does not exist")
-        if owner != actor:
-            raise Forbidden(f"village {village_id} is not yours (player {actor}); {action} denied")
+        check_owner(int(owner), actor, village_id, action)
         return actor
 
     def _require_player_exists(self, conn: Connection, player_id: int) -> None:

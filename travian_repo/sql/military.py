@@ -32,7 +32,7 @@ from travian_repo.infra.cache import cached
 from travian_repo.sql.base import SqlRepository
 from travian_repo.sql.database import WorldSettings
 from travian_repo.sql.schema import as_utc
-from travian_repo.sql.village_state import lock_village, spend
+from travian_repo.sql.village_state import check_owner, lock_village, spend
 
 _v = schema.villages
 _t = schema.troops
@@ -82,7 +82,7 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
             ).all()
             if not rows:
                 raise NotFound(f"village {village_id} does not exist")
-            _check_owner(rows[0].player_id, actor, village_id, "read troops")
+            check_owner(int(rows[0].player_id), actor, village_id, "read troops")
             return Troops({r.unit: int(r.n) for r in rows if r.unit is not None})
 
         return self._read(run)
@@ -276,7 +276,7 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
             ).all()
             if not rows:
                 raise NotFound(f"village {village_id} does not exist")
-            _check_owner(rows[0].player_id, actor, village_id, action)
+            check_owner(int(rows[0].player_id), actor, village_id, action)
             return [movement_from_row(r) for r in rows if r.id is not None]
 
         return self._read(run)
@@ -490,11 +490,6 @@ def movement_from_row(row: Any) -> Movement:
         departed_at=as_utc(row.departed_at),
         arrives_at=as_utc(row.arrives_at),
     )
-
-
-def _check_owner(owner: int, actor: int, village_id: int, action: str) -> None:
-    if owner != actor:
-        raise Forbidden(f"village {village_id} is not yours (player {actor}); {action} denied")
 
 
 def _check_roles(tribe: str, counts: Mapping[str, int], kind: str) -> None:

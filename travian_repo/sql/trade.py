@@ -36,6 +36,7 @@ from travian_repo.sql.base import SqlRepository
 from travian_repo.sql.database import WorldSettings
 from travian_repo.sql.schema import as_utc
 from travian_repo.sql.village_state import (
+    check_owner,
     VillageState,
     add_stock,
     lock_village,
@@ -252,9 +253,7 @@ class SqlTradeRepository(SqlRepository, TradeRepository):
             found = _offer_row(conn, offer_id)
             states = lock_villages(conn, (village_id, int(found.village_id)), self.now)
             accepter, offerer = states[village_id], states[int(found.village_id)]
-            if accepter.player_id != actor:  # pragma: no cover - changed hands meanwhile
-                raise Forbidden(f"village {village_id} is not yours (player {actor}); "
-                                f"{action} denied")
+            check_owner(accepter.player_id, actor, village_id, action)  # changed hands meanwhile?
             offer = _offer_row(conn, offer_id, for_update=True)
             if offerer.player_id == actor or int(offer.player_id) == actor:
                 raise RuleViolation(

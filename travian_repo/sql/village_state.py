@@ -218,9 +218,14 @@ def lock_village(
     row = conn.execute(_BY_ID_FOR_UPDATE, {"village_id": village_id}).first()
     if row is None:
         raise NotFound(f"village {village_id} does not exist")
-    if row.player_id != actor:
-        raise Forbidden(f"village {village_id} is not yours (player {actor}); {action} denied")
+    check_owner(int(row.player_id), actor, village_id, action)
     return state_from_row(row, now)
+
+
+def check_owner(owner: int, actor: int, village_id: int, action: str) -> None:
+    """Forbidden unless the acting player owns the village (the one wording everywhere)."""
+    if owner != actor:
+        raise Forbidden(f"village {village_id} is not yours (player {actor}); {action} denied")
 
 
 def spend(conn: Connection, state: VillageState, cost: Resources) -> None:

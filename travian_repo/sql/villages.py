@@ -8,7 +8,7 @@ from typing import Callable
 from sqlalchemy import Connection, delete, insert, update
 
 from travian_repo.domain import events
-from travian_repo.domain.errors import Forbidden, InvalidRequest, NotFound, RuleViolation
+from travian_repo.domain.errors import InvalidRequest, NotFound, RuleViolation
 from travian_repo.domain.values import BuildOrder, Resources, Village
 from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import VillageRepository
@@ -20,6 +20,7 @@ from travian_repo.sql.economy import apply_level
 from travian_repo.sql.village_state import (
     VillageState,
     add_stock,
+    check_owner,
     load_village,
     load_player_villages,
     load_village_at,
@@ -72,7 +73,8 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
 
         def run(conn: Connection) -> list[BuildOrder]:
             state = load_village(conn, village_id, self.now)
-            self._check_owner(state, "read the build queue")
+            check_owner(state.player_id, self._actor_id("read the build queue"), village_id,
+                        "read the build queue")
             return state.queue
 
         return self._read(run)
@@ -171,9 +173,6 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
 
         return self._write(run)
 
-    def _check_owner(self, state: VillageState, action: str) -> None:
-        if state.player_id != self._actor_id(action):
-            raise Forbidden(f"village {state.id} is not yours; {action} denied")
 
 
 def plan_build(
