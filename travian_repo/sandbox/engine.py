@@ -47,7 +47,9 @@ from travian_repo.sql import schema
 from travian_repo.sql.database import Database, SqlSession, make_engine, utc_now
 from travian_repo.sql.economy import apply_level, refresh
 from travian_repo.sql.schema import as_utc
-from travian_repo.sql.village_state import VILLAGE_SELECT, VillageState, state_from_row, store
+from travian_repo.sql.village_state import (
+    VILLAGE_SELECT, VillageState, state_from_row, store, take_lock,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +80,7 @@ ORDER: Mapping[str, int] = {
 }
 HOSTILE = frozenset({"attack", "raid", "siege"})
 
-_LOCK_VILLAGE = VILLAGE_SELECT.where(_v.c.id == bindparam("village_id")).with_for_update(
-    of=schema.village_resources
-)
+_BY_ID = VILLAGE_SELECT.where(_v.c.id == bindparam("village_id"))
 
 
 @dataclass(frozen=True, order=True)
@@ -602,7 +602,8 @@ class Engine:
 
 def _lock(conn: Connection, village_id: int, at: datetime) -> VillageState:
     """Lock a village (whoever owns it) and settle its stock to ``at`` (or its last write)."""
-    row = conn.execute(_LOCK_VILLAGE, {"village_id": village_id}).first()
+    take_lock(conn, village_id)  # the lock first, then the read (see sql.village_state)
+    row = conn.execute(_BY_ID, {"village_id": village_id}).first()
     if row is None:
         raise NotFound(f"village {village_id} does not exist")
     return state_from_row(row, max(at, as_utc(row.updated_at)))

@@ -82,7 +82,10 @@ def _village_select() -> Select[Any]:
 VILLAGE_SELECT = _village_select()
 # Built once: compiling and cache-keying the statement per call costs more than the query.
 _BY_ID = VILLAGE_SELECT.where(_v.c.id == bindparam("village_id"))
-_BY_ID_FOR_UPDATE = _BY_ID.with_for_update(of=_r)
+# The lock is its own statement: on PostgreSQL a ``SELECT ... FOR UPDATE`` that waited for
+# the lock re-reads only the locked row, while its subqueries (the queue, the buildings) keep
+# the snapshot from before the wait. Reading after the lock sees every write committed before.
+_LOCK = select(_r.c.village_id).where(_r.c.village_id == bindparam("village_id")).with_for_update()
 _BY_PLAYER = VILLAGE_SELECT.where(_v.c.player_id == bindparam("player_id")).order_by(
     _v.c.is_capital.desc(), _v.c.population.desc(), _v.c.id
 )
@@ -212,14 +215,19 @@ def lock_village(
 ) -> VillageState:
     """Load the village for a write, holding its row lock until the transaction ends.
 
-    PostgreSQL: ``SELECT ... FOR UPDATE`` on the resources row. SQLite: the session already
-    holds the database write lock (``BEGIN IMMEDIATE``).
+    PostgreSQL: ``SELECT ... FOR UPDATE`` on the resources row, then the read. SQLite: the
+    session already holds the database write lock (``BEGIN IMMEDIATE``).
     """
-    row = conn.execute(_BY_ID_FOR_UPDATE, {"village_id": village_id}).first()
-    if row is None:
+    take_lock(conn, village_id)
+    state = load_village(conn, village_id, now)
+    check_owner(state.player_id, actor, village_id, action)
+    return state
+
+
+def take_lock(conn: Connection, village_id: int) -> None:
+    """Lock one village's resources row (its write lock), or NotFound."""
+    if conn.execute(_LOCK, {"village_id": village_id}).first() is None:
         raise NotFound(f"village {village_id} does not exist")
-    check_owner(int(row.player_id), actor, village_id, action)
-    return state_from_row(row, now)
 
 
 def check_owner(owner: int, actor: int, village_id: int, action: str) -> None:
@@ -281,10 +289,7 @@ def lock_villages(
     """Lock several villages for one write, whoever owns them: lowest id first, always, so
     two writers locking the same pair on PostgreSQL cannot deadlock. NotFound for a missing
     one. The caller checks ownership (``VillageState.player_id``)."""
-    states: dict[int, VillageState] = {}
-    for village_id in sorted(set(village_ids)):
-        row = conn.execute(_BY_ID_FOR_UPDATE, {"village_id": village_id}).first()
-        if row is None:
-            raise NotFound(f"village {village_id} does not exist")
-        states[village_id] = state_from_row(row, now)
-    return states
+    ordered = sorted(set(village_ids))
+    for village_id in ordered:
+        take_lock(conn, village_id)
+    return {village_id: load_village(conn, village_id, now) for village_id in ordered}
