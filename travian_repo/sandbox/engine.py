@@ -9,10 +9,13 @@ default; 1 gives one transaction per event); a run of units of one training line
 nothing else due in between is handled as one step and counts one event per unit.
 
 Locking follows the repositories: every village an event changes is locked first (``SELECT
-... FOR UPDATE`` on its resources row on PostgreSQL, in id order; SQLite's ``BEGIN
-IMMEDIATE`` takes the whole database), then the event's own row is read again under lock and
-checked to still be due. A player's write in between (a build cancelled, reinforcements
-sent home) is therefore seen, and two engines on one database never process an event twice.
+... FOR UPDATE`` on its resources row on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` takes the
+whole database), a batch's villages in one statement, lowest id first, before anything is
+read; an event that needs a village its batch did not lock waits for the next batch. Then
+the event's own row is read again under lock and checked to still be due, and every change
+of its state checks that it changed exactly that row. A player's write in between (a build
+cancelled, reinforcements sent home) is therefore seen, and two engines on one database
+never process an event twice.
 An event happens at its due time: the villages' stock is settled to that time (or to their
 last write, if a player wrote later) before it is changed.
 
@@ -37,7 +40,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlalchemy import Engine as SqlEngine
 
 from travian_repo.domain import events
-from travian_repo.domain.errors import NotFound
+from travian_repo.domain.errors import Conflict, NotFound
 from travian_repo.domain.values import Building, Resources
 from travian_repo.rules import battle
 from travian_repo.rules import economy as economy_rules
@@ -48,7 +51,7 @@ from travian_repo.sql.database import Database, SqlSession, make_engine, utc_now
 from travian_repo.sql.economy import apply_level, refresh
 from travian_repo.sql.schema import as_utc
 from travian_repo.sql.village_state import (
-    VILLAGE_SELECT, VillageState, state_from_row, store, take_lock,
+    VILLAGE_SELECT, VillageState, close_up_queue, lock_in_order, state_from_row, store, take_lock,
 )
 
 log = logging.getLogger(__name__)
@@ -119,6 +122,35 @@ class _Group:
         return data
 
 
+class _Later(Exception):
+    """The event needs a village its batch did not lock; it waits for the next batch."""
+
+
+def _villages(due: Due) -> set[int]:
+    """The villages an event changes (a hostile arrival also the homes of troops stationed
+    in its target, found under lock)."""
+    if due.kind in ("build", "train"):
+        return {due.source}
+    if due.kind == "deliver":
+        return {due.target}
+    if due.kind == "merchants":
+        return set()
+    return {due.source, due.target}
+
+
+def _peek(heap: list[Due], count: int) -> list[Due]:
+    """The ``count`` first events of the heap, which is left as it was (O(count log n))."""
+    ahead = [heapq.heappop(heap) for _ in range(min(count, len(heap)))]
+    for due in ahead:
+        heapq.heappush(heap, due)
+    return ahead
+
+
+def _stationed_homes(targets: list[int]) -> Any:
+    return (select(_m.c.from_village_id).distinct()
+            .where(_m.c.to_village_id.in_(targets), _m.c.state == "stationed"))
+
+
 @dataclass
 class _Outcome:
     count: int = 0
@@ -149,6 +181,7 @@ class Engine:
             self.database = Database(database, clock=clock)
         self.clock: Clock = clock or self.database.clock
         self._run_lock = threading.Lock()
+        self._held: set[int] = set()  # the villages the running batch has locked
         self._session: SqlSession | None = None
 
     # -- public ---------------------------------------------------------------------------
@@ -249,13 +282,25 @@ class Engine:
         popped: list[Due] = []
         pushed: list[Due] = []
         try:
+            # The villages of the next events, locked up front in one statement, lowest id
+            # first: an event needing another village waits for the next batch, so a batch
+            # never takes a lock out of order (no deadlock with players or another engine).
+            self._held = self._lock_ahead(conn, _peek(heap, self.batch))
             for _ in range(self.batch):
                 if not heap:
                     break
+                if popped and not _villages(heap[0]) <= self._held:
+                    break
                 due = heapq.heappop(heap)
                 popped.append(due)
-                outcome = self._process(conn, due=due, when=when,
-                                        after=heap[0] if heap else None)
+                try:
+                    outcome = self._process(conn, due=due, when=when,
+                                            after=heap[0] if heap else None,
+                                            first=len(popped) == 1)
+                except _Later:  # raised before the event wrote anything
+                    popped.pop()
+                    heapq.heappush(heap, due)
+                    break
                 count += outcome.count
                 for follow in outcome.follow:
                     heapq.heappush(heap, follow)
@@ -268,8 +313,29 @@ class Engine:
             raise
         return count, heap
 
-    def _process(self, conn: Connection, *, due: Due, when: datetime, after: Due | None
-                 ) -> _Outcome:
+    def _lock_ahead(self, conn: Connection, ahead: list[Due]) -> set[int]:
+        ids: set[int] = set()
+        for due in ahead:
+            ids |= _villages(due)
+        targets = sorted({due.target for due in ahead if due.kind in HOSTILE})
+        if targets:
+            ids.update(int(r[0]) for r in conn.execute(_stationed_homes(targets)))
+        lock_in_order(conn, ids)
+        return ids
+
+    def _need(self, conn: Connection, ids: set[int], first: bool) -> None:
+        """Villages an event needs beyond those its batch locked: the next batch takes
+        them in order (``_Later``), unless this is the batch's first event (its stations
+        changed since the batch began: then they are locked here)."""
+        missing = ids - self._held
+        if missing:
+            if not first:
+                raise _Later()
+            lock_in_order(conn, missing)
+            self._held |= missing
+
+    def _process(self, conn: Connection, *, due: Due, when: datetime, after: Due | None,
+                 first: bool = True) -> _Outcome:
         if due.kind == "build":
             return self._build(conn, due, when)
         if due.kind == "train":
@@ -278,7 +344,7 @@ class Engine:
             return self._deliver(conn, due, when)
         if due.kind == "merchants":
             return self._merchants(conn, due, when)
-        return self._arrive(conn, due, when)
+        return self._arrive(conn, due, when, first)
 
     # -- builds and training ----------------------------------------------------------------
 
@@ -290,12 +356,8 @@ class Engine:
         if order is None:
             return _Outcome()
         apply_level(conn, state, order.slot, order.building_name, order.target_level)
-        conn.execute(delete(_q).where(_q.c.id == order.id))
-        conn.execute(
-            update(_q)
-            .where(_q.c.village_id == state.id, _q.c.queue_position > order.queue_position)
-            .values(queue_position=_q.c.queue_position - 1)
-        )
+        _changed(conn.execute(delete(_q).where(_q.c.id == order.id)), f"build order {order.id}")
+        close_up_queue(conn, state.id)
         self._emit(conn, events.BUILD_COMPLETED, state.player_id, village_id=state.id,
                    building=order.building_name, level=order.target_level)
         return _Outcome(1)
@@ -321,12 +383,15 @@ class Engine:
             return _Outcome()
         _add_troops(conn, state.id, {line.unit: new})
         if done >= line.count:
-            conn.execute(delete(_tq).where(_tq.c.id == line.id))
+            _changed(conn.execute(delete(_tq).where(_tq.c.id == line.id, _tq.c.trained == line.trained)),
+                     f"training line {line.id}")
             left = conn.execute(select(_tq.c.id).where(_tq.c.order_id == line.order_id).limit(1)).first()
             if left is None:
-                conn.execute(delete(_to).where(_to.c.id == line.order_id))
+                _changed(conn.execute(delete(_to).where(_to.c.id == line.order_id)),
+                         f"training order {line.order_id}")
         else:
-            conn.execute(update(_tq).where(_tq.c.id == line.id).values(trained=done))
+            _changed(conn.execute(update(_tq).where(_tq.c.id == line.id, _tq.c.trained == line.trained)
+                                  .values(trained=done)), f"training line {line.id}")
         state.now = max(state.now, unit_time(done))
         _upkeep_changed(conn, state, unit_rules.upkeep(state.tribe, {line.unit: new}))
         self._emit(conn, events.TROOPS_TRAINED, state.player_id, village_id=state.id,
@@ -348,7 +413,7 @@ class Engine:
         if row is None:
             return _Outcome()
         _add_stock(conn, state, Resources(row.wood, row.clay, row.iron, row.wheat))
-        conn.execute(update(_s).where(_s.c.id == row.id).values(state="returning"))
+        _set_state(conn, _s, row.id, "underway", state="returning")
         sender = conn.execute(select(_v.c.player_id).where(_v.c.id == due.source)).scalar_one()
         data = dict(shipment_id=int(row.id), from_village_id=int(row.from_village_id),
                     to_village_id=int(row.to_village_id))
@@ -370,15 +435,12 @@ class Engine:
 
     # -- movements --------------------------------------------------------------------------
 
-    def _arrive(self, conn: Connection, due: Due, when: datetime) -> _Outcome:
+    def _arrive(self, conn: Connection, due: Due, when: datetime, first: bool) -> _Outcome:
         ids = {due.source, due.target}
         if due.kind in HOSTILE:  # the homes of troops standing in the target may lose some
-            ids.update(
-                int(r[0]) for r in conn.execute(
-                    select(_m.c.from_village_id)
-                    .where(_m.c.to_village_id == due.target, _m.c.state == "stationed")
-                )
-            )
+            # Read with the target locked: no reinforcement can be stationed there meanwhile.
+            ids.update(int(r[0]) for r in conn.execute(_stationed_homes([due.target])))
+        self._need(conn, ids, first)
         states = {vid: _lock(conn, vid, due.at) for vid in sorted(ids)}
         mv = conn.execute(
             select(_m)
@@ -397,11 +459,11 @@ class Engine:
             loot = Resources(mv.wood, mv.clay, mv.iron, mv.wheat)
             if loot.total:
                 _add_stock(conn, home, loot)
-            conn.execute(update(_m).where(_m.c.id == mv.id).values(state="done"))
+            _set_state(conn, _m, mv.id, "underway", state="done")
             self._emit(conn, events.MOVEMENT_ARRIVED, int(mv.player_id), **arrived)
             return _Outcome(1)
         if mv.kind == "reinforcement":
-            conn.execute(update(_m).where(_m.c.id == mv.id).values(state="stationed"))
+            _set_state(conn, _m, mv.id, "underway", state="stationed")
             target = states[int(mv.to_village_id)]
             self._emit(conn, events.MOVEMENT_ARRIVED, int(mv.player_id), **arrived)
             if target.player_id != int(mv.player_id):
@@ -428,7 +490,7 @@ class Engine:
         """The groups defending ``target``: its own troops at home, then each stationed
         movement (their home villages locked, in ``states``)."""
         stationed = self._stationed(conn, target.id)
-        for row in stationed:  # stationed after our first look (rare): lock its home too
+        for row in stationed:  # read with the target locked, so none is new; a guard only
             home_id = int(row.from_village_id)
             if home_id not in states:
                 states[home_id] = _lock(conn, home_id, target.now)
@@ -469,7 +531,7 @@ class Engine:
             else:
                 alive = {u: n for u, n in cas.survivors.items() if n}
                 values: dict[str, Any] = {"troops": alive} if alive else {"state": "done"}
-                conn.execute(update(_m).where(_m.c.id == group.movement_id).values(**values))
+                _set_state(conn, _m, group.movement_id, "stationed", **values)
 
         # Wall and building damage (a full refresh of the target: population, production).
         damaged = False
@@ -500,7 +562,7 @@ class Engine:
             if loot.total:
                 store(conn, target, tuple(s - n for s, n in zip(target.stock, loot)))  # type: ignore[arg-type]
             _send_back(conn, mv, survivors, loot, at)
-        conn.execute(update(_m).where(_m.c.id == mv.id).values(state="done"))
+        _set_state(conn, _m, mv.id, "underway", state="done")
 
         lost = {u: n for u, n in result.attacker.lost.items() if n}
         # Upkeep of every village whose troops died (a damaged target was refreshed whole,
@@ -553,7 +615,7 @@ class Engine:
         lost = {u: n for u, n in result.attacker.lost.items() if n}
         if survivors:
             _send_back(conn, mv, survivors, Resources(), at)
-        conn.execute(update(_m).where(_m.c.id == mv.id).values(state="done"))
+        _set_state(conn, _m, mv.id, "underway", state="done")
         if lost:
             _upkeep_changed(conn, home, -unit_rules.upkeep(home.tribe, lost))
         payload: dict[str, Any] = dict(
@@ -607,6 +669,19 @@ def _lock(conn: Connection, village_id: int, at: datetime) -> VillageState:
     if row is None:
         raise NotFound(f"village {village_id} does not exist")
     return state_from_row(row, max(at, as_utc(row.updated_at)))
+
+
+def _changed(result: Any, what: str) -> None:
+    """A step's delete or update of its own row changed exactly that row, or Conflict (only
+    if something bypassed the locks; the step rolls back)."""
+    if result.rowcount != 1:
+        raise Conflict(f"{what} changed under the engine; the step was undone")
+
+
+def _set_state(conn: Connection, table: Any, row_id: int, was: str, **values: Any) -> None:
+    """Move a movement or shipment on from state ``was`` (checked: exactly one row)."""
+    _changed(conn.execute(update(table).where(table.c.id == row_id, table.c.state == was)
+                          .values(**values)), f"{table.name} {row_id} ({was})")
 
 
 def _upkeep_changed(conn: Connection, state: VillageState, wheat_per_hour: int) -> None:

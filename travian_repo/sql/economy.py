@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, select, update
 
+from travian_repo.domain.errors import Conflict
 from travian_repo.domain.values import Building
 from travian_repo.rules import units
 from travian_repo.rules.village import village_economy
@@ -18,9 +19,11 @@ def apply_level(conn: Connection, state: VillageState, slot: int, name: str, lev
     """Set a building's level now (stock first settled to now at the old rates)."""
     exists = any(b.slot == slot for b in state.buildings)
     if exists:
-        conn.execute(
+        changed = conn.execute(
             update(_b).where((_b.c.village_id == state.id) & (_b.c.slot == slot)).values(level=level)
-        )
+        ).rowcount
+        if changed != 1:  # only if something bypassed the village lock
+            raise Conflict(f"village {state.id} slot {slot} changed under the write; try again")
     else:
         conn.execute(_b.insert().values(village_id=state.id, slot=slot, building_name=name, level=level))
     state.buildings = sorted(

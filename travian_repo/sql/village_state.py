@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 from sqlalchemy import Connection, Select, and_, bindparam, or_, select, update
 
-from travian_repo.domain.errors import Forbidden, InsufficientResources, NotFound
+from travian_repo.domain.errors import Conflict, Forbidden, InsufficientResources, NotFound
 from travian_repo.domain.values import Building, BuildOrder, Resources, Village
 from travian_repo.rules.stock import Stock, settle_stock, whole
 from travian_repo.sql import schema
@@ -293,3 +293,44 @@ def lock_villages(
     for village_id in ordered:
         take_lock(conn, village_id)
     return {village_id: load_village(conn, village_id, now) for village_id in ordered}
+
+
+def lock_in_order(conn: Connection, village_ids: Iterable[int]) -> None:
+    """Lock several villages' write locks in one statement, lowest id first (PostgreSQL
+    locks the rows in the sorted order), so writers locking overlapping sets cannot
+    deadlock. Villages that do not exist are skipped; nothing is read."""
+    ordered = sorted(set(village_ids))
+    if ordered:
+        conn.execute(
+            select(_r.c.village_id)
+            .where(_r.c.village_id.in_(ordered))
+            .order_by(_r.c.village_id)
+            .with_for_update()
+        ).all()
+
+
+def close_up_queue(conn: Connection, village_id: int) -> None:
+    """Renumber a village's build orders 1..n in their order, after an order left (the
+    caller holds the village lock).
+
+    One row at a time, lowest position first, each into a position already free: a unique
+    (village, position) constraint checked row by row never sees two orders at one position.
+    """
+    rows = conn.execute(
+        select(_q.c.id, _q.c.queue_position)
+        .where(_q.c.village_id == village_id)
+        .order_by(_q.c.queue_position)
+    ).all()
+    for position, row in enumerate(rows, start=1):
+        if row.queue_position != position:
+            move_order(conn, int(row.id), int(row.queue_position), queue_position=position)
+
+
+def move_order(conn: Connection, order_id: int, position: int, **values: Any) -> None:
+    """Update one build order still at ``position``; Conflict when it is gone or moved (only
+    when something bypassed the village lock)."""
+    changed = conn.execute(
+        update(_q).where(_q.c.id == order_id, _q.c.queue_position == position).values(**values)
+    ).rowcount
+    if changed != 1:
+        raise Conflict(f"build order {order_id} changed under a write; try again")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Callable
 
-from sqlalchemy import Connection, delete, insert, update
+from sqlalchemy import Connection, delete, insert
 
 from travian_repo.domain import events
-from travian_repo.domain.errors import InvalidRequest, NotFound, RuleViolation
+from travian_repo.domain.errors import Conflict, InvalidRequest, NotFound, RuleViolation
 from travian_repo.domain.values import BuildOrder, Resources, Village
 from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import VillageRepository
@@ -25,6 +25,7 @@ from travian_repo.sql.village_state import (
     load_player_villages,
     load_village_at,
     lock_village,
+    move_order,
     spend,
 )
 
@@ -153,19 +154,21 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
                        if o.position == order.position
                        or (o.slot == order.slot and o.position > order.position)]
             kept = [o for o in state.queue if o not in dropped]
-            conn.execute(delete(_q).where(_q.c.id.in_([o.id for o in dropped])))
+            gone = conn.execute(delete(_q).where(_q.c.id.in_([o.id for o in dropped]))).rowcount
+            if gone != len(dropped):  # only if something bypassed the village lock
+                raise Conflict(f"build order at position {queue_position} changed under the "
+                               "cancel; try again")
             refund = sum((o.cost for o in dropped), Resources())
             add_stock(conn, state, refund)
-            # The rest of the queue closes up: positions renumbered, times moved earlier.
+            # The rest of the queue closes up: positions renumbered lowest first, each into a
+            # freed position (never two orders at one position), times moved earlier.
             cursor = state.now
             for position, o in enumerate(kept, start=1):
                 starts = o.started_at if o.started_at <= state.now else max(cursor, state.now)
                 completes = starts + (o.completes_at - o.started_at)
-                conn.execute(
-                    update(_q)
-                    .where(_q.c.id == o.id)
-                    .values(queue_position=position, started_at=starts, completes_at=completes)
-                )
+                if (position, starts, completes) != (o.position, o.started_at, o.completes_at):
+                    move_order(conn, o.id, o.position, queue_position=position,
+                               started_at=starts, completes_at=completes)
                 cursor = completes
             self._emit(events.BUILD_CANCELLED, actor, village_id=village_id,
                        position=queue_position)
