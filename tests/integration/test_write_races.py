@@ -581,3 +581,65 @@ def players_of(raw: sa.Engine) -> dict[int, int]:
     with raw.connect() as conn:
         return {int(v): int(p) for v, p in conn.execute(
             sa.select(schema.villages.c.id, schema.villages.c.player_id))}
+
+
+# -- the queue closes up one row at a time -------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_queue_closes_up_under_unique_positions(database_url: str, backend: str) -> None:
+    """Cancels and completions renumber the queue row by row into freed positions, so a
+    unique (village, position) constraint checked per row (both backends check it that
+    way) never fires; nor does one order per slot and target level."""
+    create_world(database_url, replace=True, players=2, seed=7, start="developed", now=START,
+                 build_queue_limit=4)
+    raw = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+    clock = Clock(START)
+    if backend == "postgresql":  # rows in the order they lie on disk, not the index's order
+        url = sa.make_url(database_url)
+        options = f"{url.query.get('options', '')} -cenable_indexscan=off -cenable_bitmapscan=off"
+        database_url = url.update_query_dict({"options": options.strip()}).render_as_string(
+            hide_password=False)
+    try:
+        with raw.begin() as conn:
+            conn.execute(sa.text("CREATE UNIQUE INDEX uq_test_queue_position "
+                                 "ON build_queue (village_id, queue_position)"))
+            conn.execute(sa.text("CREATE UNIQUE INDEX uq_test_queue_level "
+                                 "ON build_queue (village_id, slot, target_level)"))
+        with tr.connect(database_url, player_id=1, clock=clock, prefer="sql", cache=False) as world:
+            def fill() -> None:
+                for name in ("woodcutter", "cropland", "main_building", "clay_pit"):
+                    world.villages.queue_building(1, name)
+
+            def positions() -> list[tuple[int, str]]:
+                return [(o.position, o.building) for o in world.villages.build_queue(1)]
+
+            fill()
+            assert world.villages.cancel_building(1, 2).building == "cropland"
+            assert positions() == [(1, "woodcutter"), (2, "main_building"), (3, "clay_pit")]
+            assert world.villages.cancel_building(1, 1).building == "woodcutter"
+            assert positions() == [(1, "main_building"), (2, "clay_pit")]
+            world.villages.queue_building(1, "main_building")
+            world.villages.queue_building(1, "iron_mine")
+            assert world.villages.cancel_building(1, 1).building == "main_building"  # both levels
+            assert positions() == [(1, "clay_pit"), (2, "iron_mine")]
+            check_world(raw, queue_limit=4)
+            world.villages.cancel_building(1, 1)
+            world.villages.cancel_building(1, 1)
+            fill()
+            # A row rewritten later (as a cancel's time shift does) lies after the later
+            # positions on disk, so a one-statement "position - 1" would meet position 3
+            # before position 2 had moved away.
+            with raw.begin() as conn:
+                conn.execute(sa.update(_q).where(_q.c.village_id == 1, _q.c.queue_position == 2)
+                             .values(wood=_q.c.wood))
+            with Engine(database_url, clock=clock, batch=1) as engine:
+                done = 0
+                for _ in range(4):  # each completion closes up the rest of the queue
+                    clock.set(world.villages.build_queue(1)[0].completes_at)
+                    done += engine.run_due()
+                    check_world(raw, queue_limit=4)
+                assert done == 4
+            assert positions() == []
+    finally:
+        raw.dispose()
