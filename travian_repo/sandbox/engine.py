@@ -740,11 +740,11 @@ def _add_troops(conn: Connection, village_id: int, troops: Mapping[str, int]) ->
 def _remove_troops(conn: Connection, village_id: int, troops: Mapping[str, int]) -> None:
     for unit, count in sorted(troops.items()):
         if count > 0:
-            conn.execute(
+            _changed(conn.execute(
                 update(_t)
-                .where(_t.c.village_id == village_id, _t.c.unit == unit)
+                .where(_t.c.village_id == village_id, _t.c.unit == unit, _t.c.count >= count)
                 .values(count=_t.c.count - count)
-            )
+            ), f"village {village_id}'s {unit}")
     conn.execute(delete(_t).where(_t.c.village_id == village_id, _t.c.count <= 0))
 
 
@@ -760,7 +760,8 @@ def _set_level(conn: Connection, state: VillageState, slot: int, name: str, leve
     if level > 0 or name in RESOURCE_FIELDS:
         apply_level(conn, state, slot, name, level)
         return
-    conn.execute(delete(_b).where(_b.c.village_id == state.id, _b.c.slot == slot))
+    _changed(conn.execute(delete(_b).where(_b.c.village_id == state.id, _b.c.slot == slot)),
+             f"village {state.id} slot {slot}")
     state.buildings = [b for b in state.buildings if b.slot != slot]
     refresh(conn, state)
 
