@@ -643,3 +643,25 @@ def test_queue_closes_up_under_unique_positions(database_url: str, backend: str)
             assert positions() == []
     finally:
         raw.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_moving_a_vanished_order_is_a_typed_conflict(database_url: str) -> None:
+    """A renumbering that finds its order gone or moved (only if something bypassed the
+    village lock) raises Conflict and the step is undone, not a silent no-op."""
+    from travian_repo.sql.village_state import move_order
+
+    create_world(database_url, replace=True, players=2, seed=7, start="developed", now=START)
+    with tr.connect(database_url, player_id=1, clock=Clock(START), prefer="sql",
+                    cache=False) as world:
+        order = world.villages.queue_building(1, "woodcutter")
+        session = world.database.session()
+        try:
+            with pytest.raises(tr.Conflict, match="changed under a write"):
+                session.write(lambda conn: move_order(conn, order.id, 2, queue_position=1))
+            with pytest.raises(tr.Conflict):
+                session.write(lambda conn: move_order(conn, order.id + 1000, 1, queue_position=2))
+            session.rollback()
+        finally:
+            session.close()
+        assert [(o.id, o.position) for o in world.villages.build_queue(1)] == [(order.id, 1)]
