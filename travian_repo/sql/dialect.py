@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, type_coerce
+from sqlalchemy import JSON, ColumnElement, Connection, Table, type_coerce
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.functions import FunctionElement
 
 
@@ -32,3 +34,15 @@ def _json_rows_sqlite(element: _JsonRows, compiler: SQLCompiler, **kw: Any) -> s
 def json_rows(*columns: ColumnElement[Any]) -> ColumnElement[Any]:
     """Aggregate ``columns`` of every row into one JSON value, decoded to a list on read."""
     return type_coerce(_JsonRows(*columns), JSON)
+
+
+def insert_unless_taken(conn: Connection, table: Table) -> Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING``: a row that a unique constraint refuses is not
+    inserted and ``RETURNING`` gives no row, instead of an error that aborts the transaction.
+
+    On PostgreSQL it waits for a concurrent insert of the same key to end first, so a
+    statement run after it sees the row that took the key.
+    """
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()

@@ -15,7 +15,7 @@ Choices the backends share (the HTTP side answers the same):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from sqlalchemy import Connection, exists, insert, or_, select, update
 
@@ -32,6 +32,7 @@ from travian_repo.repositories.base import DiplomacyRepository
 from travian_repo.sql import schema
 from travian_repo.infra.cache import cached
 from travian_repo.sql.base import SqlRepository
+from travian_repo.sql.dialect import insert_unless_taken
 
 _m = schema.messages
 _a = schema.alliances
@@ -122,10 +123,10 @@ class SqlDiplomacyRepository(SqlRepository, DiplomacyRepository):
         self._require_self(player_id, "found an alliance in the name")
 
         def run(conn: Connection) -> Alliance:
-            # The player's row is locked so two foundings by one player cannot both pass.
-            current = conn.execute(
-                select(_p.c.alliance_id).where(_p.c.id == player_id).with_for_update()
-            ).first()
+            # The founder's row is locked first, so two foundings by one player cannot both
+            # pass; what is decided on is read after the lock.
+            lock_players(conn, (player_id,))
+            current = conn.execute(select(_p.c.alliance_id).where(_p.c.id == player_id)).first()
             if current is None:
                 raise NotFound(f"player {player_id} does not exist")
             if current.alliance_id is not None:
@@ -148,21 +149,19 @@ class SqlDiplomacyRepository(SqlRepository, DiplomacyRepository):
                     f"founding an alliance needs an embassy at level {ALLIANCE_EMBASSY_LEVEL}",
                     details={"building": "embassy", "level": ALLIANCE_EMBASSY_LEVEL},
                 )
-            taken = conn.execute(
-                select(_a.c.name, _a.c.tag).where(or_(_a.c.name == name, _a.c.tag == tag))
-            ).first()
-            if taken is not None:
-                what, value = ("name", name) if taken.name == name else ("tag", tag)
-                raise Conflict(
-                    f"an alliance with the {what} {value!r} already exists",
-                    details={"field": what, "value": value},
-                )
+            _check_name_free(conn, name, tag)
             now = self.now
+            # Two founders of one name race past the check above: the unique constraints
+            # decide, the insert waits for the other one and then inserts nothing.
             alliance_id = conn.execute(
-                insert(_a)
+                insert_unless_taken(conn, _a)
                 .values(name=name, tag=tag, founder_id=player_id, created_at=now)
                 .returning(_a.c.id)
-            ).scalar_one()
+            ).scalar()
+            if alliance_id is None:
+                _check_name_free(conn, name, tag)
+                raise Conflict(f"the alliance {name!r} [{tag}] conflicts with one founded at "
+                               "the same moment")
             conn.execute(update(_p).where(_p.c.id == player_id).values(alliance_id=alliance_id))
             self._emit(events.ALLIANCE_CREATED, player_id, alliance_id=int(alliance_id))
             return Alliance(int(alliance_id), name, tag, player_id, now)
@@ -182,6 +181,10 @@ class SqlDiplomacyRepository(SqlRepository, DiplomacyRepository):
         actor = self._actor_id(action)
 
         def run(conn: Connection) -> Invitation:
+            # Both players' rows are locked first (lowest id first): every invitation of the
+            # target, and the target's own founding, waits here, so what is read below
+            # stays true until the commit.
+            lock_players(conn, (actor, player_id))
             found = conn.execute(select(_a.c.id).where(_a.c.id == alliance_id)).scalar()
             if found is None:
                 raise NotFound(f"alliance {alliance_id} does not exist")
@@ -207,14 +210,15 @@ class SqlDiplomacyRepository(SqlRepository, DiplomacyRepository):
             ).first()
             now = self.now
             if previous is not None and previous.status == "pending":
-                raise Conflict(
-                    f"player {player_id} already has a pending invitation to alliance "
-                    f"{alliance_id}",
-                    details={"invitation_id": int(previous.id)},
-                )
+                raise _pending(alliance_id, player_id, int(previous.id))
             values = dict(invited_by=actor, status="pending", created_at=now)
             if previous is not None:
-                conn.execute(update(_i).where(_i.c.id == previous.id).values(**values))
+                renewed = conn.execute(
+                    update(_i).where(_i.c.id == previous.id, _i.c.status != "pending")
+                    .values(**values)
+                ).rowcount
+                if renewed != 1:  # pragma: no cover - only if something bypassed the locks
+                    raise _pending(alliance_id, player_id, int(previous.id))
                 invitation_id = int(previous.id)
             else:
                 invitation_id = int(
@@ -231,3 +235,28 @@ class SqlDiplomacyRepository(SqlRepository, DiplomacyRepository):
         return self._write(run)
 
 
+def lock_players(conn: Connection, player_ids: Iterable[int]) -> None:
+    """Lock the players' rows, lowest id first (so two writers cannot deadlock), each in a
+    statement of its own; a missing player is left for the caller's read to report."""
+    for player_id in sorted(set(player_ids)):
+        conn.execute(select(_p.c.id).where(_p.c.id == player_id).with_for_update()).first()
+
+
+def _check_name_free(conn: Connection, name: str, tag: str) -> None:
+    """Conflict naming the field when an alliance has the name or the tag already."""
+    taken = conn.execute(
+        select(_a.c.name, _a.c.tag).where(or_(_a.c.name == name, _a.c.tag == tag))
+    ).first()
+    if taken is not None:
+        what, value = ("name", name) if taken.name == name else ("tag", tag)
+        raise Conflict(
+            f"an alliance with the {what} {value!r} already exists",
+            details={"field": what, "value": value},
+        )
+
+
+def _pending(alliance_id: int, player_id: int, invitation_id: int) -> Conflict:
+    return Conflict(
+        f"player {player_id} already has a pending invitation to alliance {alliance_id}",
+        details={"invitation_id": invitation_id},
+    )

@@ -250,11 +250,13 @@ class SqlTradeRepository(SqlRepository, TradeRepository):
 
         def run(conn: Connection) -> Shipment:
             actor = self._require_village_owner(conn, village_id, action)
-            found = _offer_row(conn, offer_id)
-            states = lock_villages(conn, (village_id, int(found.village_id)), self.now)
-            accepter, offerer = states[village_id], states[int(found.village_id)]
+            # An offer's village never changes, so it may be read before the locks (it says
+            # which to take); everything decided on is read after them.
+            offerer_id = _offer_village(conn, offer_id)
+            states = lock_villages(conn, (village_id, offerer_id), self.now)
+            accepter, offerer = states[village_id], states[offerer_id]
             check_owner(accepter.player_id, actor, village_id, action)  # changed hands meanwhile?
-            offer = _offer_row(conn, offer_id, for_update=True)
+            offer = _lock_offer(conn, offer_id)
             if offerer.player_id == actor or int(offer.player_id) == actor:
                 raise RuleViolation(
                     f"offer {offer_id} is your own (village {offer.village_id}); "
@@ -266,12 +268,7 @@ class SqlTradeRepository(SqlRepository, TradeRepository):
             received = Resources(**{offer.offer_resource: int(offer.offer_amount)})
             merchants = _reserve_merchants(conn, accepter, paid.total)
             spend(conn, accepter, paid)
-            closed = conn.execute(
-                update(_o).where(_o.c.id == offer_id, _o.c.state == "open")
-                .values(state="accepted")
-            ).rowcount
-            if closed != 1:  # pragma: no cover - only if something bypassed the locks
-                raise Conflict(f"offer {offer_id} is no longer open")
+            _close_offer(conn, offer_id, "accepted")
             outgoing = _dispatch(conn, settings, accepter, offerer, paid, merchants)
             back = _dispatch(conn, settings, offerer, accepter, received, int(offer.merchants))
             for shipment, sender, receiver in ((outgoing, accepter, offerer),
@@ -306,7 +303,7 @@ class SqlTradeRepository(SqlRepository, TradeRepository):
 
         def run(conn: Connection) -> TradeOffer:
             state = lock_village(conn, village_id, actor, self.now, action=action)
-            offer = _offer_row(conn, offer_id, for_update=True)
+            offer = _lock_offer(conn, offer_id)
             if int(offer.village_id) != village_id:
                 if int(offer.player_id) != actor:
                     raise Forbidden(f"offer {offer_id} is player {offer.player_id}'s, not yours "
@@ -314,8 +311,9 @@ class SqlTradeRepository(SqlRepository, TradeRepository):
                 raise NotFound(f"village {village_id} has no offer {offer_id} (it is "
                                f"village {offer.village_id}'s)")
             _check_open(offer)
+            # The state changes first and only from open: a refund follows exactly one change.
+            _close_offer(conn, offer_id, "cancelled")
             add_stock(conn, state, Resources(**{offer.offer_resource: int(offer.offer_amount)}))
-            conn.execute(update(_o).where(_o.c.id == offer_id).values(state="cancelled"))
             self._emit(events.OFFER_CANCELLED, state.player_id, village_id=village_id,
                        offer_id=offer_id)
             return _offer_from_row(offer)
@@ -362,13 +360,38 @@ def _reserve_merchants(conn: Connection, state: VillageState, amount: int) -> in
     return needed
 
 
-def _offer_row(conn: Connection, offer_id: int, *, for_update: bool = False) -> Any:
-    """The stored offer (any state), or NotFound."""
-    query = select(_o).where(_o.c.id == offer_id)
-    row = conn.execute(query.with_for_update() if for_update else query).first()
-    if row is None:
+def _offer_village(conn: Connection, offer_id: int) -> int:
+    """The village that made the offer (it never changes), or NotFound."""
+    found = conn.execute(select(_o.c.village_id).where(_o.c.id == offer_id)).scalar()
+    if found is None:
         raise NotFound(f"trade offer {offer_id} does not exist")
-    return row
+    return int(found)
+
+
+def _lock_offer(conn: Connection, offer_id: int) -> Any:
+    """Lock the offer's row, then read it (any state), or NotFound.
+
+    Every write takes its village locks first and the offer's last, so the order is the
+    same everywhere; the writes that change an offer hold its village's lock too.
+    """
+    if conn.execute(select(_o.c.id).where(_o.c.id == offer_id).with_for_update()).first() is None:
+        raise NotFound(f"trade offer {offer_id} does not exist")
+    return conn.execute(select(_o).where(_o.c.id == offer_id)).one()
+
+
+def _close_offer(conn: Connection, offer_id: int, state: str) -> None:
+    """Move an open offer to ``state``; Conflict (with the state it is in) unless exactly
+    this write moved it."""
+    closed = conn.execute(
+        update(_o).where(_o.c.id == offer_id, _o.c.state == "open").values(state=state)
+    ).rowcount
+    if closed != 1:  # pragma: no cover - only if something bypassed the locks
+        current = conn.execute(select(_o).where(_o.c.id == offer_id)).first()
+        if current is None:
+            raise NotFound(f"trade offer {offer_id} does not exist")
+        _check_open(current)
+        raise Conflict(f"trade offer {offer_id} changed while it was being {state}",
+                       details={"offer_id": offer_id, "state": str(current.state)})
 
 
 def _check_open(offer: Any) -> None:
