@@ -8,6 +8,7 @@ tables, with the plain tokens version 1 stored.
 from __future__ import annotations
 
 import io
+import threading
 from contextlib import redirect_stderr, redirect_stdout
 from datetime import timedelta
 from pathlib import Path
@@ -135,7 +136,7 @@ def test_a_version_1_world_is_refused_with_the_upgrade_command(
 ) -> None:
     make_v1_world(database_url, tmp_path)
     with pytest.raises(tr.SchemaMismatch) as refused:
-        tr.connect(database_url, player_id=1).villages.get(1)
+        tr.connect(database_url, player_id=1)
     message = str(refused.value)
     assert "schema version 1" in message
     assert "travian-repo upgrade-world --database-url" in message
@@ -239,7 +240,7 @@ def test_an_upgrade_refuses_data_that_breaks_a_new_rule_and_changes_nothing(
     assert snapshot(database_url) == before
     assert settings_row(database_url) == (1, None)
     with pytest.raises(tr.SchemaMismatch, match="upgrade-world"):
-        tr.connect(database_url, player_id=1).villages.get(1)
+        tr.connect(database_url, player_id=1)
 
     # Once the operator removes the extra order, the upgrade goes through.
     engine = sa.create_engine(database_url)
@@ -254,6 +255,31 @@ def test_an_upgrade_refuses_data_that_breaks_a_new_rule_and_changes_nothing(
     assert (result.from_version, result.to_version, result.changed) == (1, 2, True)
     with ServerThread(database_url) as server:
         assert me(server.url, tokens[3]).json()["id"] == 3
+
+
+def test_two_upgrades_at_once_run_one_after_the_other(
+    database_url: str, tmp_path: Path
+) -> None:
+    make_v1_world(database_url, tmp_path, players=2)
+    for _ in range(2):  # bounded: two rounds of two upgraders
+        barrier = threading.Barrier(2)
+        outcomes: list[Any] = []
+
+        def upgrade() -> None:
+            barrier.wait(timeout=10)
+            try:
+                outcomes.append(upgrade_world(database_url).changed)
+            except Exception as exc:  # noqa: BLE001 - recorded for the assertion
+                outcomes.append(exc)
+
+        threads = [threading.Thread(target=upgrade) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert sorted(map(repr, outcomes)) == ["False", "True"], outcomes
+        assert settings_row(database_url) == (2, HEAD)
+        make_v1_world(database_url, tmp_path, players=2)
 
 
 def test_upgrade_world_says_what_is_not_a_world(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ One handler per route of ``travian_repo.wire.routes.ROUTES``; answers are
 
 Every request except ``GET /v1/openapi.yaml`` needs:
 
-- ``Authorization: Bearer <token>``: the player the token belongs to (table ``api_tokens``, hashed)
+- ``Authorization: Bearer <token>``: the player the token belongs to (table ``api_tokens``)
   acts. No token or an unknown one: ``401`` with ``{"error": {"code": "unauthorized", ...}}``
   and ``WWW-Authenticate: Bearer`` (the client's error table maps 401 to ``Forbidden``).
 - ``X-World-Id``: must equal the world's id (``world_settings.world_id``). Missing: ``400

@@ -73,8 +73,9 @@ def upgrade_world(url: str | Engine) -> UpgradeResult:
             found = _run(conn, shown)
     except sa_exc.IntegrityError as exc:
         raise Conflict(
-            f"the world at {shown} cannot be upgraded: its data breaks a rule of schema "
-            f"version {schema.SCHEMA_VERSION} ({_first_line(exc)}); nothing was changed"
+            f"the world at {shown} cannot be upgraded to schema version "
+            f"{schema.SCHEMA_VERSION}: the database refused it ({_first_line(exc)}); "
+            "nothing was changed"
         ) from exc
     except sa_exc.DBAPIError as exc:
         raise BackendUnavailable(
