@@ -289,6 +289,24 @@ def test_upgrade_world_says_what_is_not_a_world(tmp_path: Path) -> None:
         upgrade_world(url)
     code, _, err = run_cli("upgrade-world", "--database-url", url)
     assert code == 2 and "not a travian_repo world" in err
+    code, out, _ = run_cli("upgrade-world", "--help")
+    assert code == 0 and "--database-url URL" in out and "in place" in out
+
+
+def test_a_world_newer_than_the_library_is_left_alone(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'newer.db'}"
+    create_world(url, players=2, now=START)
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE world_settings SET schema_version = 99"))
+    finally:
+        engine.dispose()
+    with pytest.raises(tr.SchemaMismatch, match="upgrade travian_repo to read it"):
+        tr.connect(url, player_id=1)
+    with pytest.raises(tr.SchemaMismatch, match="newer than this library"):
+        upgrade_world(url)
+    assert settings_row(url) == (99, HEAD)
 
 
 def test_tokens_are_stored_hashed_and_reissuing_replaces_them(database_url: str) -> None:
