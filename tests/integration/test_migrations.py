@@ -215,6 +215,7 @@ def test_upgrade_world_keeps_the_data_and_the_tokens_and_adds_the_rules(
     assert upgrade_world(database_url).changed is False
 
 
+@pytest.mark.slow
 def test_an_upgrade_refuses_data_that_breaks_a_new_rule_and_changes_nothing(
     database_url: str, tmp_path: Path
 ) -> None:
