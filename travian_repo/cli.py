@@ -5,6 +5,7 @@
     travian-repo create-world --database-url URL [--players N] [--seed S] [--speed X]
                               [--start standard|developed] [--replace]
     travian-repo tokens --database-url URL
+    travian-repo upgrade-world --database-url URL
     travian-repo serve --database-url URL [--host H] [--port P] [--threads N] [--manual-clock]
 
 A user error (a bad URL, a database that is not a world, an argument out of range) prints
@@ -23,7 +24,7 @@ from sqlalchemy.engine import make_url
 
 import travian_repo as tr
 from travian_repo import demo
-from travian_repo.sandbox import create_world, player_tokens
+from travian_repo.sandbox import create_world, player_tokens, upgrade_world
 
 PROG = "travian-repo"
 USER_ERROR = 2
@@ -55,8 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Script a Travian world: create a local world, list its tokens, or watch "
-        "NPC players make their opening moves.",
+        description="Script a Travian world: create a local world, mint its tokens, upgrade "
+        "it, serve it, or watch NPC players make their opening moves.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -115,12 +116,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     tokens = commands.add_parser(
         "tokens",
-        help="print each player's API token",
-        description="Print 'player_id token' lines for a sandbox world.",
+        help="mint and print a fresh API token for each player",
+        description="Print 'player_id token' lines for a sandbox world. The world keeps only "
+        "hashes of its tokens, so these are freshly minted: the tokens printed or created "
+        "before stop working.",
     )
     tokens.add_argument("--database-url", default=env_url, required=env_url is None,
                         metavar="URL", help=url_help)
     tokens.set_defaults(run=cmd_tokens)
+
+    upgrade = commands.add_parser(
+        "upgrade-world",
+        help="upgrade a world of an older schema version in place",
+        description="Bring the world at a database URL to this library's schema version "
+        "(its migrations run in one transaction: a world whose data breaks a new rule is "
+        "refused and left as it was). A world already current is left alone. API tokens "
+        "issued before keep working. Stop servers and engines on the world first.",
+    )
+    upgrade.add_argument("--database-url", default=env_url, required=env_url is None,
+                         metavar="URL", help=url_help)
+    upgrade.set_defaults(run=cmd_upgrade_world)
 
     serve = commands.add_parser(
         "serve",
@@ -183,6 +198,17 @@ def cmd_create_world(args: argparse.Namespace, out: TextIO) -> int:
         f"{args.start} start).\n"
         f"Their API tokens: {PROG} tokens --database-url {summary.url}\n"
     )
+    return 0
+
+
+def cmd_upgrade_world(args: argparse.Namespace, out: TextIO) -> int:
+    result = upgrade_world(args.database_url)
+    if result.changed:
+        out.write(f"Upgraded the world at {result.url} from schema version "
+                  f"{result.from_version} to {result.to_version}.\n")
+    else:
+        out.write(f"The world at {result.url} is at schema version {result.to_version} "
+                  "already; nothing to do.\n")
     return 0
 
 

@@ -11,11 +11,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 import travian_repo as tr
 from travian_repo.cli import main
 from travian_repo.demo import DEMO_START, ProgressBar, parse_table
 from travian_repo.sandbox import Clock, create_world, player_tokens
+from travian_repo.sql.tokens import player_for_token
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -146,9 +148,19 @@ def test_create_world_then_tokens(capsys: pytest.CaptureFixture[str], tmp_path: 
 
     code, out, err = run(capsys, "tokens", "--database-url", url)
     assert code == 0, err
-    lines = out.splitlines()
-    assert lines == [f"{pid} {token}" for pid, token in player_tokens(url).items()]
-    assert len(lines) == 5
+    printed = dict(line.split(" ") for line in out.splitlines())
+    assert sorted(printed) == ["1", "2", "3", "4", "5"]
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:  # the printed tokens act as their players
+            assert {pid: player_for_token(conn, t) for pid, t in printed.items()} == {
+                str(pid): pid for pid in range(1, 6)}
+        reissued = player_tokens(url)  # fresh ones: those printed before stop working
+        with engine.connect() as conn:
+            assert all(player_for_token(conn, t) is None for t in printed.values())
+            assert [player_for_token(conn, t) for t in reissued.values()] == [1, 2, 3, 4, 5]
+    finally:
+        engine.dispose()
 
     code, _, err = run(capsys, "create-world", "--database-url", url)
     assert code == 2 and "--replace" in err

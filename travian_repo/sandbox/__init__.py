@@ -3,13 +3,16 @@
 from travian_repo.sandbox.clock import Clock
 from travian_repo.sandbox.engine import AcceleratedClock, Engine, EngineThread
 from travian_repo.sandbox.worldgen import WorldSummary, create_world, player_tokens
+from travian_repo.sql.migrate import UpgradeResult, upgrade_world
 
 __all__ = [
     "AcceleratedClock",
     "Clock",
     "Engine",
     "EngineThread",
+    "UpgradeResult",
     "WorldSummary",
     "create_world",
     "player_tokens",
+    "upgrade_world",
 ]

@@ -61,6 +61,7 @@ from travian_repo.sandbox.clock import Clock as ManualClock
 from travian_repo.sql import schema
 from travian_repo.sql.database import Clock
 from travian_repo.sql.schema import as_utc
+from travian_repo.sql.tokens import player_for_token
 from travian_repo.unit_of_work import SqlUnitOfWork, UnitOfWork
 from travian_repo.wire.errors import error_body, status_for
 from travian_repo.wire.routes import PREFIX, ROUTES, Route
@@ -376,10 +377,9 @@ class _Service:
             raise _Refused(self._unauthorized("the Authorization header must be 'Bearer <token>'"))
         if len(token) > MAX_TOKEN_LENGTH:
             raise _Refused(self._unauthorized("unknown API token", invalid=True))
-        t = schema.api_tokens
         try:
             with self.world.database.engine.connect() as conn:
-                player_id = conn.execute(select(t.c.player_id).where(t.c.token == token)).scalar()
+                player_id = player_for_token(conn, token)
         except sa_exc.DBAPIError as exc:
             raise BackendUnavailable(
                 "the world database is unavailable; try again", details={"cause": type(exc).__name__}

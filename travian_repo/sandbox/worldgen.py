@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -14,8 +13,9 @@ from sqlalchemy import Connection, Engine, inspect, select, text
 from travian_repo.domain.errors import Conflict, InvalidRequest
 from travian_repo.rules import units
 from travian_repo.rules.village import village_economy
-from travian_repo.sql import schema
+from travian_repo.sql import schema, tokens as api_tokens
 from travian_repo.sql.database import make_engine, prepare_sqlite, read_settings
+from travian_repo.sql.migrate import stamp_head
 
 # The classic 4-4-4-6 village: slot -> field (Travian's field ids 1..18).
 STANDARD_FIELDS: tuple[str, ...] = (
@@ -123,18 +123,30 @@ def create_world(
     )
 
 
-def player_tokens(url: str | Engine) -> dict[int, str]:
-    """Player id -> API token of a sandbox world."""
+def player_tokens(url: str | Engine, *, now: datetime | None = None) -> dict[int, str]:
+    """Player id -> a freshly minted API token, for every player of a sandbox world.
+
+    The world keeps only hashes of its tokens, so they cannot be read back: each call
+    issues new ones, and the tokens issued before (by create_world or an earlier call)
+    stop working.
+    """
     engine = make_engine(url) if isinstance(url, str) else url
+    now = now or datetime.now(timezone.utc)
     try:
-        read_settings(engine)  # SchemaMismatch when this is not a world
-        with engine.connect() as conn:
-            rows = conn.execute(
-                select(schema.api_tokens.c.player_id, schema.api_tokens.c.token).order_by(
-                    schema.api_tokens.c.player_id
-                )
-            ).all()
-        return {int(pid): token for pid, token in rows}
+        read_settings(engine)  # SchemaMismatch when this is not a world (or an old one)
+        with engine.connect() as base:
+            conn = base.execution_options(isolation_level="AUTOCOMMIT")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if engine.dialect.name == "sqlite" else "BEGIN")
+            try:
+                ids = conn.execute(
+                    select(schema.players.c.id).order_by(schema.players.c.id)
+                ).scalars().all()
+                minted = api_tokens.mint(conn, [int(pid) for pid in ids], now)
+                conn.exec_driver_sql("COMMIT")
+            except BaseException:
+                conn.exec_driver_sql("ROLLBACK")
+                raise
+        return minted
     finally:
         if isinstance(url, str):
             engine.dispose()
@@ -168,7 +180,9 @@ def _prepare_schema(conn: Connection, replace: bool) -> None:
         raise Conflict("the database already holds a world; pass replace=True to start over")
     if existing or replace:
         schema.metadata.drop_all(conn)
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
     schema.metadata.create_all(conn)
+    stamp_head(conn)
 
 
 def _fill(
@@ -220,8 +234,8 @@ def _fill(
         building_rows += [dict(village_id=vid, slot=slot, building_name=name, level=level)
                           for slot, name, level in built]
         troop_rows += [dict(village_id=vid, unit=unit, count=n) for unit, n in home_troops.items()]
-        tokens[pid] = secrets.token_hex(20)
-        token_rows.append(dict(token=tokens[pid], player_id=pid, created_at=now))
+        tokens[pid] = api_tokens.new_token()
+        token_rows.append(api_tokens.token_row(pid, tokens[pid], now))
     for table, rows in (
         (schema.players, player_rows),
         (schema.villages, village_rows),

@@ -132,11 +132,18 @@ def read_settings(engine: Engine) -> WorldSettings:
             f"{_safe_url(engine)} has an empty world_settings table; recreate the world with "
             "travian_repo.sandbox.create_world(url)"
         )
-    if row["schema_version"] != schema.SCHEMA_VERSION:
+    found = row["schema_version"]
+    if found != schema.SCHEMA_VERSION:
+        shown = _safe_url(engine)
+        if found < schema.SCHEMA_VERSION:
+            advice = (f"upgrade the world in place with `travian-repo upgrade-world "
+                      f"--database-url {shown}` (or travian_repo.sandbox.upgrade_world(url))")
+        else:
+            advice = "upgrade travian_repo to read it"
         raise SchemaMismatch(
-            f"world schema version {row['schema_version']} at {_safe_url(engine)}, this library "
-            f"reads version {schema.SCHEMA_VERSION}; upgrade travian_repo or recreate the world",
-            details={"found": row["schema_version"], "expected": schema.SCHEMA_VERSION},
+            f"world schema version {found} at {shown}, this library reads version "
+            f"{schema.SCHEMA_VERSION}; {advice}",
+            details={"found": found, "expected": schema.SCHEMA_VERSION},
         )
     return WorldSettings(
         world_id=row["world_id"],

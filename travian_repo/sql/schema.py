@@ -26,11 +26,14 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 
-# Bump when a table or column changes; a world with another version raises SchemaMismatch.
-SCHEMA_VERSION = 1
+# Bump when a table or column changes, with a migration in sql/migrations/versions/ that
+# brings a world of the previous version here; a world with another version raises
+# SchemaMismatch (an older one says how to upgrade it).
+SCHEMA_VERSION = 2
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -123,6 +126,14 @@ villages = Table(
     Column("is_capital", Boolean, nullable=False, default=False),
     Column("created_at", UTCDateTime, nullable=False),
     UniqueConstraint("x", "y", name="xy"),
+    # A player has one capital.
+    Index(
+        "uq_villages_capital",
+        "player_id",
+        unique=True,
+        postgresql_where=text("is_capital"),
+        sqlite_where=text("is_capital"),
+    ),
 )
 
 # Stock is stored as floats brought up to ``updated_at``; production and capacities are
@@ -142,6 +153,9 @@ village_resources = Table(
     Column("warehouse_capacity", Integer, nullable=False),
     Column("granary_capacity", Integer, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint(
+        "wood >= 0 AND clay >= 0 AND iron >= 0 AND wheat >= 0", name="stock_not_negative"
+    ),
 )
 
 village_buildings = Table(
@@ -151,6 +165,7 @@ village_buildings = Table(
     Column("slot", Integer, primary_key=True),
     Column("building_name", String(32), nullable=False),
     Column("level", Integer, nullable=False),
+    CheckConstraint("level >= 0", name="level_not_negative"),
 )
 
 build_queue = Table(
@@ -168,7 +183,22 @@ build_queue = Table(
     Column("wheat", Integer, nullable=False),
     Column("started_at", UTCDateTime, nullable=False),
     Column("completes_at", UTCDateTime, nullable=False),
-    Index("ix_build_queue_village", "village_id", "queue_position"),
+    # One order per queue position of a village, and one order per slot and target level.
+    # PostgreSQL checks a plain unique constraint row by row, so shifting the positions down
+    # in one UPDATE (the engine, when an order completes) could collide with itself; a
+    # deferrable one is checked at the end of the statement. SQLite has no DEFERRABLE here.
+    UniqueConstraint(
+        "village_id", "queue_position", name="uq_build_queue_position",
+        deferrable=True, initially="IMMEDIATE",
+    ).ddl_if(dialect="postgresql"),
+    UniqueConstraint(
+        "village_id", "queue_position", name="uq_build_queue_position"
+    ).ddl_if(dialect="sqlite"),
+    UniqueConstraint("village_id", "slot", "target_level", name="uq_build_queue_slot_level"),
+    CheckConstraint("queue_position >= 1 AND target_level >= 1", name="position_and_level"),
+    CheckConstraint(
+        "wood >= 0 AND clay >= 0 AND iron >= 0 AND wheat >= 0", name="cost_not_negative"
+    ),
 )
 
 # Troops at home, owned by the village they stand in.
@@ -208,6 +238,7 @@ training_queue = Table(
     Column("started_at", UTCDateTime, nullable=False),
     Column("completes_at", UTCDateTime, nullable=False),
     Index("ix_training_queue_village", "village_id", "building_name", "completes_at"),
+    CheckConstraint("count > 0 AND trained >= 0 AND trained <= count", name="trained_of_count"),
 )
 
 # kind: attack, raid, siege, reinforcement, scout, return. state: underway, stationed, done.
@@ -231,6 +262,9 @@ movements = Table(
     Index("ix_movements_from", "from_village_id", "state"),
     Index("ix_movements_to", "to_village_id", "state"),
     Index("ix_movements_due", "state", "arrives_at"),
+    CheckConstraint(
+        "wood >= 0 AND clay >= 0 AND iron >= 0 AND wheat >= 0", name="loot_not_negative"
+    ),
 )
 
 # state: open, accepted, cancelled. Offered resources and merchants are held while open.
@@ -248,6 +282,9 @@ trade_offers = Table(
     Column("state", String(16), nullable=False, default="open"),
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_trade_offers_state", "state", "created_at"),
+    CheckConstraint(
+        "offer_amount > 0 AND request_amount > 0 AND merchants >= 0", name="amounts_positive"
+    ),
 )
 
 # state: underway (to the target), returning (merchants coming home), done.
@@ -268,6 +305,10 @@ shipments = Table(
     Column("returns_at", UTCDateTime, nullable=False),
     Index("ix_shipments_from", "from_village_id", "state"),
     Index("ix_shipments_to", "to_village_id", "state"),
+    CheckConstraint(
+        "wood >= 0 AND clay >= 0 AND iron >= 0 AND wheat >= 0 AND merchants >= 0",
+        name="goods_not_negative",
+    ),
 )
 
 messages = Table(
@@ -309,11 +350,11 @@ alliance_invitations = Table(
     UniqueConstraint("alliance_id", "player_id", name="alliance_player"),
 )
 
-# The sandbox server's bearer tokens (a development world, so kept readable).
+# The sandbox server's bearer tokens, stored as hashes (sql/tokens.py): one per player.
 api_tokens = Table(
     "api_tokens",
     metadata,
-    Column("token", String(64), primary_key=True),
+    Column("token_hash", String(64), primary_key=True),
     Column("player_id", Id, ForeignKey("players.id"), nullable=False, unique=True),
     Column("created_at", UTCDateTime, nullable=False),
 )

@@ -1,0 +1,1 @@
+"""One revision per schema version; see sql/migrate.py for how they are run."""
