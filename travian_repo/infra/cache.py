@@ -367,12 +367,11 @@ class RedisStore(Store):
         """Whether an invalidation of this process is still waiting to reach Redis."""
         return bool(self._lost)
 
-    def _run(self, action: Callable[[], Any]) -> tuple[bool, Any]:
-        if self._down and time.monotonic() < self._retry_at:
+    def _run(self, action: Callable[[], Any], force: bool = False) -> tuple[bool, Any]:
+        """``action()`` on Redis, or (False, None) when it fails or the breaker is open
+        (``force``: try anyway)."""
+        if self._down and not force and time.monotonic() < self._retry_at:
             return False, None
-        return self._attempt(action)
-
-    def _attempt(self, action: Callable[[], Any]) -> tuple[bool, Any]:
         try:
             if self._lost:
                 self._recover()  # before anything is read: entries from before the loss go
@@ -432,7 +431,7 @@ class RedisStore(Store):
         # Ends when the loss is delivered or the store is closed; one attempt per interval.
         while not self._closed.wait(self._lost_retry_s):
             if self._lost:
-                self._attempt(_nothing)
+                self._run(_nothing, force=True)
             with self._state_lock:
                 if not self._lost:
                     self._retrier = None
@@ -444,7 +443,7 @@ class RedisStore(Store):
         """Stop the background retry; one last attempt to deliver what was lost."""
         self._closed.set()
         if self._lost:
-            self._attempt(_nothing)
+            self._run(_nothing, force=True)
             if self._lost:
                 log.warning("closed with invalidations Redis never took: other processes may "
                             "read entries from before them until their TTL ends")
