@@ -272,6 +272,11 @@ class Store(ABC):
     def bump(self, gen_keys: Iterable[str], epoch_key: str) -> None:
         """New generations for ``gen_keys``."""
 
+    @property
+    def pending(self) -> bool:
+        """Whether an invalidation is still waiting to reach the store."""
+        return False
+
     def close(self) -> None:
         """Release what the store holds (nothing, unless it says otherwise)."""
 
