@@ -126,6 +126,8 @@ class World:
         return self._metrics.snapshot()
 
     def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()  # before the client goes: it may still owe Redis an invalidation
         if self.redis is not None and self._owns_redis:
             self.redis.close()
         if self._transport is not None:

@@ -16,8 +16,10 @@ See docs/cache.md for the whole story. In short:
   (the server committed it before it answered). Both go through ``EVENT_INVALIDATES``.
 - A unit of work that has written reads around the cache (read-your-writes).
 - Redis down or slow: reads go to the backend, counted as ``cache_bypassed``, one warning per
-  outage and one when Redis is back. Invalidations that could not be sent bump the world's
-  epoch as soon as Redis answers again, which invalidates every entry of the world.
+  outage and one when Redis is back. An invalidation that could not be sent is remembered by
+  its process, which bumps the world's epoch (every entry of the world becomes a miss) before
+  its own next use of Redis and, idle or not, from a background retry every
+  ``LOST_RETRY_S``; and once more when the world is closed.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ DEFAULT_TTLS: dict[str, float] = {
 
 GENERATION_TTL_S = 24 * 3600  # generations outlive every entry; a lost one only means misses
 REDIS_RETRY_S = 1.0  # after a Redis failure, reads skip Redis this long before trying again
+LOST_RETRY_S = 0.25  # a process holding an undelivered invalidation retries it this often
 MEMORY_MAX_ENTRIES = 50_000
 WORLD = "world"  # the entity every entry depends on: the world's epoch
 
@@ -237,7 +240,8 @@ def build_cache(
         # Without Redis the cache is opt-in (cache=True): an in-process cache cannot see what
         # other processes, the engine or hand-written SQL change in the world.
         return None
-    store: Store = RedisStore(redis_client) if redis_client is not None else MemoryStore()
+    store: Store = (RedisStore(redis_client, metrics=metrics) if redis_client is not None
+                    else MemoryStore())
     cache = Cache(store, world_id=world_id, metrics=metrics, ttls=table)
     if database is not None:
         database.add_commit_listener(cache.committed)
@@ -267,6 +271,14 @@ class Store(ABC):
     @abstractmethod
     def bump(self, gen_keys: Iterable[str], epoch_key: str) -> None:
         """New generations for ``gen_keys``."""
+
+    @property
+    def pending(self) -> bool:
+        """Whether an invalidation is still waiting to reach the store."""
+        return False
+
+    def close(self) -> None:
+        """Release what the store holds (nothing, unless it says otherwise)."""
 
 
 def _token() -> str:
@@ -323,29 +335,51 @@ class MemoryStore(Store):
 class RedisStore(Store):
     """Redis through the world's client, with a breaker: after a failure, Redis is skipped
     for ``REDIS_RETRY_S`` and then tried again; one warning when it fails, one when it is back.
+
+    An invalidation that could not be delivered is remembered (in this process) as the
+    world's epoch to bump: the bump is sent before this process's next use of Redis, and a
+    background thread retries it every ``lost_retry_s`` until Redis takes it, so an idle
+    writer does not leave other processes' readers with stale entries.
     """
 
     shared = True
 
-    def __init__(self, client: redis.Redis, retry_s: float = REDIS_RETRY_S) -> None:
+    def __init__(
+        self, client: redis.Redis, retry_s: float = REDIS_RETRY_S,
+        lost_retry_s: float = LOST_RETRY_S, metrics: Metrics | None = None,
+    ) -> None:
         self._client = client
         self._retry_s = retry_s
+        self._lost_retry_s = lost_retry_s
+        self._metrics = metrics
         self._state_lock = threading.Lock()
         self._down = False
         self._retry_at = 0.0
-        # Generations that could not be bumped: the epochs to bump once Redis answers again.
+        # Epochs to bump once Redis answers again, and how many losses were recorded: a bump
+        # clears them only if no loss came in while it was on its way (that loss may be for a
+        # write committed after the bump reached Redis).
         self._lost: set[str] = set()
+        self._lost_seq = 0
+        self._retrier: threading.Thread | None = None
+        self._closed = threading.Event()
 
     @property
     def down(self) -> bool:
         return self._down
 
-    def _run(self, action: Callable[[], Any]) -> tuple[bool, Any]:
-        if self._down and time.monotonic() < self._retry_at:
+    @property
+    def pending(self) -> bool:
+        """Whether an invalidation of this process is still waiting to reach Redis."""
+        return bool(self._lost)
+
+    def _run(self, action: Callable[[], Any], force: bool = False) -> tuple[bool, Any]:
+        """``action()`` on Redis, or (False, None) when it fails or the breaker is open
+        (``force``: try anyway)."""
+        if self._down and not force and time.monotonic() < self._retry_at:
             return False, None
         try:
             if self._lost:
-                self._recover()
+                self._recover()  # before anything is read: entries from before the loss go
             result = action()
         except (redis.RedisError, OSError) as exc:
             self._failed(exc)
@@ -360,13 +394,19 @@ class RedisStore(Store):
     def _recover(self) -> None:
         with self._state_lock:
             lost = sorted(self._lost)
-        if lost:
-            pipe = self._client.pipeline(transaction=False)
-            for key in lost:
-                pipe.set(key, _token(), ex=GENERATION_TTL_S)
-            pipe.execute()
-            with self._state_lock:
-                self._lost.difference_update(lost)
+            seq = self._lost_seq
+        if not lost:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for key in lost:
+            pipe.set(key, _token(), ex=GENERATION_TTL_S)
+        pipe.execute()
+        with self._state_lock:
+            done = self._lost_seq == seq
+            if done:
+                self._lost.clear()
+        if done:
+            self._count("cache_invalidations_recovered")
             log.warning("invalidations lost while Redis was unreachable: every cached read "
                         "of the world is invalidated")
 
@@ -377,6 +417,41 @@ class RedisStore(Store):
                 self._down = True
                 log.warning("Redis failed (%s: %s): cached reads go to the backend until it "
                             "answers again", type(exc).__name__, str(exc)[:200])
+
+    def _count(self, name: str) -> None:
+        if self._metrics is not None:
+            self._metrics.count(name)
+
+    def _lose(self, epoch_key: str) -> None:
+        with self._state_lock:
+            self._lost.add(epoch_key)
+            self._lost_seq += 1
+            if self._retrier is None and not self._closed.is_set():
+                self._retrier = threading.Thread(
+                    target=self._retry_lost, name="travian-repo-cache-recovery", daemon=True)
+                self._retrier.start()
+        self._count("cache_invalidations_lost")
+
+    def _retry_lost(self) -> None:
+        # Ends when the loss is delivered or the store is closed; one attempt per interval.
+        while not self._closed.wait(self._lost_retry_s):
+            if self._lost:
+                self._run(_nothing, force=True)
+            with self._state_lock:
+                if not self._lost:
+                    self._retrier = None
+                    return
+        with self._state_lock:
+            self._retrier = None
+
+    def close(self) -> None:
+        """Stop the background retry; one last attempt to deliver what was lost."""
+        self._closed.set()
+        if self._lost:
+            self._run(_nothing, force=True)
+            if self._lost:
+                log.warning("closed with invalidations Redis never took: other processes may "
+                            "read entries from before them until their TTL ends")
 
     def lookup(self, keys: list[str]) -> list[Any] | None:
         ok, values = self._run(lambda: self._client.mget(keys))
@@ -407,10 +482,13 @@ class RedisStore(Store):
 
         ok, _ = self._run(run)
         if not ok:
-            # Not sent: what depends on them would stay readable. Remember to drop the
-            # whole world's entries as soon as Redis answers (their TTL bounds it anyway).
-            with self._state_lock:
-                self._lost.add(epoch_key)
+            # Not sent (or not known to be): what depends on them would stay readable.
+            # Drop the whole world's entries as soon as Redis answers.
+            self._lose(epoch_key)
+
+
+def _nothing() -> None:
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -598,6 +676,9 @@ class Cache:
 
     def view(self, clock: Callable[[], datetime] | None = None) -> CacheView:
         return CacheView(self, clock)
+
+    def close(self) -> None:
+        self.store.close()
 
     # -- invalidation
 
