@@ -331,17 +331,10 @@ def test_tokens_are_stored_hashed_and_reissuing_replaces_them(database_url: str)
 
 
 def test_the_engine_shifts_a_long_queue_down_under_the_unique_positions(
-    database_url: str, backend: str, request: pytest.FixtureRequest
+    database_url: str, backend: str
 ) -> None:
-    """Completing the first of several orders shifts the rest down in one UPDATE; stored
-    out of position order, a constraint checked row by row would see a transient duplicate."""
-    if backend == "sqlite":
-        # SQLite checks UNIQUE row by row and has no DEFERRABLE for it: the engine's single
-        # UPDATE (sandbox/engine.py, _build) relies on the rows being stored in position
-        # order, which every code path keeps (the test below) but this test breaks on purpose.
-        request.applymarker(pytest.mark.xfail(
-            strict=True, raises=tr.Conflict,
-            reason="engine's one-statement position shift on SQLite needs rowid order"))
+    """Completing the first of several orders closes up the rest; stored out of position
+    order, a constraint checked row by row (SQLite's) would see any transient duplicate."""
     create_world(database_url, players=2, seed=3, start="developed", now=START, replace=True,
                  build_queue_limit=5)
     q = schema.build_queue

@@ -184,16 +184,9 @@ build_queue = Table(
     Column("started_at", UTCDateTime, nullable=False),
     Column("completes_at", UTCDateTime, nullable=False),
     # One order per queue position of a village, and one order per slot and target level.
-    # PostgreSQL checks a plain unique constraint row by row, so shifting the positions down
-    # in one UPDATE (the engine, when an order completes) could collide with itself; a
-    # deferrable one is checked at the end of the statement. SQLite has no DEFERRABLE here.
-    UniqueConstraint(
-        "village_id", "queue_position", name="uq_build_queue_position",
-        deferrable=True, initially="IMMEDIATE",
-    ).ddl_if(dialect="postgresql"),
-    UniqueConstraint(
-        "village_id", "queue_position", name="uq_build_queue_position"
-    ).ddl_if(dialect="sqlite"),
+    # Both databases check these row by row, so the queue closes up one row at a time into
+    # freed positions (sql.village_state.close_up_queue), never through a duplicate.
+    UniqueConstraint("village_id", "queue_position", name="uq_build_queue_position"),
     UniqueConstraint("village_id", "slot", "target_level", name="uq_build_queue_slot_level"),
     CheckConstraint("queue_position >= 1 AND target_level >= 1", name="position_and_level"),
     CheckConstraint(

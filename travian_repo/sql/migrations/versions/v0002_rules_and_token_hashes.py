@@ -78,15 +78,11 @@ SHOWN = 5
 def upgrade() -> None:
     conn = op.get_bind()
     _refuse_breaking_rows(conn)
-    postgres = conn.dialect.name == "postgresql"
 
     with op.batch_alter_table("build_queue") as batch:
         batch.drop_index("ix_build_queue_village")
-        # Deferrable on PostgreSQL: checked at the end of a statement, not row by row, so
-        # one UPDATE may shift the positions of a queue down.
-        extra = {"deferrable": True, "initially": "IMMEDIATE"} if postgres else {}
         batch.create_unique_constraint(
-            "uq_build_queue_position", ["village_id", "queue_position"], **extra
+            "uq_build_queue_position", ["village_id", "queue_position"]
         )
         batch.create_unique_constraint(
             "uq_build_queue_slot_level", ["village_id", "slot", "target_level"]
