@@ -702,7 +702,7 @@ def app_world(app: Flask) -> World:
 
 def _error_text(status: int, message: str) -> str:
     """The JSON error body for an answer waitress writes itself (see serving.py)."""
-    code = "internal_error" if status >= 500 else "invalid_request"
+    code = "internal_error" if status == 500 else "invalid_request"
     return _error(status, code, message).body
 
 

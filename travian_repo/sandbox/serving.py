@@ -19,7 +19,8 @@ The slots are what this module guards (``connection_limit``, default 100):
   stuck on a stalled database, holding every worker thread, do not hold them up.
 - **JSON errors from waitress too**: a malformed request line or header (400), headers or a
   body over the limits (431, 413), an unsupported transfer coding (501) and waitress's
-  internal 500 answer with the server's JSON error envelope instead of waitress's text.
+  internal 500 answer with the server's JSON error envelope instead of waitress's text
+  (code ``invalid_request``; ``internal_error`` for the 500).
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class JsonErrorTask(ErrorTask):
         request: Any = self.request
         error = request.error
         server: Any = self.channel.server
-        if error.code >= 500:
+        if error.code == 500:  # a failure of the server's own: the log has it
             message = "internal server error; the server log has the cause"
         else:
             detail = str(error.body).strip()
