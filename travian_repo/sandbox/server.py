@@ -3,7 +3,7 @@
 One handler per route of ``travian_repo.wire.routes.ROUTES``; answers are
 ``wire.serializer.encode`` as JSON, errors the ``wire.errors`` table's status and body.
 
-Every request except ``GET /v1/openapi.yaml`` needs:
+Every request except ``GET /v1/openapi.yaml`` and ``GET /v1/health`` needs:
 
 - ``Authorization: Bearer <token>``: the player the token belongs to (table ``api_tokens``)
   acts. No token or an unknown one: ``401`` with ``{"error": {"code": "unauthorized", ...}}``
