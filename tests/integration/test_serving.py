@@ -241,21 +241,27 @@ def _parse(answer: bytes) -> tuple[int, dict[str, str], bytes]:
 def test_under_pressure_answers_close_their_connection(
     sqlite_world: tuple[str, WorldSummary],
 ) -> None:
-    """At three quarters of the connection limit, answers carry Connection: close, so
-    clients take turns instead of holding every slot; below it, keep-alive as usual."""
+    """At three quarters of the connection limit, an answer on a connection open for a
+    second closes it, so clients take turns instead of holding every slot; a new connection
+    keeps alive for its first second, and below the mark keep-alive is as usual."""
     url, _ = sqlite_world
     with ServerThread(url, connection_limit=20) as server:  # pressure from 15 connections
-        with requests.Session() as session:
-            calm = session.get(server.url + "/v1/health", timeout=5)
+        with requests.Session() as old, requests.Session() as new:
+            calm = old.get(server.url + "/v1/health", timeout=5)
+            assert calm.status_code == 200 and calm.headers.get("Connection") != "close"
+            time.sleep(1.1)
+            calm = old.get(server.url + "/v1/health", timeout=5)
             assert calm.status_code == 200 and calm.headers.get("Connection") != "close"
             held = [socket.create_connection(("127.0.0.1", server.port), timeout=5)
                     for _ in range(15)]
             try:
                 time.sleep(0.3)
-                pressed = requests.get(server.url + "/v1/health", timeout=5)
+                young = new.get(server.url + "/v1/health", timeout=5)
+                pressed = old.get(server.url + "/v1/health", timeout=5)
             finally:
                 for sock in held:
                     sock.close()
+    assert young.status_code == 200 and young.headers.get("Connection") != "close"
     assert pressed.status_code == 200
     assert pressed.headers.get("Connection") == "close"
 

@@ -11,9 +11,10 @@ The slots are what this module guards (``connection_limit``, default 100):
 - **Idle keep-alive connections** are closed after ``idle_timeout`` seconds.
 - **Under pressure** (open connections at three quarters of ``connection_limit`` or more):
   a request still arriving after ``PRESSED_REQUEST_TIMEOUT`` seconds is answered ``408``, a
-  keep-alive connection idle for ``PRESSED_IDLE_TIMEOUT`` seconds is closed, and every answer
-  closes its connection (``Connection: close``), so clients take turns in the accept queue
-  instead of the first ``connection_limit`` of them holding every slot.
+  keep-alive connection idle for ``PRESSED_IDLE_TIMEOUT`` seconds is closed, and an answer on
+  a connection open for ``PRESSED_CONNECTION_AGE`` seconds or more closes it (``Connection:
+  close``), so clients take turns in the accept queue instead of the first
+  ``connection_limit`` of them holding every slot.
 - **Database-free requests in their own lane**: ``light_paths`` (GET/HEAD), ``OPTIONS`` and
   waitress's own error answers run on ``LIGHT_THREADS`` threads of their own, so requests
   stuck on a stalled database, holding every worker thread, do not hold them up.
@@ -45,6 +46,9 @@ PRESSURE_SHARE = 0.75
 # after this (seconds).
 PRESSED_REQUEST_TIMEOUT = 2.0
 PRESSED_IDLE_TIMEOUT = 1.0
+# Under pressure, an answer on a connection this old (seconds) closes it: every slot turns
+# over about once a second, and a client reconnects once a second, not on every request.
+PRESSED_CONNECTION_AGE = 1.0
 # A connection answered 408 that has not taken its answer by then is closed anyway.
 SHED_GRACE = 2.0
 # Threads for requests that never touch the database.
@@ -111,11 +115,12 @@ class JsonErrorTask(ErrorTask):
 
 
 class TurnTakingTask(WSGITask):
-    """An application answer; under pressure it closes its connection after the answer."""
+    """An application answer; under pressure it closes an older connection after it."""
 
     def execute(self) -> None:
-        server: Any = self.channel.server
-        if server.pressed():
+        channel: Any = self.channel
+        if (channel.server.pressed()
+                and time.time() - channel.creation_time >= PRESSED_CONNECTION_AGE):
             self.set_close_on_finish()
         super().execute()
 
