@@ -6,11 +6,12 @@
                               [--start standard|developed] [--replace]
     travian-repo tokens --database-url URL
     travian-repo serve --database-url URL [--host H] [--port P] [--threads N] [--manual-clock]
-                       [--connection-limit N] [--header-timeout S] [--request-timeout S]
-                       [--idle-timeout S]
 
 A user error (a bad URL, a database that is not a world, an argument out of range) prints
 one line on stderr and exits with status 2; no traceback.
+
+``serve`` also takes the connection guards ``--connection-limit N``, ``--header-timeout S``,
+``--request-timeout S`` and ``--idle-timeout S`` (see ``travian_repo.sandbox.serving``).
 """
 
 from __future__ import annotations

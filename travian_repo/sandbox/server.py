@@ -69,10 +69,6 @@ from travian_repo.world import World, connect
 log = logging.getLogger(__name__)
 
 OPENAPI_RESOURCE = "openapi.yaml"  # travian_repo/sandbox/openapi.yaml (docs/ holds a copy)
-OPENAPI_PATH = f"{PREFIX}/openapi.yaml"
-HEALTH_PATH = f"{PREFIX}/health"
-# Answered without the database, on threads of their own (see serving.py).
-DATABASE_FREE_PATHS = frozenset({OPENAPI_PATH, HEALTH_PATH})
 MAX_BODY_BYTES = 1 << 20
 MAX_TOKEN_LENGTH = 256
 _INT = re.compile(r"-?[0-9]{1,18}")
@@ -352,6 +348,12 @@ def _check_table() -> None:
             f"no handler for {sorted(routed - set(HANDLERS))}, "
             f"no route for {sorted(set(HANDLERS) - routed)}"
         )
+
+
+OPENAPI_PATH = f"{PREFIX}/openapi.yaml"
+HEALTH_PATH = f"{PREFIX}/health"
+# Answered without the database, on threads of their own (see serving.py).
+DATABASE_FREE_PATHS = frozenset({OPENAPI_PATH, HEALTH_PATH})
 
 
 # ---- the application ----------------------------------------------------------------------
@@ -721,25 +723,25 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8080,
     threads: int = 8,
-    clock: Clock | None = None,
-    redis_url: Any = None,
-    manual_clock: bool = False,
-    speed: float | None = None,
     connection_limit: int = ServingOptions.connection_limit,
     header_timeout: float = ServingOptions.header_timeout,
     request_timeout: float = ServingOptions.request_timeout,
     idle_timeout: float = ServingOptions.idle_timeout,
+    clock: Clock | None = None,
+    redis_url: Any = None,
+    manual_clock: bool = False,
+    speed: float | None = None,
 ) -> None:
     """Serve v1 over the world at ``database_url`` until interrupted (blocking).
-
-    ``speed``: the engine runs by itself, the world's time going ``speed`` times real time
-    from now (1 = real time); None with ``manual_clock`` leaves time to the clients.
 
     ``threads`` answer requests (GET /v1/health and /v1/openapi.yaml have two threads of
     their own); at most ``connection_limit`` connections are open at once; a request's
     headers must arrive within ``header_timeout`` seconds of its first byte and the whole
     request within ``request_timeout``; a keep-alive connection idle for ``idle_timeout``
     seconds is closed. See ``travian_repo.sandbox.serving``.
+
+    ``speed``: the engine runs by itself, the world's time going ``speed`` times real time
+    from now (1 = real time); None with ``manual_clock`` leaves time to the clients.
     """
     from travian_repo.sandbox.engine import AcceleratedClock, EngineThread
 
