@@ -10,6 +10,9 @@
 
 A user error (a bad URL, a database that is not a world, an argument out of range) prints
 one line on stderr and exits with status 2; no traceback.
+
+``serve`` also takes the connection guards ``--connection-limit N``, ``--header-timeout S``,
+``--request-timeout S`` and ``--idle-timeout S`` (see ``travian_repo.sandbox.serving``).
 """
 
 from __future__ import annotations
@@ -148,6 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     serve.add_argument("--threads", type=int, default=8, help="worker threads (default 8)")
+    serve.add_argument("--connection-limit", type=int, default=100, metavar="N",
+                       help="open connections at most (default 100); from three quarters of "
+                       "it on, idle and slow connections are let go sooner")
+    serve.add_argument("--header-timeout", type=float, default=10.0, metavar="S",
+                       help="a request's headers must arrive within S seconds of its first "
+                       "byte, or it is answered 408 (default 10)")
+    serve.add_argument("--request-timeout", type=float, default=30.0, metavar="S",
+                       help="the whole request, body included, within S seconds (default 30)")
+    serve.add_argument("--idle-timeout", type=float, default=30.0, metavar="S",
+                       help="close a keep-alive connection idle for S seconds (default 30)")
     serve.add_argument("--redis-url", default=os.environ.get("TRAVIAN_REDIS_URL") or None,
                        metavar="URL", help="publish events and share the cache through this Redis "
                        "(default: $TRAVIAN_REDIS_URL; none: in-process only)")
@@ -176,7 +189,9 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     if args.speed is not None and not args.speed > 0:
         return _fail("--speed must be a positive number")
     serve(args.database_url, host=args.host, port=args.port, threads=args.threads,
-          redis_url=args.redis_url, manual_clock=manual, speed=args.speed)
+          redis_url=args.redis_url, manual_clock=manual, speed=args.speed,
+          connection_limit=args.connection_limit, header_timeout=args.header_timeout,
+          request_timeout=args.request_timeout, idle_timeout=args.idle_timeout)
     return 0
 
 

@@ -3,7 +3,7 @@
 One handler per route of ``travian_repo.wire.routes.ROUTES``; answers are
 ``wire.serializer.encode`` as JSON, errors the ``wire.errors`` table's status and body.
 
-Every request except ``GET /v1/openapi.yaml`` needs:
+Every request except ``GET /v1/openapi.yaml`` and ``GET /v1/health`` needs:
 
 - ``Authorization: Bearer <token>``: the player the token belongs to (table ``api_tokens``)
   acts. No token or an unknown one: ``401`` with ``{"error": {"code": "unauthorized", ...}}``
@@ -35,12 +35,10 @@ from importlib import resources
 from types import TracebackType
 from typing import Any, Callable, Mapping
 
-import waitress
 from flask import Flask, Response, request
 from sqlalchemy import Engine, select
 from sqlalchemy import exc as sa_exc
 from waitress import wasyncore
-from waitress.server import MultiSocketServer, create_server
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from travian_repo.domain.errors import (
@@ -58,6 +56,7 @@ from travian_repo.sandbox.idempotency import (
     request_hash,
 )
 from travian_repo.sandbox.clock import Clock as ManualClock
+from travian_repo.sandbox.serving import ServingOptions, make_server
 from travian_repo.sql import schema
 from travian_repo.sql.database import Clock
 from travian_repo.sql.schema import as_utc
@@ -352,6 +351,12 @@ def _check_table() -> None:
         )
 
 
+OPENAPI_PATH = f"{PREFIX}/openapi.yaml"
+HEALTH_PATH = f"{PREFIX}/health"
+# Answered without the database, on threads of their own (see serving.py).
+DATABASE_FREE_PATHS = frozenset({OPENAPI_PATH, HEALTH_PATH})
+
+
 # ---- the application ----------------------------------------------------------------------
 
 class _Service:
@@ -576,6 +581,8 @@ def create_app(
         raise
     app = Flask("travian_repo.sandbox.server")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    # No implicit OPTIONS answers (an empty text/html 200): OPTIONS is a JSON 405 with Allow.
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.extensions[_EXTENSION] = service
 
     for route in ROUTES:
@@ -585,8 +592,13 @@ def create_app(
     def openapi() -> Response:
         return Response(openapi_text(), content_type="application/yaml; charset=utf-8")
 
-    app.add_url_rule(f"{PREFIX}/openapi.yaml", endpoint="openapi", view_func=openapi,
-                     methods=["GET"])
+    def health() -> Response:
+        # Never touches the database: says the server is up and which world it serves.
+        return Answer(200, _json({"status": "ok", "world_id": service.world_id})).response(
+            **{"Cache-Control": "no-store"})
+
+    app.add_url_rule(OPENAPI_PATH, endpoint="openapi", view_func=openapi, methods=["GET"])
+    app.add_url_rule(HEALTH_PATH, endpoint="health", view_func=health, methods=["GET"])
     if manual_clock:
         assert isinstance(clock, ManualClock)
         _add_sandbox_clock(app, service, clock)
@@ -690,12 +702,31 @@ def app_world(app: Flask) -> World:
 
 # ---- running it ---------------------------------------------------------------------------
 
+def _error_text(status: int, message: str) -> str:
+    """The JSON error body for an answer waitress writes itself (see serving.py)."""
+    code = "internal_error" if status == 500 else "invalid_request"
+    return _error(status, code, message).body
+
+
+def _listen(app: Flask, host: str, port: int, options: ServingOptions,
+            socket_map: dict[int, Any]) -> Any:
+    # typed loosely: the waitress stubs miss effective_port and the trigger's thunks
+    server: Any = make_server(app, host=host, port=port, options=options,
+                              error_body=_error_text, light_paths=DATABASE_FREE_PATHS,
+                              map=socket_map, ident="travian_repo")
+    return server
+
+
 def serve(
     database_url: str | Engine,
     *,
     host: str = "127.0.0.1",
     port: int = 8080,
     threads: int = 8,
+    connection_limit: int = ServingOptions.connection_limit,
+    header_timeout: float = ServingOptions.header_timeout,
+    request_timeout: float = ServingOptions.request_timeout,
+    idle_timeout: float = ServingOptions.idle_timeout,
     clock: Clock | None = None,
     redis_url: Any = None,
     manual_clock: bool = False,
@@ -703,11 +734,20 @@ def serve(
 ) -> None:
     """Serve v1 over the world at ``database_url`` until interrupted (blocking).
 
+    ``threads`` answer requests (GET /v1/health and /v1/openapi.yaml have two threads of
+    their own); at most ``connection_limit`` connections are open at once; a request's
+    headers must arrive within ``header_timeout`` seconds of its first byte and the whole
+    request within ``request_timeout``; a keep-alive connection idle for ``idle_timeout``
+    seconds is closed. See ``travian_repo.sandbox.serving``.
+
     ``speed``: the engine runs by itself, the world's time going ``speed`` times real time
     from now (1 = real time); None with ``manual_clock`` leaves time to the clients.
     """
     from travian_repo.sandbox.engine import AcceleratedClock, EngineThread
 
+    options = ServingOptions(threads=threads, connection_limit=connection_limit,
+                             header_timeout=header_timeout, request_timeout=request_timeout,
+                             idle_timeout=idle_timeout)
     if speed is not None and manual_clock:
         raise ConfigurationError("choose a speed or a manual clock, not both")
     if speed is not None:
@@ -716,10 +756,14 @@ def serve(
     database = app_world(app).database
     # The engine commits through the server's own Database, so its events reach the same
     # commit listeners (event bus, cache) as the players' writes.
-    engine = None if speed is None else EngineThread(database, clock=clock, interval=1.0).start()
-    log.info("serving world %r on http://%s:%d%s", database.settings.world_id, host, port, PREFIX)
+    engine = None
     try:
-        waitress.serve(app, host=host, port=port, threads=threads, ident="travian_repo")
+        server = _listen(app, host, port, options, {})
+        engine = None if speed is None else EngineThread(database, clock=clock,
+                                                         interval=1.0).start()
+        log.info("serving world %r on http://%s:%s%s", database.settings.world_id, host,
+                 server.effective_port, PREFIX)
+        server.run()
     finally:
         if engine is not None:
             engine.stop()
@@ -733,6 +777,8 @@ class ServerThread:
             requests.get(server.url + "/v1/me", headers=...)
 
     ``port=0`` picks a free port; ``.url`` is ``http://host:port`` (without ``/v1``).
+    ``threads``, ``connection_limit``, ``header_timeout``, ``request_timeout`` and
+    ``idle_timeout`` as for ``serve``.
     """
 
     def __init__(
@@ -744,19 +790,26 @@ class ServerThread:
         threads: int = 8,
         clock: Clock | None = None,
         redis_url: Any = None,
+        connection_limit: int = ServingOptions.connection_limit,
+        header_timeout: float = ServingOptions.header_timeout,
+        request_timeout: float = ServingOptions.request_timeout,
+        idle_timeout: float = ServingOptions.idle_timeout,
     ) -> None:
+        options = ServingOptions(threads=threads, connection_limit=connection_limit,
+                                 header_timeout=header_timeout, request_timeout=request_timeout,
+                                 idle_timeout=idle_timeout)
         self._owns_app = not isinstance(app, Flask)
         self.app = (app if isinstance(app, Flask)
                     else create_app(app, clock=clock, redis_url=redis_url))
         self._map: dict[int, Any] = {}
-        made = create_server(self.app, map=self._map, host=host, port=port, threads=threads,
-                             ident="travian_repo")
-        if isinstance(made, MultiSocketServer):  # only with several listen addresses
-            made.close()
-            raise ValueError("ServerThread listens on one address")
-        # typed loosely: the waitress stubs miss effective_port and the trigger's thunks
-        server: Any = made
+        try:
+            server = _listen(self.app, host, port, options, self._map)
+        except BaseException:
+            if self._owns_app:
+                app_world(self.app).close()
+            raise
         self._server = server
+        self.options = options
         self.host = host
         self.port = int(server.effective_port)
         self.url = f"http://{host}:{self.port}"
@@ -783,7 +836,7 @@ class ServerThread:
             self._thread.join(timeout)
         else:
             wasyncore.close_all(self._map)
-        server.task_dispatcher.shutdown(timeout=int(timeout))
+        server.shutdown(timeout)
         if self._owns_app:
             app_world(self.app).close()
 
