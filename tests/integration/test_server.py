@@ -745,6 +745,9 @@ def test_openapi_document_covers_every_route(spec: dict[str, Any]) -> None:
             codes = set(op["responses"])
             assert {"400", "401", "409", "429", "500", "503"} <= codes, path
             assert ("201" if method == "post" else "200") in codes, path
+            assert ("413" in codes) == (method == "post"), path
+            success = op["responses"]["201" if method == "post" else "200"]
+            assert set(success["headers"]) == {"Cache-Control", "X-Content-Type-Options"}, path
 
 
 def test_openapi_schemas_mirror_the_domain_values(spec: dict[str, Any]) -> None:
