@@ -182,6 +182,7 @@ def test_no_rate_limit_when_turned_off(start: Any) -> None:
     assert {server.get("/me").status_code for _ in range(50)} == {200}
 
 
+@pytest.mark.slow  # it waits out Retry-After twice
 def test_a_throttled_client_gets_through_or_a_typed_rate_limited(start: Any) -> None:
     server = start(rate_limit=2, rate_burst=2)
     with tr.connect(api_url=server.url, token=server.tokens[1], rate_limit=UNBOUNDED,
