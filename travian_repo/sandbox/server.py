@@ -6,8 +6,9 @@ One handler per route of ``travian_repo.wire.routes.ROUTES``; answers are
 Every request except ``GET /v1/openapi.yaml`` and ``GET /v1/health`` needs:
 
 - ``Authorization: Bearer <token>``: the player the token belongs to (table ``api_tokens``)
-  acts. No token or an unknown one: ``401`` with ``{"error": {"code": "unauthorized", ...}}``
-  and ``WWW-Authenticate: Bearer`` (the client's error table maps 401 to ``Forbidden``).
+  acts. An unknown token: ``401`` with ``{"error": {"code": "unauthorized", ...}}`` and
+  ``WWW-Authenticate: Bearer``. No token acts as nobody: public reads answer, anything
+  else is the same ``401`` (``Unauthorized``, a ``Forbidden``); ``403`` is "not yours".
 - ``X-World-Id``: must equal the world's id (``world_settings.world_id``). Missing: ``400
   invalid_request``; another world: ``409 conflict`` naming both ids.
 
@@ -21,6 +22,13 @@ transaction; 5xx answers are not stored (nothing was committed; a retry runs aga
 Requests refused before the repository runs (auth, headers, query string, body shape) are
 not stored either: they act on nothing and refuse the same way every time.
 
+Each token (without one, each remote address) may send ``rate_limit`` requests per second
+with bursts of ``rate_burst`` (``travian_repo.sandbox.limits``; shared through Redis when the
+server has it); past that: ``429 rate_limited`` with ``Retry-After``. Bodies over 1 MiB are
+``413``; ids in paths are ASCII digits; a body must be UTF-8 JSON without NaN, Infinity or
+lone surrogates (``travian_repo.sandbox.inputs``). Answers carry ``Cache-Control: no-store``
+(all but the OpenAPI document) and ``X-Content-Type-Options: nosniff``.
+
 Anything that is not a ``TravianError`` is logged and answered ``500`` with a generic body.
 """
 
@@ -31,6 +39,7 @@ import logging
 import re
 import threading
 from dataclasses import dataclass, field
+from datetime import timedelta
 from importlib import resources
 from types import TracebackType
 from typing import Any, Callable, Mapping
@@ -48,13 +57,17 @@ from travian_repo.domain.errors import (
     InvalidRequest,
     RateLimited,
     TravianError,
+    Unauthorized,
 )
 from travian_repo.sandbox.idempotency import (
+    DEFAULT_RETENTION,
     IdempotencyStore,
     InFlight,
     check_key,
     request_hash,
 )
+from travian_repo.sandbox.inputs import MAX_BODY_BYTES, AsciiIdConverter, decode_json
+from travian_repo.sandbox.limits import DEFAULT_RATE, ServerRateLimit, caller_of
 from travian_repo.sandbox.clock import Clock as ManualClock
 from travian_repo.sandbox.serving import ServingOptions, make_server
 from travian_repo.sql import schema
@@ -70,7 +83,6 @@ from travian_repo.world import World, connect
 log = logging.getLogger(__name__)
 
 OPENAPI_RESOURCE = "openapi.yaml"  # travian_repo/sandbox/openapi.yaml (docs/ holds a copy)
-MAX_BODY_BYTES = 1 << 20
 MAX_TOKEN_LENGTH = 256
 _INT = re.compile(r"-?[0-9]{1,18}")
 _EXTENSION = "travian_repo"
@@ -89,8 +101,10 @@ class Answer:
     def response(self, **extra: str) -> Response:
         headers = dict(self.headers)
         headers.update(extra)
-        return Response(self.body.encode("utf-8"), status=self.status, headers=headers,
-                        content_type="application/json")
+        # backslashreplace: a lone surrogate (never stored, but never a 500 either) becomes
+        # a JSON \udXXX escape, which keeps the text valid JSON
+        return Response(self.body.encode("utf-8", "backslashreplace"), status=self.status,
+                        headers=headers, content_type="application/json")
 
 
 def _json(value: Any) -> str:
@@ -110,6 +124,8 @@ def error_answer(error: TravianError) -> Answer:
         headers["Retry-After"] = str(max(1, int(error.retry_after + 0.999)))
     elif isinstance(error, BackendUnavailable):
         headers["Retry-After"] = "1"
+    elif isinstance(error, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="travian_repo"'
     try:
         text = _json(error_body(error))
     except (TypeError, ValueError):  # details that are not JSON-safe: keep the message
@@ -360,13 +376,15 @@ DATABASE_FREE_PATHS = frozenset({OPENAPI_PATH, HEALTH_PATH})
 # ---- the application ----------------------------------------------------------------------
 
 class _Service:
-    """What every request shares: the world, its id, the idempotency store."""
+    """What every request shares: the world, its id, the idempotency store, the rate limit."""
 
-    def __init__(self, world: World) -> None:
+    def __init__(self, world: World, *, limit: ServerRateLimit | None = None,
+                 retention: timedelta | None = DEFAULT_RETENTION) -> None:
         self.world = world
         self.world_id = world.database.settings.world_id
-        self.store = IdempotencyStore()
+        self.store = IdempotencyStore(retention)
         self.in_flight = InFlight()
+        self.limit = limit
 
     # -- the envelope --
 
@@ -396,7 +414,7 @@ class _Service:
     @staticmethod
     def _unauthorized(message: str, *, invalid: bool = False) -> Answer:
         challenge = 'Bearer realm="travian_repo"' + (', error="invalid_token"' if invalid else "")
-        return _error(401, "unauthorized", message, headers={"WWW-Authenticate": challenge})
+        return _error(401, Unauthorized.code, message, headers={"WWW-Authenticate": challenge})
 
     def check_world(self) -> None:
         given = request.headers.get("X-World-Id")
@@ -423,12 +441,7 @@ class _Service:
             if route.operation in EMPTY_BODY_WRITES:  # nothing to say but the path
                 return {}, Body({})
             raise InvalidRequest("the request body must be a JSON object; it is empty")
-        try:
-            data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise InvalidRequest(f"the request body is not valid JSON: {str(exc)[:120]}") from None
-        except RecursionError:
-            raise InvalidRequest("the request body is nested too deeply") from None
+        data = decode_json(raw)
         if not isinstance(data, dict):
             raise InvalidRequest(
                 f"the request body must be a JSON object, got {_json_kind(data)}")
@@ -436,8 +449,15 @@ class _Service:
 
     # -- running an operation --
 
+    def check_rate(self) -> None:
+        """Count this request against its token's bucket; RateLimited when over."""
+        if self.limit is not None:
+            self.limit.check(caller_of(request.headers.get("Authorization", ""),
+                                       request.remote_addr))
+
     def handle(self, route: Route, params: dict[str, Any]) -> Response:
         try:
+            self.check_rate()
             player_id = self.authenticate()
             if player_id is None and route.operation == "session.me":
                 raise _Refused(self._unauthorized("GET /v1/me needs Authorization: Bearer <token>"))
@@ -516,6 +536,15 @@ class _Service:
                 uow.close()
         finally:
             self.in_flight.leave(player_id, key)
+            self._purge_keys()
+
+    def _purge_keys(self) -> None:
+        """Forget idempotency keys past the retention window (cheap unless one is due)."""
+        database = self.world.database
+        try:
+            self.store.purge_due(database.engine, database.clock())
+        except sa_exc.SQLAlchemyError as exc:  # the answer stands; the next write tries again
+            log.warning("purging old idempotency keys failed: %s", type(exc).__name__)
 
 
 def _in_progress(key: str) -> Answer:
@@ -529,10 +558,6 @@ def _session_of(uow: UnitOfWork) -> Any:
     if not isinstance(uow, SqlUnitOfWork):
         raise TypeError("the sandbox server needs SQL units of work")
     return uow._session
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _json_kind(value: Any) -> str:
@@ -555,6 +580,8 @@ def openapi_text() -> str:
 def create_app(
     database_url: str | Engine, *, clock: Clock | None = None, redis_url: Any = None,
     manual_clock: bool = False,
+    rate_limit: float | None = DEFAULT_RATE, rate_burst: float | None = None,
+    idempotency_retention: timedelta | None = DEFAULT_RETENTION,
 ) -> Flask:
     """The v1 API over the world at ``database_url`` (a URL or a SQLAlchemy Engine).
 
@@ -569,13 +596,22 @@ def create_app(
     ``{"seconds": N}`` (any player's token and the world id, as for v1), which advances the
     clock and runs the engine up to it, answering ``{"processed": count, "now": iso}``.
     Without it the route does not exist (404).
+
+    ``rate_limit``: requests per second per API token (without a token, per remote address),
+    with bursts of ``rate_burst`` (default five times the rate); past it the server answers
+    ``429`` with ``Retry-After``. Shared through Redis when the server has one. None: no
+    limit. ``idempotency_retention``: how long an ``Idempotency-Key`` replays its answer
+    (by the world's clock; None keeps keys for ever).
     """
     _check_table()
     if manual_clock:
         clock = _manual_clock(database_url, clock)
     world = connect(database_url, prefer="sql", clock=clock, redis_url=redis_url)
     try:
-        service = _Service(world)
+        limit = None if rate_limit is None else ServerRateLimit(
+            rate_limit, rate_burst, redis_client=world.redis,
+            world_id=world.database.settings.world_id)
+        service = _Service(world, limit=limit, retention=idempotency_retention)
     except BaseException:
         world.close()
         raise
@@ -584,6 +620,7 @@ def create_app(
     # No implicit OPTIONS answers (an empty text/html 200): OPTIONS is a JSON 405 with Allow.
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.extensions[_EXTENSION] = service
+    app.url_map.converters["int"] = AsciiIdConverter  # ids in paths: ASCII digits only
 
     for route in ROUTES:
         app.add_url_rule(route.flask_rule, endpoint=route.operation,
@@ -602,6 +639,14 @@ def create_app(
     if manual_clock:
         assert isinstance(clock, ManualClock)
         _add_sandbox_clock(app, service, clock)
+
+    @app.after_request
+    def private(response: Response) -> Response:
+        # answers depend on the token: no shared cache keeps them, no browser sniffs them
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if request.endpoint != "openapi":
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
@@ -659,10 +704,7 @@ def _add_sandbox_clock(app: Flask, service: _Service, clock: ManualClock) -> Non
                     "missing Authorization: Bearer <token> header"))
             service.check_world()
             raw = request.get_data(cache=False)
-            try:
-                data = json.loads(raw.decode("utf-8") or "{}", parse_constant=_no_constant)
-            except (UnicodeDecodeError, ValueError):
-                raise InvalidRequest("the request body is not valid JSON") from None
+            data = decode_json(raw) if raw.strip() else {}
             if not isinstance(data, dict):
                 raise InvalidRequest("the request body must be a JSON object")
             body = Body(data)
@@ -731,6 +773,8 @@ def serve(
     redis_url: Any = None,
     manual_clock: bool = False,
     speed: float | None = None,
+    rate_limit: float | None = DEFAULT_RATE,
+    rate_burst: float | None = None,
 ) -> None:
     """Serve v1 over the world at ``database_url`` until interrupted (blocking).
 
@@ -742,6 +786,7 @@ def serve(
 
     ``speed``: the engine runs by itself, the world's time going ``speed`` times real time
     from now (1 = real time); None with ``manual_clock`` leaves time to the clients.
+    ``rate_limit`` / ``rate_burst``: the per-token limit, as for ``create_app``.
     """
     from travian_repo.sandbox.engine import AcceleratedClock, EngineThread
 
@@ -752,7 +797,8 @@ def serve(
         raise ConfigurationError("choose a speed or a manual clock, not both")
     if speed is not None:
         clock = AcceleratedClock(speed)
-    app = create_app(database_url, clock=clock, redis_url=redis_url, manual_clock=manual_clock)
+    app = create_app(database_url, clock=clock, redis_url=redis_url, manual_clock=manual_clock,
+                     rate_limit=rate_limit, rate_burst=rate_burst)
     database = app_world(app).database
     # The engine commits through the server's own Database, so its events reach the same
     # commit listeners (event bus, cache) as the players' writes.
