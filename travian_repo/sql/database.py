@@ -384,7 +384,7 @@ class SqlSession:
         under the retry policy.
         """
         if self._lost is not None:
-            raise BackendUnavailable(self._lost)
+            raise BackendUnavailable(self._lost, details={"outcome": "not_applied"})
 
         def attempt() -> T:
             conn = self.connection()
@@ -421,11 +421,18 @@ class SqlSession:
                 details={"cause": str(exc.__cause__)[:200]},
             ) from exc.__cause__
         except sa_exc.SQLAlchemyError as exc:  # the step, or BEGIN/SAVEPOINT itself, failed
-            if _is_disconnect(exc) and self._conn is not None:
+            if not _is_disconnect(exc):
+                raise self._translate(exc) from exc
+            if self._conn is not None:
                 self._connection_lost()
+            # No COMMIT was sent: the dropped transaction is rolled back by the server.
             error = self._translate(exc)
-            if self._lost is not None and isinstance(error, BackendUnavailable):
-                error = BackendUnavailable(f"{self._lost} ({error.message})")
+            if isinstance(error, BackendUnavailable):
+                error = BackendUnavailable(
+                    f"{self._lost or error.message}"
+                    + (f" ({error.message})" if self._lost else f"; {NOT_APPLIED}"),
+                    details={"outcome": "not_applied"},
+                )
             raise error from exc
 
     def _begin(self, conn: Connection) -> None:
@@ -457,7 +464,7 @@ class SqlSession:
         if self._lost is not None:
             lost, self._lost = self._lost, None
             self._events, self._wrote = [], False
-            raise BackendUnavailable(lost)
+            raise BackendUnavailable(lost, details={"outcome": "not_applied"})
         wrote = self._wrote
         events, self._events = self._events, []
         if self._conn is not None and self._in_transaction:
