@@ -241,17 +241,17 @@ class PgProxy:
             pair.start()
 
 
-def once(match: Callable[[str], bool], action: str) -> Action:
-    """A fault that hits the first statement ``match`` picks, then never again."""
+def once(match: Callable[[str], bool], action: str, times: int = 1) -> Action:
+    """A fault that hits the first ``times`` statements ``match`` picks, then never again."""
     lock = threading.Lock()
-    fired = False
+    left = times
 
     def decide(sql: str) -> str | None:
-        nonlocal fired
+        nonlocal left
         with lock:
-            if fired or not match(sql):
+            if left <= 0 or not match(sql):
                 return None
-            fired = True
+            left -= 1
             return action
 
     return decide

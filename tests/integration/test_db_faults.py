@@ -131,7 +131,8 @@ def test_a_drop_mid_write_is_typed_and_applies_nothing(
     faulty: tr.World, proxy: PgProxy, direct: Direct
 ) -> None:
     orders, wood = direct.orders(), direct.wood()
-    proxy.on_query = once(is_training_insert, "reset")
+    # the library runs a dropped first step once more on a fresh connection: drop both
+    proxy.on_query = once(is_training_insert, "reset", times=2)
 
     def write() -> None:
         with faulty.unit_of_work() as uow:
@@ -143,6 +144,16 @@ def test_a_drop_mid_write_is_typed_and_applies_nothing(
     assert (direct.orders(), direct.wood()) == (orders, wood)
     faulty.military.train(1, TRAIN)  # no reconnect by the caller
     assert direct.orders() == orders + 1
+
+
+def test_a_first_step_dropped_once_is_run_again_once(
+    faulty: tr.World, proxy: PgProxy, direct: Direct
+) -> None:
+    orders = direct.orders()
+    proxy.on_query = once(is_training_insert, "reset")
+    faulty.military.train(1, TRAIN)
+    assert direct.orders() == orders + 1
+    assert sum(map(is_training_insert, proxy.queries)) == 2  # dropped, then run again
 
 
 def test_a_unit_of_work_that_lost_its_transaction_cannot_commit_half(
@@ -357,4 +368,31 @@ def test_the_server_answers_503_with_retry_after_never_500(
             assert direct.orders() == orders + 2
     finally:
         app.extensions["travian_repo"].world.close()
+        engine.dispose()
+
+
+# ---- the options ---------------------------------------------------------------------------
+
+def test_the_bounds_reach_the_server_and_keep_the_urls_own_options(
+    make_world: MakeWorld, database_url: str, clock: Clock
+) -> None:
+    make_world()
+    with tr.connect(database_url, player_id=1, clock=clock, statement_timeout=1.5,
+                    connect_timeout=3, pool_pre_ping=0) as world:
+        with world.database.engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "1500ms"
+            assert conn.exec_driver_sql("SHOW search_path").scalar().startswith("travian_test_")
+        assert world.villages.get(1).id == 1  # the world's tables: the URL's search_path holds
+    with tr.connect(database_url, player_id=1, statement_timeout=None) as world:
+        with world.database.engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "0"
+    for bad in ({"statement_timeout": -1}, {"connect_timeout": "5"}, {"pool_pre_ping": "yes"},
+                {"pool_timeout": float("nan")}):
+        with pytest.raises(tr.ConfigurationError):
+            tr.connect(database_url, **bad)
+    engine = make_engine(database_url)
+    try:
+        with pytest.raises(tr.ConfigurationError, match="engine built from a URL"):
+            tr.connect(engine, statement_timeout=5)
+    finally:
         engine.dispose()

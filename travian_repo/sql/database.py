@@ -42,6 +42,10 @@ KEEPALIVES_IDLE_S = 30
 # The client waits this much longer than statement_timeout for the server's own timeout
 # error before it decides the server (or the path to it) has stalled and drops the connection.
 REPLY_GRACE_S = 2.0
+# pool_pre_ping=True tests a pooled connection that sat idle this long before handing it out;
+# one used more recently costs no round trip, and if it died meanwhile its first statement
+# is run again on a fresh connection (see SqlSession.read / write).
+PRE_PING_IDLE_S = 5.0
 _PG_RETRYABLE = {"40001", "40P01"}  # serialization_failure, deadlock_detected
 
 
@@ -67,7 +71,7 @@ def make_engine(
     connect_timeout: float | None = CONNECT_TIMEOUT_S,
     statement_timeout: float | None = STATEMENT_TIMEOUT_S,
     pool_timeout: float | None = POOL_TIMEOUT_S,
-    pool_pre_ping: bool = True,
+    pool_pre_ping: bool | float = True,
     keepalives_idle: int | None = KEEPALIVES_IDLE_S,
     **kwargs: Any,
 ) -> Engine:
@@ -78,7 +82,8 @@ def make_engine(
     - ``statement_timeout``: seconds a statement may run on the server; the client gives up
       on a reply ``REPLY_GRACE_S`` later (a stalled server or network) and drops the connection;
     - ``pool_timeout``: seconds to wait for a free pooled connection;
-    - ``pool_pre_ping``: test a pooled connection before use (replaced when dead);
+    - ``pool_pre_ping``: test a pooled connection that sat idle ``PRE_PING_IDLE_S`` or more
+      before use, replacing it when dead (a number: that idle time instead, 0: every time);
     - ``keepalives_idle``: seconds of silence before TCP keepalive probes start.
     """
     try:
@@ -91,8 +96,11 @@ def make_engine(
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not math.isfinite(value) or value < 0):
             raise ConfigurationError(f"{name} must be a number of seconds >= 0 (or None), got {value!r}")
-    if not isinstance(pool_pre_ping, bool):
-        raise ConfigurationError(f"pool_pre_ping must be True or False, got {pool_pre_ping!r}")
+    if not isinstance(pool_pre_ping, (bool, int, float)) or (
+            not isinstance(pool_pre_ping, bool)
+            and (not math.isfinite(pool_pre_ping) or pool_pre_ping < 0)):
+        raise ConfigurationError(
+            f"pool_pre_ping must be True, False or an idle time in seconds >= 0, got {pool_pre_ping!r}")
     # The library sends BEGIN/COMMIT itself; a driver in autocommit means a read is one
     # statement on the wire, with no isolation reset when the connection goes back.
     kwargs.setdefault("isolation_level", "AUTOCOMMIT")
@@ -110,7 +118,6 @@ def make_engine(
         kwargs.setdefault("pool_size", pool_size or 10)
         kwargs.setdefault("max_overflow", 2 * (pool_size or 10))
         kwargs.setdefault("pool_recycle", 1800)
-        kwargs.setdefault("pool_pre_ping", pool_pre_ping)
         if pool_timeout:
             kwargs.setdefault("pool_timeout", pool_timeout)
         if parsed.get_driver_name() == "psycopg2":
@@ -126,6 +133,9 @@ def make_engine(
         _guard_checkin(engine, deadline)
     if deadline is not None:
         deadline.install(engine)
+    if parsed.get_backend_name() == "postgresql" and pool_pre_ping is not False:
+        _pre_ping(engine, PRE_PING_IDLE_S if pool_pre_ping is True else float(pool_pre_ping),
+                  deadline)
     engine._travian_deadline = deadline  # type: ignore[attr-defined]
     engine._travian_autocommit = kwargs["isolation_level"] == "AUTOCOMMIT"  # type: ignore[attr-defined]
     return engine
@@ -170,6 +180,34 @@ def _guard_checkin(engine: Engine, deadline: ReplyDeadline | None = None) -> Non
                 cursor.close()
                 if deadline is not None:
                     deadline.disarm(dbapi_connection)
+
+
+def _pre_ping(engine: Engine, idle_s: float, deadline: ReplyDeadline | None) -> None:
+    """Test a connection that sat in the pool ``idle_s`` or longer before handing it out
+    (bounded by the reply deadline); a dead one is replaced by the pool."""
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_connection: Any, record: Any) -> None:
+        record.info["travian_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("travian_idle_since")
+        if since is None or time.monotonic() - since < idle_s:
+            return  # new, or in use a moment ago
+        if deadline is not None:
+            deadline.arm(dbapi_connection)
+        try:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("SELECT 1")
+            finally:
+                cursor.close()
+        except Exception as exc:  # noqa: BLE001 - any failure: the pool replaces it
+            raise sa_exc.DisconnectionError(f"pre-ping failed: {exc}") from exc
+        finally:
+            if deadline is not None:
+                deadline.disarm(dbapi_connection)
 
 
 def prepare_sqlite(engine: Engine) -> None:
@@ -368,21 +406,50 @@ class SqlSession:
         return self._conn
 
     def read(self, fn: Callable[[Connection], T]) -> T:
-        """Run a read; database errors come back as library errors."""
-        conn = self.connection()
-        try:
-            return fn(conn)
-        except sa_exc.SQLAlchemyError as exc:
-            if _is_disconnect(exc):
+        """Run a read; database errors come back as library errors.
+
+        A read outside a transaction whose connection turns out dead runs once more on a
+        fresh one (it changes nothing; a pooled connection may have died since its last use).
+        """
+        for again in (False, True):
+            conn = self.connection()
+            try:
+                return fn(conn)
+            except sa_exc.SQLAlchemyError as exc:
+                if not _is_disconnect(exc):
+                    raise self._translate(exc) from exc
+                in_transaction = self._in_transaction
                 self._connection_lost()
-            raise self._translate(exc) from exc
+                if again or in_transaction or self._stalled():
+                    raise self._translate(exc) from exc
+                log.info("a read's connection was dead; reading again on a fresh one")
+        raise AssertionError("unreachable")
+
+    def _stalled(self) -> bool:
+        deadline = self.database.deadline
+        return deadline is not None and deadline.fired_here(keep=True)
 
     def write(self, fn: Callable[[Connection], T]) -> T:
         """Run one write operation atomically inside this session's transaction.
 
         On PostgreSQL a serialization failure or deadlock undoes the step and runs it again
-        under the retry policy.
+        under the retry policy. A first step (nothing else in the transaction) whose
+        connection drops runs once more on a fresh connection: no COMMIT was sent, so nothing
+        of it can have been applied.
         """
+        first = not self._in_transaction
+        try:
+            return self._write(fn)
+        except BackendUnavailable as error:
+            if not (first and error.details.get("outcome") == "not_applied"
+                    and isinstance(error.__cause__, sa_exc.SQLAlchemyError)
+                    and _is_disconnect(error.__cause__) and not self._stalled()):
+                raise
+            log.info("a write's connection dropped before anything was sent to commit; "
+                     "running it again on a fresh connection")
+        return self._write(fn)
+
+    def _write(self, fn: Callable[[Connection], T]) -> T:
         if self._lost is not None:
             raise BackendUnavailable(self._lost, details={"outcome": "not_applied"})
 

@@ -48,9 +48,12 @@ class ReplyDeadline:
         with self._lock:
             self._armed.pop(id(dbapi_connection), None)
 
-    def fired_here(self) -> bool:
-        """True (once) when the calling thread's connection was dropped for being late."""
+    def fired_here(self, *, keep: bool = False) -> bool:
+        """True when the calling thread's connection was dropped for being late (the mark
+        is cleared unless ``keep``)."""
         with self._lock:
+            if keep:
+                return threading.get_ident() in self._fired
             return self._fired.pop(threading.get_ident(), None) is not None
 
     def _watch(self) -> None:
@@ -74,7 +77,7 @@ class ReplyDeadline:
                             self._fired[thread] = now
 
     def install(self, engine: Engine) -> None:
-        """Arm around every statement (and the pool's pre-ping) of ``engine``."""
+        """Arm around every statement of ``engine``."""
 
         @event.listens_for(engine, "before_cursor_execute")
         def _before(_conn: Any, cursor: Any, *_args: Any) -> None:
@@ -94,19 +97,6 @@ class ReplyDeadline:
         def _checkin(dbapi_connection: Any, _record: Any) -> None:
             if dbapi_connection is not None:
                 self.disarm(dbapi_connection)
-
-        dialect = engine.dialect
-        ping = dialect.do_ping
-
-        def bounded_ping(dbapi_connection: Any) -> bool:
-            self.arm(dbapi_connection)
-            try:
-                return ping(dbapi_connection)
-            finally:
-                self.disarm(dbapi_connection)
-
-        # The pool pings outside the statement events; bound that wait as well.
-        setattr(dialect, "do_ping", bounded_ping)  # noqa: B010 - this engine's dialect only
 
 
 def _drop(dbapi_connection: Any) -> bool:
