@@ -396,3 +396,15 @@ def test_the_bounds_reach_the_server_and_keep_the_urls_own_options(
             tr.connect(engine, statement_timeout=5)
     finally:
         engine.dispose()
+
+
+def test_outcome_keys_of_confirmed_commits_do_not_pile_up(
+    make_world: MakeWorld, database_url: str, clock: Clock, direct: Direct
+) -> None:
+    make_world()
+    with tr.connect(database_url, player_id=1, clock=clock) as world:
+        for n in range(70):
+            world.diplomacy.send_message(1, 2, "keys", f"message {n}")
+    assert len(direct.messages("keys")) == 70
+    left = direct.scalar("SELECT count(*) FROM idempotency_keys WHERE player_id = 0")
+    assert left == 70 - 64  # two batches of 32 deleted; the rest wait for the next batch
