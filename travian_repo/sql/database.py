@@ -519,7 +519,7 @@ class SqlSession:
         try:
             if first:
                 conn.exec_driver_sql("ROLLBACK")
-                self._end_transaction(committed=False)
+                self._end_transaction()
             else:
                 conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {savepoint}")
         except sa_exc.SQLAlchemyError:
@@ -540,14 +540,14 @@ class SqlSession:
                 self._conn.exec_driver_sql("COMMIT")
             except sa_exc.SQLAlchemyError as exc:
                 self._discard()
-                self._end_transaction(committed=False)
+                self._end_transaction()
                 self._wrote = False
                 if not _outcome_unknown(exc) or key is None:
                     raise self._translate(exc, "the commit failed; " + NOT_APPLIED) from exc
                 self._resolve(key, exc)  # returns only when the commit did happen
                 self.database.spend_key(key)  # the next full batch deletes it
             else:
-                self._end_transaction(committed=True)
+                self._end_transaction()
                 batch = self.database.spend_key(key)
                 if batch:
                     self._delete_spent(batch)
@@ -595,7 +595,7 @@ class SqlSession:
                 self._conn.exec_driver_sql("ROLLBACK")
             except sa_exc.SQLAlchemyError:
                 self._discard()
-        self._end_transaction(committed=False)
+        self._end_transaction()
         self._wrote = False
 
     def close(self) -> None:
@@ -619,7 +619,7 @@ class SqlSession:
             if isinstance(exc, sa_exc.SQLAlchemyError) and _is_disconnect(exc):
                 self._discard()
 
-    def _end_transaction(self, *, committed: bool) -> None:
+    def _end_transaction(self) -> None:
         self._in_transaction = False
         self._key = None
         self._caller_key = None
@@ -630,7 +630,7 @@ class SqlSession:
         in_transaction = self._in_transaction
         self._discard()
         if in_transaction:
-            self._end_transaction(committed=False)
+            self._end_transaction()
             self._events = []
             if had_writes:
                 self._lost = ("the world database connection dropped in the middle of the unit "
