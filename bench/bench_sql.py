@@ -437,7 +437,7 @@ def breakdown(engine: Engine, url: str, player_id: int, ids: list[int], calls: i
         with world.unit_of_work() as uow:
             # The SQLAlchemy layers run on the unit of work's own connection (autocommit, as
             # its reads are): same server backend, so layers differ only by client code.
-            sa_conn = uow.villages._target._session.connection()  # type: ignore[attr-defined]
+            sa_conn = uow.villages._session.connection()  # type: ignore[attr-defined]
             layers: list[tuple[str, Callable[[int], Any]]] = [
                 ("raw psycopg2 + dict (the baseline)", lambda vid: raw_get(raw, vid)),
                 ("SA exec_driver_sql(RAW_SQL).first() (no compile)",

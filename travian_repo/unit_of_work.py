@@ -6,10 +6,9 @@ database transaction (opened at its first write). Over HTTP each write is atomic
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import cast
 
 from travian_repo.domain.errors import Forbidden
 from travian_repo.http.base import HttpRepository
@@ -22,15 +21,18 @@ from travian_repo.http.transport import Transport
 from travian_repo.http.villages import HttpVillageRepository
 from travian_repo.infra.cache import Cache, CacheView
 from travian_repo.infra.metrics import Metrics
-from travian_repo.wire.routes import BY_OPERATION
 from travian_repo.repositories.base import (
     DiplomacyRepository,
+    Repository,
+    check_open,
     IntelRepository,
     MilitaryRepository,
     PlayerRepository,
     TradeRepository,
     VillageRepository,
 )
+from travian_repo.repositories.delegating import ROUTED
+from travian_repo.sql.base import SqlRepository
 from travian_repo.sql.database import Database, SqlSession
 from travian_repo.sql.diplomacy import SqlDiplomacyRepository
 from travian_repo.sql.intel import SqlIntelRepository
@@ -39,22 +41,55 @@ from travian_repo.sql.players import SqlPlayerRepository
 from travian_repo.sql.trade import SqlTradeRepository
 from travian_repo.sql.villages import SqlVillageRepository
 
-R = TypeVar("R")
-
-
 class UnitOfWork(ABC):
-    villages: VillageRepository
-    military: MilitaryRepository
-    trade: TradeRepository
-    intel: IntelRepository
-    diplomacy: DiplomacyRepository
-    players: PlayerRepository
+    """One acting player, one transaction. Each repository is made on its first use (a
+    quick call needs one, not six) and belongs to this unit: once the unit has ended, its
+    repositories refuse every call with ``UnitOfWorkEnded`` (a TravianError)."""
 
     def __init__(self, player_id: int | None) -> None:
         self.player_id = player_id
         self._closed = False
+        self._repositories: dict[str, Repository] = {}
+
+    @property
+    def villages(self) -> VillageRepository:
+        return cast(VillageRepository, self._repository("villages"))
+
+    @property
+    def military(self) -> MilitaryRepository:
+        return cast(MilitaryRepository, self._repository("military"))
+
+    @property
+    def trade(self) -> TradeRepository:
+        return cast(TradeRepository, self._repository("trade"))
+
+    @property
+    def intel(self) -> IntelRepository:
+        return cast(IntelRepository, self._repository("intel"))
+
+    @property
+    def diplomacy(self) -> DiplomacyRepository:
+        return cast(DiplomacyRepository, self._repository("diplomacy"))
+
+    @property
+    def players(self) -> PlayerRepository:
+        return cast(PlayerRepository, self._repository("players"))
+
+    def _repository(self, domain: str) -> Repository:
+        repo = self._repositories.get(domain)
+        if repo is None:
+            check_open(self)
+            repo = self._build(domain)
+            repo._unit = self
+            self._repositories[domain] = repo
+        return repo
+
+    @abstractmethod
+    def _build(self, domain: str) -> Repository:
+        """This backend's repository of ``domain`` ("villages", ...)."""
 
     def __enter__(self) -> UnitOfWork:
+        check_open(self)
         return self
 
     def __exit__(
@@ -81,10 +116,10 @@ class UnitOfWork(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Release the connection (rolls back what is not committed)."""
+        """End the unit: release the connection (rolls back what is not committed)."""
 
 
-_SQL_REPOSITORIES: dict[str, type[Any]] = {
+_SQL_REPOSITORIES: dict[str, type[SqlRepository]] = {
     "villages": SqlVillageRepository,
     "military": SqlMilitaryRepository,
     "trade": SqlTradeRepository,
@@ -95,8 +130,6 @@ _SQL_REPOSITORIES: dict[str, type[Any]] = {
 
 
 class SqlUnitOfWork(UnitOfWork):
-    """Repositories are made on first use: a quick call needs one, not six."""
-
     def __init__(
         self, database: Database, player_id: int | None, metrics: Metrics, cache: Cache | None = None
     ) -> None:
@@ -108,14 +141,10 @@ class SqlUnitOfWork(UnitOfWork):
             self._cache_view = cache.view(database.clock)
             self._cache_view.sessions.append(self._session)
 
-    def __getattr__(self, domain: str) -> Any:
-        cls = _SQL_REPOSITORIES.get(domain)
-        if cls is None:
-            raise AttributeError(domain)
-        target = cls(self._session, self.player_id)
-        target._cache = self._cache_view
-        repo = _instrument(target, domain, self._metrics)
-        setattr(self, domain, repo)
+    def _build(self, domain: str) -> Repository:
+        repo = _SQL_REPOSITORIES[domain](self._session, self.player_id)
+        repo._cache = self._cache_view
+        repo._metrics = self._metrics
         return repo
 
     @property
@@ -124,12 +153,15 @@ class SqlUnitOfWork(UnitOfWork):
         return self._session
 
     def commit(self) -> None:
+        check_open(self)
         self._session.commit()
 
     def rollback(self) -> None:
-        self._session.rollback()
+        if not self._closed:
+            self._session.rollback()
 
     def close(self) -> None:
+        self._closed = True
         self._session.close()
 
 
@@ -159,13 +191,9 @@ class HttpUnitOfWork(UnitOfWork):
         self._transport = transport
         self._cache_view: CacheView | None = cache.view() if cache is not None else None
 
-    def __getattr__(self, domain: str) -> Any:
-        cls = _HTTP_REPOSITORIES.get(domain)
-        if cls is None:
-            raise AttributeError(domain)
-        repo = cls(self._transport, self.player_id)
+    def _build(self, domain: str) -> Repository:
+        repo = _HTTP_REPOSITORIES[domain](self._transport, self.player_id)
         repo._cache = self._cache_view
-        setattr(self, domain, repo)
         return repo
 
     def commit(self) -> None:
@@ -175,7 +203,8 @@ class HttpUnitOfWork(UnitOfWork):
         """Nothing to undo locally: writes already answered are committed on the server."""
 
     def close(self) -> None:
-        """The transport is the world's; it stays open."""
+        """The transport is the world's; it stays open. The unit ends."""
+        self._closed = True
 
 
 class AutoUnitOfWork(UnitOfWork):
@@ -194,12 +223,9 @@ class AutoUnitOfWork(UnitOfWork):
             # database reads after them skip the cache (read-your-writes).
             http._cache_view = sql._cache_view
 
-    def __getattr__(self, domain: str) -> Any:
-        if domain not in _SQL_REPOSITORIES:
-            raise AttributeError(domain)
-        repo = _Routed(domain, getattr(self._sql, domain), getattr(self._http, domain))
-        setattr(self, domain, repo)
-        return repo
+    def _build(self, domain: str) -> Repository:
+        routed = ROUTED[domain]
+        return routed(self._sql._repository(domain), self._http._repository(domain))  # type: ignore[call-arg]
 
     def commit(self) -> None:
         self._sql.commit()
@@ -208,57 +234,6 @@ class AutoUnitOfWork(UnitOfWork):
         self._sql.rollback()
 
     def close(self) -> None:
+        self._closed = True
+        self._http.close()
         self._sql.close()
-
-
-class _Routed:
-    """One domain's methods: writes to the API repository, reads to the SQL one."""
-
-    def __init__(self, domain: str, reads: Any, writes: Any) -> None:
-        self._domain = domain
-        self._reads = reads
-        self._writes = writes
-
-    def __getattr__(self, name: str) -> Any:
-        operation = f"{self._domain}.{name}"
-        target = self._writes if operation in BY_OPERATION and BY_OPERATION[operation].is_write else self._reads
-        return getattr(target, name)
-
-
-class _Instrumented:
-    """Times every public call of a repository into the metrics, by ``domain.method``."""
-
-    def __init__(self, target: Any, domain: str, metrics: Metrics) -> None:
-        self._target = target
-        self._domain = domain
-        self._metrics = metrics
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._target, name)
-        if name.startswith("_") or not callable(attr):
-            return attr
-        operation = f"{self._domain}.{name}"
-        metrics = self._metrics
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            failed = True
-            try:
-                result = attr(*args, **kwargs)
-                failed = False
-                return result
-            finally:
-                metrics.record(operation, (time.perf_counter() - started) * 1000.0, error=failed)
-
-        call.__name__ = name
-        call.__doc__ = attr.__doc__
-        setattr(self, name, call)  # later lookups skip __getattr__
-        return call
-
-    def __repr__(self) -> str:
-        return f"<{type(self._target).__name__} (instrumented)>"
-
-
-def _instrument(repo: R, domain: str, metrics: Metrics) -> R:
-    return cast(R, _Instrumented(repo, domain, metrics))
-

@@ -31,6 +31,7 @@ from travian_repo.repositories.base import (
     TradeRepository,
     VillageRepository,
 )
+from travian_repo.repositories.delegating import QUICK
 from travian_repo.repositories.validation import check_id
 from travian_repo.sql.database import Clock, Database, make_engine
 from travian_repo.unit_of_work import AutoUnitOfWork, HttpUnitOfWork, SqlUnitOfWork, UnitOfWork
@@ -82,12 +83,13 @@ class World:
         self._owns_engine = owns_engine
         self._metrics = metrics
         self.cache: Cache | None = None  # the read cache (set by connect()), None = off
-        self.villages: VillageRepository = _quick(self, "villages")
-        self.military: MilitaryRepository = _quick(self, "military")
-        self.trade: TradeRepository = _quick(self, "trade")
-        self.intel: IntelRepository = _quick(self, "intel")
-        self.diplomacy: DiplomacyRepository = _quick(self, "diplomacy")
-        self.players: PlayerRepository = _quick(self, "players")
+        # Quick calls: ``world.villages.get(1)``, each in its own unit of work.
+        self.villages = cast(VillageRepository, QUICK["villages"](self.unit_of_work))  # type: ignore[call-arg]
+        self.military = cast(MilitaryRepository, QUICK["military"](self.unit_of_work))  # type: ignore[call-arg]
+        self.trade = cast(TradeRepository, QUICK["trade"](self.unit_of_work))  # type: ignore[call-arg]
+        self.intel = cast(IntelRepository, QUICK["intel"](self.unit_of_work))  # type: ignore[call-arg]
+        self.diplomacy = cast(DiplomacyRepository, QUICK["diplomacy"](self.unit_of_work))  # type: ignore[call-arg]
+        self.players = cast(PlayerRepository, QUICK["players"](self.unit_of_work))  # type: ignore[call-arg]
         # Events: Redis pub/sub with a Redis client, else this process's bus for the world;
         # the SQL side publishes after each commit that wrote.
         self._event_bus = event_bus_for(redis_client, world_id)
@@ -155,32 +157,6 @@ class World:
         api = self._transport.base_url if self._transport else "-"
         return (f"<World {self.world_id!r} prefer={self.prefer} database={where} api={api} "
                 f"player_id={self.player_id}>")
-
-
-class _QuickRepository:
-    """``world.villages.get(1)``: each call in its own unit of work, as the world's player."""
-
-    def __init__(self, world: World, domain: str) -> None:
-        self._world = world
-        self._domain = domain
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        if name.startswith("_"):
-            raise AttributeError(name)
-
-        world, domain = self._world, self._domain
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with world.unit_of_work() as uow:
-                return getattr(getattr(uow, domain), name)(*args, **kwargs)
-
-        call.__name__ = name
-        setattr(self, name, call)  # later lookups skip __getattr__
-        return call
-
-
-def _quick(world: World, domain: str) -> Any:
-    return _QuickRepository(world, domain)
 
 
 def connect(

@@ -5,18 +5,16 @@ from __future__ import annotations
 from typing import Any, Mapping, TypeVar
 
 from travian_repo.http.transport import Transport
+from travian_repo.repositories.base import Repository
 from travian_repo.wire.routes import route
 from travian_repo.wire.serializer import decode, decode_list
 
 T = TypeVar("T")
 
 
-class HttpRepository:
+class HttpRepository(Repository):
     """Arguments are checked here with the same validation as the SQL side, so bad input
     never leaves the process; the server checks the rest and answers with the same errors."""
-
-    # The unit of work's cache handle (travian_repo.infra.cache.CacheView); None = no caching.
-    _cache: Any = None
 
     def __init__(self, transport: Transport, acting_player_id: int | None) -> None:
         self._transport = transport

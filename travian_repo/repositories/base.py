@@ -1,11 +1,21 @@
 """The repositories, declared once. The SQL and the HTTP side implement them alike:
-same methods, same values, same errors for the same world state."""
+same methods, same values, same errors for the same world state.
+
+Each abstract class is the contract of one domain. A concrete subclass only writes the
+bodies: ``Repository.__init_subclass__`` wraps each of its operations once, here, so every
+backend gets the same guard (a unit of work that has ended refuses the call) and the same
+timing into the metrics, and the method keeps its name, signature and the contract's
+docstring for ``help()``, ``inspect`` and completion.
+"""
 
 from __future__ import annotations
 
+import functools
+import time
 from abc import ABC, abstractmethod
-from typing import Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
+from travian_repo.domain.errors import TravianError
 from travian_repo.domain.values import (
     Alliance,
     BuildOrder,
@@ -23,8 +33,95 @@ from travian_repo.domain.values import (
     Village,
 )
 
+if TYPE_CHECKING:
+    from travian_repo.infra.metrics import Metrics
 
-class VillageRepository(ABC):
+
+class UnitOfWorkEnded(TravianError):
+    """A repository of a unit of work was used after the unit's ``with`` block (or
+    ``close()``): nothing was read or written."""
+
+
+class Repository(ABC):
+    """The base of every repository: the contracts below and their implementations."""
+
+    # The domain a contract serves ("villages", ...); set by each contract, not by its
+    # implementations.
+    domain: ClassVar[str] = ""
+    # The unit of work this repository belongs to (None: it stands alone).
+    _unit: Any = None
+    # Where calls are timed, by "domain.method" (None: not timed here).
+    _metrics: Metrics | None = None
+    # The unit of work's cache handle (travian_repo.infra.cache.CacheView); None = no caching.
+    _cache: Any = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "domain" in cls.__dict__ or not any(k.__dict__.get("domain") for k in cls.__mro__):
+            # A contract declares the operations, a shared base (SQL, HTTP, ...) serves them
+            # all: neither implements one.
+            return
+        contract = cls.contract()
+        for name in operations(contract):
+            fn = cls.__dict__.get(name)
+            if fn is None or getattr(fn, "__repository_operation__", False):
+                continue
+            setattr(cls, name, _wrap(contract, name, fn))
+
+    @classmethod
+    def contract(cls) -> type[Repository]:
+        """The abstract class (one per domain) this class implements."""
+        for klass in cls.__mro__:
+            if klass.__dict__.get("domain"):
+                return klass
+        raise TypeError(f"{cls.__name__} implements no repository contract")
+
+
+def operations(contract: type[Repository]) -> tuple[str, ...]:
+    """The operations a contract declares, in declaration order."""
+    return tuple(
+        name for name, value in contract.__dict__.items()
+        if getattr(value, "__isabstractmethod__", False)
+    )
+
+
+def check_open(unit: Any) -> None:
+    if unit is not None and unit._closed:
+        raise UnitOfWorkEnded(
+            "this unit of work has ended (its with block is over): it reads and writes "
+            "nothing more; start a new one with world.unit_of_work()"
+        )
+
+
+def _wrap(contract: type[Repository], name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    operation = f"{contract.domain}.{name}"
+    perf_counter = time.perf_counter
+
+    @functools.wraps(fn)
+    def call(self: Repository, *args: Any, **kwargs: Any) -> Any:
+        unit = self._unit
+        if unit is not None and unit._closed:
+            check_open(unit)
+        metrics = self._metrics
+        if metrics is None:
+            return fn(self, *args, **kwargs)
+        started = perf_counter()
+        failed = True
+        try:
+            result = fn(self, *args, **kwargs)
+            failed = False
+            return result
+        finally:
+            metrics.record(operation, (perf_counter() - started) * 1000.0, error=failed)
+
+    call.__doc__ = getattr(contract, name).__doc__ or fn.__doc__
+    call.__repository_operation__ = True  # type: ignore[attr-defined]
+    return call
+
+
+class VillageRepository(Repository):
+    domain = "villages"
+
     @abstractmethod
     def get(self, village_id: int) -> Village:
         """The village now; private fields only for its owner."""
@@ -52,7 +149,9 @@ class VillageRepository(ABC):
         """Cancel the order at ``queue_position`` with a full refund; returns it."""
 
 
-class MilitaryRepository(ABC):
+class MilitaryRepository(Repository):
+    domain = "military"
+
     @abstractmethod
     def troops(self, village_id: int) -> Troops:
         """Troops at home (owner only)."""
@@ -101,7 +200,9 @@ class MilitaryRepository(ABC):
         """
 
 
-class TradeRepository(ABC):
+class TradeRepository(Repository):
+    domain = "trade"
+
     @abstractmethod
     def create_offer(
         self,
@@ -145,7 +246,9 @@ class TradeRepository(ABC):
         """
 
 
-class IntelRepository(ABC):
+class IntelRepository(Repository):
+    domain = "intel"
+
     @abstractmethod
     def send_scouts(self, from_village_id: int, to_village_id: int, count: int = 1) -> Movement:
         """Send the tribe's scouts."""
@@ -155,7 +258,9 @@ class IntelRepository(ABC):
         """The player's newest scout reports (the player only)."""
 
 
-class DiplomacyRepository(ABC):
+class DiplomacyRepository(Repository):
+    domain = "diplomacy"
+
     @abstractmethod
     def send_message(
         self, from_player_id: int, to_player_id: int, subject: str, body: str
@@ -175,7 +280,9 @@ class DiplomacyRepository(ABC):
         """Invite a player (by a member of the alliance)."""
 
 
-class PlayerRepository(ABC):
+class PlayerRepository(Repository):
+    domain = "players"
+
     @abstractmethod
     def get(self, player_id: int) -> Player:
         """A player's public profile."""
@@ -186,3 +293,8 @@ class PlayerRepository(ABC):
 
 
 RANKING_METRICS = ("population", "villages")
+
+CONTRACTS: tuple[type[Repository], ...] = (
+    VillageRepository, MilitaryRepository, TradeRepository, IntelRepository,
+    DiplomacyRepository, PlayerRepository,
+)

@@ -8,6 +8,7 @@ from typing import Any, Callable, TypeVar
 from sqlalchemy import Connection, select
 
 from travian_repo.domain.errors import Forbidden, NotFound, Unauthorized
+from travian_repo.repositories.base import Repository
 from travian_repo.sql import schema
 from travian_repo.sql.database import SqlSession, WorldSettings
 from travian_repo.sql.village_state import check_owner
@@ -15,10 +16,7 @@ from travian_repo.sql.village_state import check_owner
 T = TypeVar("T")
 
 
-class SqlRepository:
-    # The unit of work's cache handle (travian_repo.infra.cache.CacheView); None = no caching.
-    _cache: Any = None
-
+class SqlRepository(Repository):
     def __init__(self, session: SqlSession, acting_player_id: int | None) -> None:
         self._session = session
         self._actor = acting_player_id
