@@ -11,16 +11,14 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Iterator, TypeVar, cast
 
 from sqlalchemy import Engine
 
 from travian_repo.domain.errors import ConfigurationError, Forbidden
-from travian_repo.domain.values import Event, Player
-from travian_repo.http.transport import Transport
+from travian_repo.domain.values import Event
 from travian_repo.infra.events import event_bus_for
 from travian_repo.infra.cache import Cache, build_cache, resolve_ttls
-from travian_repo.infra.ratelimit import rate_limiter_from_option
 from travian_repo.infra.metrics import Metrics
 from travian_repo.infra.retry import RetryPolicy
 from travian_repo.repositories.base import (
@@ -31,26 +29,22 @@ from travian_repo.repositories.base import (
     TradeRepository,
     VillageRepository,
 )
+from travian_repo.backend import Backend, BackendRequest, open_backend
+from travian_repo.backends import BACKEND_NAMES
 from travian_repo.repositories.delegating import QUICK
+from travian_repo.sql.backend import DATABASE_OPTIONS
 from travian_repo.repositories.validation import check_id
-from travian_repo.sql.database import Clock, Database, make_engine
-from travian_repo.unit_of_work import AutoUnitOfWork, HttpUnitOfWork, SqlUnitOfWork, UnitOfWork
-from travian_repo.wire.routes import route
-from travian_repo.wire.serializer import decode
+from travian_repo.sql.database import Database
+from travian_repo.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:
     from travian_repo.npc import NPCGameInterface
 
 R = TypeVar("R")
 
-# Bounded waits on the database (make_engine's keywords; engines built from a URL only).
-DATABASE_OPTIONS = frozenset(
-    {"connect_timeout", "statement_timeout", "pool_timeout", "pool_pre_ping", "keepalives_idle"}
-)
 KNOWN_OPTIONS = frozenset(
     {"rate_limit", "cache", "cache_ttls", "retry", "timeout", "clock", "pool_size", "http_session"}
 ) | DATABASE_OPTIONS
-PREFERENCES = ("auto", "sql", "http")
 
 
 class World:
@@ -58,29 +52,23 @@ class World:
 
     def __init__(
         self,
+        backend: Backend,
         *,
-        database: Database | None,
-        player_id: int | None,
-        world_id: str,
         prefer: str,
-        owns_engine: bool,
         metrics: Metrics,
-        transport: Transport | None = None,
-        token_player: int | None = None,
         redis_client: redis.Redis | None = None,
         owns_redis: bool = False,
     ) -> None:
         # The Redis client shared by the cache, the rate limiter and the event bus (or None).
         self.redis = redis_client
         self._owns_redis = owns_redis
-        self._database = database
-        self._transport = transport
-        self._token_player = token_player
-        self.player_id = player_id
-        self.world_id = world_id
-        # Resolved: "sql", "http", or "auto" (database reads, API writes).
+        self.backend = backend
+        self._database = backend.database
+        self._token_player = backend.token_player
+        self.player_id = backend.player_id
+        self.world_id = backend.world_id
+        # The backend's name: "sql", "http", or "auto" (database reads, API writes).
         self.prefer = prefer
-        self._owns_engine = owns_engine
         self._metrics = metrics
         self.cache: Cache | None = None  # the read cache (set by connect()), None = off
         # Quick calls: ``world.villages.get(1)``, each in its own unit of work.
@@ -91,10 +79,9 @@ class World:
         self.diplomacy = cast(DiplomacyRepository, QUICK["diplomacy"](self.unit_of_work))  # type: ignore[call-arg]
         self.players = cast(PlayerRepository, QUICK["players"](self.unit_of_work))  # type: ignore[call-arg]
         # Events: Redis pub/sub with a Redis client, else this process's bus for the world;
-        # the SQL side publishes after each commit that wrote.
-        self._event_bus = event_bus_for(redis_client, world_id)
-        if database is not None:
-            database.add_commit_listener(self._event_bus.publish)
+        # the backend publishes after each commit that wrote.
+        self._event_bus = event_bus_for(redis_client, self.world_id)
+        backend.add_commit_listener(self._event_bus.publish)
 
     @property
     def database(self) -> Database:
@@ -105,13 +92,7 @@ class World:
     def unit_of_work(self, player_id: int | None = None) -> UnitOfWork:
         """A unit of work acting as ``player_id`` (default: the world's player)."""
         actor = self.player_id if player_id is None else check_id(player_id, "player_id")
-        if self.prefer == "sql":
-            return SqlUnitOfWork(self.database, actor, self._metrics, self.cache)
-        assert self._transport is not None
-        http = HttpUnitOfWork(self._transport, actor, self._token_player, self.cache)
-        if self.prefer == "http":
-            return http
-        return AutoUnitOfWork(SqlUnitOfWork(self.database, actor, self._metrics, self.cache), http)
+        return self.backend.unit_of_work(actor, self.cache)
 
     def npc(self, player_id: int) -> NPCGameInterface:
         from travian_repo.npc import NPCGameInterface
@@ -136,10 +117,7 @@ class World:
             self.cache.close()  # before the client goes: it may still owe Redis an invalidation
         if self.redis is not None and self._owns_redis:
             self.redis.close()
-        if self._transport is not None:
-            self._transport.close()
-        if self._database is not None and self._owns_engine:
-            self._database.dispose()
+        self.backend.close()
 
     def __enter__(self) -> World:
         return self
@@ -153,9 +131,7 @@ class World:
         self.close()
 
     def __repr__(self) -> str:
-        where = self._database.engine.url.render_as_string(hide_password=True) if self._database else "-"
-        api = self._transport.base_url if self._transport else "-"
-        return (f"<World {self.world_id!r} prefer={self.prefer} database={where} api={api} "
+        return (f"<World {self.world_id!r} prefer={self.prefer} at {self.backend.describe()} "
                 f"player_id={self.player_id}>")
 
 
@@ -177,8 +153,9 @@ def connect(
             f"unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(KNOWN_OPTIONS))}"
         )
     resolve_ttls(options.get("cache_ttls"))  # a bad cache_ttls= fails before connecting
-    if prefer not in PREFERENCES:
-        raise ConfigurationError(f"prefer must be one of {', '.join(PREFERENCES)}, got {prefer!r}")
+    if prefer not in BACKEND_NAMES:
+        raise ConfigurationError(
+            f"prefer must be one of {', '.join(BACKEND_NAMES)}, got {prefer!r}")
     database_url = database_url if database_url is not None else _env("TRAVIAN_DATABASE_URL")
     api_url = api_url or _env("TRAVIAN_API_URL")
     token = token or _env("TRAVIAN_API_TOKEN")
@@ -199,76 +176,26 @@ def connect(
             "nothing to connect to: pass database_url= (e.g. 'sqlite:///world.db') or api_url=, "
             "or set TRAVIAN_DATABASE_URL / TRAVIAN_API_URL"
         )
-    if prefer == "sql" and database_url is None:
-        raise ConfigurationError("prefer='sql' needs database_url= (or TRAVIAN_DATABASE_URL)")
-    if prefer == "http" and api_url is None:
-        raise ConfigurationError("prefer='http' needs api_url= (or TRAVIAN_API_URL)")
     mode = prefer
     if prefer == "auto":
         mode = "auto" if database_url is not None and api_url is not None else (
             "sql" if database_url is not None else "http"
         )
-    clock = cast("Clock | None", options.get("clock"))
     retry = options.get("retry")
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise ConfigurationError("retry= must be a travian_repo.RetryPolicy")
     metrics = Metrics()
     redis_client = _redis_client(redis_url if redis_url is not None else _env("TRAVIAN_REDIS_URL"))
-
-    database: Database | None = None
-    owns = False
-    if mode in ("sql", "auto"):
-        database, owns = _open_database(
-            database_url, clock, retry, options.get("pool_size"),
-            {name: options[name] for name in DATABASE_OPTIONS if name in options},
-        )
-        if world_id == "default":
-            world_id = database.settings.world_id  # nothing asked for: the database's world
-        elif database.settings.world_id != world_id:
-            if owns:
-                database.dispose()
-            raise ConfigurationError(
-                f"the database holds world {database.settings.world_id!r}, not {world_id!r}"
-            )
-
-    transport: Transport | None = None
-    token_player: int | None = None
-    if mode in ("http", "auto"):
-        try:
-            transport = Transport(
-                str(api_url),
-                token=token,
-                world_id=world_id,
-                session=options.get("http_session"),
-                timeout=options.get("timeout") or (3.05, 10.0),
-                retry=retry,
-                rate_limiter=rate_limiter_from_option(
-                    options.get("rate_limit"), redis_client, world_id=world_id
-                ),
-                metrics=metrics,
-                pool_size=options.get("pool_size") or 16,
-            )
-            if token:
-                me = decode(Player, transport.request("session.me", "GET", route("session.me").url_path()))
-                token_player = me.id
-                if player_id is not None and player_id != me.id:
-                    raise Forbidden(
-                        f"the API token belongs to player {me.id}, not player {player_id}"
-                    )
-                player_id = me.id
-        except BaseException:
-            if transport is not None:
-                transport.close()
-            if database is not None and owns:
-                database.dispose()
-            raise
-    world = World(database=database, player_id=player_id, world_id=world_id, prefer=mode,
-                 owns_engine=owns, metrics=metrics, transport=transport,
-                 token_player=token_player, redis_client=redis_client,
-                 owns_redis=redis_client is not None and not isinstance(redis_url, redis.Redis))
+    backend = open_backend(mode, BackendRequest(
+        database_url=database_url, api_url=None if api_url is None else str(api_url),
+        token=token, player_id=player_id, world_id=world_id, metrics=metrics,
+        redis_client=redis_client, options=options,
+    ))
+    world = World(backend, prefer=mode, metrics=metrics, redis_client=redis_client,
+                  owns_redis=redis_client is not None and not isinstance(redis_url, redis.Redis))
     world.cache = build_cache(options.get("cache"), options.get("cache_ttls"),
-                              redis_client=redis_client, world_id=world_id, metrics=metrics,
-                              database=database)
+                              redis_client=redis_client, world_id=world.world_id, metrics=metrics,
+                              database=backend.database)
     return world
 
 
@@ -293,31 +220,6 @@ def _redis_client(value: Any) -> redis.Redis | None:
         )
     except ValueError as exc:
         raise ConfigurationError(f"not a usable Redis URL: {exc}") from None
-
-
-def _open_database(
-    database_url: str | Engine | None, clock: Clock | None, retry: RetryPolicy | None,
-    pool_size: int | None, bounds: dict[str, Any] | None = None,
-) -> tuple[Database, bool]:
-    if isinstance(database_url, Engine):
-        if bounds:
-            raise ConfigurationError(
-                f"{', '.join(sorted(bounds))} apply to an engine built from a URL; for your own "
-                "Engine, build it with travian_repo.sql.database.make_engine(url, ...) instead"
-            )
-        engine, owns = database_url, False
-    elif isinstance(database_url, str):
-        engine, owns = make_engine(database_url, pool_size=pool_size, **(bounds or {})), True
-    else:
-        raise ConfigurationError("database_url must be a URL string or a SQLAlchemy Engine")
-    database = Database(engine, clock=clock, retry=retry)
-    try:
-        database.settings  # SchemaMismatch now, not at the first call
-    except BaseException:
-        if owns:
-            engine.dispose()
-        raise
-    return database, owns
 
 
 def _env(name: str) -> str | None:

@@ -1,0 +1,80 @@
+"""The built-in backends under the names ``connect(prefer=...)`` accepts, and ``"auto"``:
+reads on the database, writes through the API."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Callable, Iterator
+
+from travian_repo.backend import BACKENDS, Backend, BackendRequest, register_backend
+from travian_repo.domain.values import Event
+from travian_repo.http.backend import HttpBackend
+from travian_repo.sql.backend import SqlBackend
+
+if TYPE_CHECKING:
+    from travian_repo.infra.cache import Cache
+    from travian_repo.sql.database import WorldSettings
+    from travian_repo.unit_of_work import UnitOfWork
+
+
+class AutoBackend(Backend):
+    def __init__(self, sql: SqlBackend, http: HttpBackend) -> None:
+        self.sql = sql
+        self.http = http
+        self.database = sql.database
+        self.world_id = sql.world_id
+        self.player_id = http.player_id
+        self.token_player = http.token_player
+
+    @classmethod
+    def open(cls, request: BackendRequest) -> AutoBackend:
+        sql = SqlBackend.open(request)
+        try:
+            http = HttpBackend.open(replace(request, world_id=sql.world_id))
+        except BaseException:
+            sql.close()
+            raise
+        return cls(sql, http)
+
+    def unit_of_work(self, player_id: int | None, cache: Cache | None) -> UnitOfWork:
+        from travian_repo.unit_of_work import AutoUnitOfWork, HttpUnitOfWork, SqlUnitOfWork
+
+        http = self.http.unit_of_work(player_id, cache)
+        sql = self.sql.unit_of_work(player_id, cache)
+        assert isinstance(http, HttpUnitOfWork) and isinstance(sql, SqlUnitOfWork)
+        return AutoUnitOfWork(sql, http)
+
+    @property
+    def settings(self) -> WorldSettings:
+        return self.sql.settings
+
+    def add_commit_listener(self, listener: Callable[[list[Event]], None]) -> None:
+        self.sql.add_commit_listener(listener)
+
+    def close(self) -> None:
+        try:
+            self.http.close()
+        finally:
+            self.sql.close()
+
+    def describe(self) -> str:
+        return f"{self.sql.describe()} + {self.http.describe()}"
+
+
+register_backend("sql", SqlBackend.open)
+register_backend("http", HttpBackend.open)
+register_backend("auto", AutoBackend.open)
+
+
+class _Names:
+    """The names ``prefer=`` accepts: the built-in ones first, then any registered later."""
+
+    def __iter__(self) -> Iterator[str]:
+        yield from ("auto", "sql", "http")
+        yield from (name for name in BACKENDS if name not in ("auto", "sql", "http"))
+
+    def __contains__(self, name: object) -> bool:
+        return name in BACKENDS
+
+
+BACKEND_NAMES = _Names()

@@ -1,0 +1,80 @@
+"""The HTTP backend: units of work over the v1 API, acting as the token's player."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from travian_repo.backend import Backend, BackendRequest
+from travian_repo.domain.errors import ConfigurationError, Forbidden
+from travian_repo.domain.values import Event, Player
+from travian_repo.http.transport import Transport
+from travian_repo.infra.ratelimit import rate_limiter_from_option
+from travian_repo.wire.routes import route
+from travian_repo.wire.serializer import decode
+
+if TYPE_CHECKING:
+    from travian_repo.infra.cache import Cache
+    from travian_repo.sql.database import WorldSettings
+    from travian_repo.unit_of_work import UnitOfWork
+
+
+class HttpBackend(Backend):
+    def __init__(self, transport: Transport, world_id: str, token_player: int | None) -> None:
+        self.transport = transport
+        self.world_id = world_id
+        self.token_player = token_player
+        self.player_id = token_player
+
+    @classmethod
+    def open(cls, request: BackendRequest) -> HttpBackend:
+        if request.api_url is None:
+            raise ConfigurationError("prefer='http' needs api_url= (or TRAVIAN_API_URL)")
+        options = request.options
+        transport = Transport(
+            request.api_url,
+            token=request.token,
+            world_id=request.world_id,
+            session=options.get("http_session"),
+            timeout=options.get("timeout") or (3.05, 10.0),
+            retry=options.get("retry"),
+            rate_limiter=rate_limiter_from_option(
+                options.get("rate_limit"), request.redis_client, world_id=request.world_id
+            ),
+            metrics=request.metrics,
+            pool_size=options.get("pool_size") or 16,
+        )
+        try:
+            token_player: int | None = None
+            if request.token:
+                me = decode(Player, transport.request(
+                    "session.me", "GET", route("session.me").url_path()))
+                token_player = me.id
+                if request.player_id is not None and request.player_id != me.id:
+                    raise Forbidden(
+                        f"the API token belongs to player {me.id}, not player {request.player_id}"
+                    )
+            backend = cls(transport, request.world_id, token_player)
+            if token_player is None:
+                backend.player_id = request.player_id
+            return backend
+        except BaseException:
+            transport.close()
+            raise
+
+    def unit_of_work(self, player_id: int | None, cache: Cache | None) -> UnitOfWork:
+        from travian_repo.unit_of_work import HttpUnitOfWork
+
+        return HttpUnitOfWork(self.transport, player_id, self.token_player, cache)
+
+    @property
+    def settings(self) -> WorldSettings | None:
+        return None  # the v1 API does not publish them
+
+    def add_commit_listener(self, listener: Callable[[list[Event]], None]) -> None:
+        """The server commits and publishes the API's writes; nothing commits here."""
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def describe(self) -> str:
+        return self.transport.base_url
