@@ -153,3 +153,48 @@ def test_after_its_block_a_unit_holds_no_write_lock(world: tr.World, backend: st
     writer.join(timeout=20)
     assert done and done[0] < 5.0, (backend, done)
     assert len(world.villages.build_queue(1)) >= 1
+
+
+def test_the_route_table_and_the_ttls_come_from_the_declarations() -> None:
+    from abc import abstractmethod
+
+    from travian_repo.infra.cache import DEFAULT_TTLS
+    from travian_repo.repositories.base import declared_operations
+    from travian_repo.wire.routes import BY_OPERATION
+
+    declared = declared_operations()
+    for contract in CONTRACTS:
+        for name in operations(contract):
+            op = declared[f"{contract.domain}.{name}"]
+            assert contract.declarations[name] is op
+            route = BY_OPERATION[op.name]
+            assert (route.method, route.path) == (op.method, op.path)
+            assert DEFAULT_TTLS.get(op.name) == op.ttl
+            assert op.returns == getattr(contract, name).__annotations__["return"]
+    assert set(BY_OPERATION) == set(declared) | {"session.me"}
+    assert DEFAULT_TTLS["players.ranking"] == 300 and declared["trade.offers"].visibility == "public"
+
+    with pytest.raises(TypeError, match="no @operation declaration"):
+        class Undeclared(tr.Repository):
+            domain = "undeclared"
+
+            @abstractmethod
+            def thing(self) -> None:
+                """Not declared."""
+
+
+def test_every_cached_read_is_cached_once_on_both_sides() -> None:
+    from travian_repo.http.villages import HttpVillageRepository
+    from travian_repo.sql.villages import SqlVillageRepository
+
+    for cls in (SqlVillageRepository, HttpVillageRepository):
+        specs = []
+        fn = cls.get
+        while fn is not None:
+            spec = getattr(fn, "__cache_spec__", None)
+            if spec is not None and (not specs or specs[-1] is not spec):
+                specs.append(spec)
+            fn = getattr(fn, "__wrapped__", None)
+        assert [s.operation for s in specs] == ["villages.get"], cls
+        assert specs[0].depends == ("village:{village_id}",)
+        assert getattr(cls.queue_building, "__cache_spec__", None) is None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from travian_repo.domain.values import Alliance, Invitation, Message
-from travian_repo.infra.cache import cached
 from travian_repo.http.base import HttpRepository
 from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import DiplomacyRepository
@@ -19,7 +18,6 @@ class HttpDiplomacyRepository(HttpRepository, DiplomacyRepository):
         payload = {"to": recipient, "subject": subject, "body": body}
         return self._one(Message, "diplomacy.send_message", body=payload, player_id=sender)
 
-    @cached("diplomacy.messages", scope="private", depends=("mail:{player_id}",))
     def messages(self, player_id: int, *, unread_only: bool = False) -> list[Message]:
         player_id = v.check_id(player_id, "player_id")
         return self._many(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from travian_repo.domain.values import Movement, Report
-from travian_repo.infra.cache import cached
 from travian_repo.http.base import HttpRepository
 from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import IntelRepository
@@ -16,7 +15,6 @@ class HttpIntelRepository(HttpRepository, IntelRepository):
                 "scouts": v.check_int(count, "count", low=1, high=v.MAX_COUNT)}
         return self._one(Movement, "intel.send_scouts", body=body, village_id=source)
 
-    @cached("intel.scout_reports", scope="private", depends=("reports:{player_id}",))
     def scout_reports(self, player_id: int, limit: int = 20) -> list[Report]:
         player_id = v.check_id(player_id, "player_id")
         return self._many(

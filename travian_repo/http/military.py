@@ -5,14 +5,12 @@ from __future__ import annotations
 from typing import Mapping
 
 from travian_repo.domain.values import Movement, TrainingOrder, Troops
-from travian_repo.infra.cache import cached
 from travian_repo.http.base import HttpRepository
 from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import MilitaryRepository
 
 
 class HttpMilitaryRepository(HttpRepository, MilitaryRepository):
-    @cached("military.troops", scope="private", depends=("village:{village_id}",))
     def troops(self, village_id: int) -> Troops:
         return self._one(Troops, "military.troops", village_id=v.check_id(village_id, "village_id"))
 
@@ -44,12 +42,10 @@ class HttpMilitaryRepository(HttpRepository, MilitaryRepository):
         body = {"target_village_id": target, "troops": v.check_troops(troops)}
         return self._one(Movement, "military.reinforce", body=body, village_id=source)
 
-    @cached("military.incoming", scope="private", depends=("village:{village_id}",))
     def incoming(self, village_id: int) -> list[Movement]:
         return self._many(Movement, "military.incoming",
                           village_id=v.check_id(village_id, "village_id"))
 
-    @cached("military.outgoing", scope="private", depends=("village:{village_id}",))
     def outgoing(self, village_id: int) -> list[Movement]:
         return self._many(Movement, "military.outgoing",
                           village_id=v.check_id(village_id, "village_id"))

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from travian_repo.domain.values import Player, RankingEntry
-from travian_repo.infra.cache import cached
 from travian_repo.http.base import HttpRepository
 from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import PlayerRepository
 
 
 class HttpPlayerRepository(HttpRepository, PlayerRepository):
-    @cached("players.get", scope="public", depends=("player:{player_id}", "rank"))
     def get(self, player_id: int) -> Player:
         return self._one(Player, "players.get", player_id=v.check_id(player_id, "player_id"))
 
-    @cached("players.ranking", scope="public", depends=("rank",))
     def ranking(self, metric: str = "population", limit: int = 100) -> list[RankingEntry]:
         metric = v.check_metric(metric)
         return self._many(

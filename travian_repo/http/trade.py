@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Mapping
 
 from travian_repo.domain.values import Resources, Shipment, TradeOffer
-from travian_repo.infra.cache import cached
 from travian_repo.http.base import HttpRepository
 from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import TradeRepository
@@ -37,7 +36,6 @@ class HttpTradeRepository(HttpRepository, TradeRepository):
         body = {"target_village_id": target, "resources": goods.as_dict()}
         return self._one(Shipment, "trade.send_resources", body=body, village_id=source)
 
-    @cached("trade.offers", scope="public", depends=("market",))
     def offers(self, village_id: int) -> list[TradeOffer]:
         return self._many(TradeOffer, "trade.offers",
                           village_id=v.check_id(village_id, "village_id"))

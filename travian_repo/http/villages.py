@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from travian_repo.domain.values import BuildOrder, Village
-from travian_repo.infra.cache import cached
 from travian_repo.http.base import HttpRepository
 from travian_repo.repositories import validation as v
 from travian_repo.rules import buildings as rules
@@ -12,17 +11,14 @@ from travian_repo.wire.serializer import decode
 
 
 class HttpVillageRepository(HttpRepository, VillageRepository):
-    @cached("villages.get", scope="private", depends=("village:{village_id}",))
     def get(self, village_id: int) -> Village:
         return self._one(Village, "villages.get", village_id=v.check_id(village_id, "village_id"))
 
-    @cached("villages.list_by_player", scope="private", depends=("villages_of:{player_id}",))
     def list_by_player(self, player_id: int) -> list[Village]:
         return self._many(
             Village, "villages.list_by_player", player_id=v.check_id(player_id, "player_id")
         )
 
-    @cached("villages.at", scope="private", depends=("village:{result.id}",))
     def at(self, x: int, y: int) -> Village | None:
         params = {"x": v.check_int(x, "x", low=-v.MAX_ID, high=v.MAX_ID),
                   "y": v.check_int(y, "y", low=-v.MAX_ID, high=v.MAX_ID)}
@@ -41,7 +37,6 @@ class HttpVillageRepository(HttpRepository, VillageRepository):
         }
         return self._one(BuildOrder, "villages.queue_building", body=body, village_id=village_id)
 
-    @cached("villages.build_queue", scope="private", depends=("village:{village_id}",))
     def build_queue(self, village_id: int) -> list[BuildOrder]:
         return self._many(
             BuildOrder, "villages.build_queue", village_id=v.check_id(village_id, "village_id")

@@ -43,6 +43,7 @@ from travian_repo.domain import events as ev
 from travian_repo.domain.errors import ConfigurationError
 from travian_repo.domain.values import Event
 from travian_repo.infra.metrics import Metrics
+from travian_repo.repositories.base import declared_operations
 from travian_repo.wire.serializer import decode, decode_list, encode
 
 if TYPE_CHECKING:
@@ -56,20 +57,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 CACHE_FORMAT_VERSION = 1
 KEY_PREFIX = "travian_repo"
 
-# Seconds. The seed's TTLs; military.troops is not in the seed's list and gets the village's.
+# Seconds, from each read's declaration (``ttl=`` of its ``@operation``).
 DEFAULT_TTLS: dict[str, float] = {
-    "villages.get": 30,
-    "villages.at": 30,
-    "villages.list_by_player": 60,
-    "villages.build_queue": 30,
-    "military.troops": 30,
-    "military.incoming": 10,
-    "military.outgoing": 10,
-    "trade.offers": 60,
-    "intel.scout_reports": 120,
-    "diplomacy.messages": 30,
-    "players.get": 120,
-    "players.ranking": 300,
+    op.name: op.ttl for op in declared_operations().values() if op.ttl is not None
 }
 
 GENERATION_TTL_S = 24 * 3600  # generations outlive every entry; a lost one only means misses
@@ -567,7 +557,7 @@ def cached(
     (``"village:{result.id}"``, checked with a second round trip on a hit).
     """
     if operation not in DEFAULT_TTLS:
-        raise ValueError(f"no TTL for cached operation {operation!r}: add it to DEFAULT_TTLS")
+        raise ValueError(f"no TTL for cached operation {operation!r}: declare its ttl= with @operation")
     if scope not in ("public", "private"):
         raise ValueError(f"scope must be 'public' or 'private', got {scope!r}")
 

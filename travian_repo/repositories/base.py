@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 from travian_repo.domain.errors import TravianError
+from travian_repo.repositories.declaration import DECLARED, Operation, named, operation
 from travian_repo.domain.values import (
     Alliance,
     BuildOrder,
@@ -48,6 +49,8 @@ class Repository(ABC):
     # The domain a contract serves ("villages", ...); set by each contract, not by its
     # implementations.
     domain: ClassVar[str] = ""
+    # The contract's operations, by method name (set on each contract from its declarations).
+    declarations: ClassVar[dict[str, Operation]] = {}
     # The unit of work this repository belongs to (None: it stands alone).
     _unit: Any = None
     # Where calls are timed, by "domain.method" (None: not timed here).
@@ -57,15 +60,21 @@ class Repository(ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "domain" in cls.__dict__ or not any(k.__dict__.get("domain") for k in cls.__mro__):
-            # A contract declares the operations, a shared base (SQL, HTTP, ...) serves them
-            # all: neither implements one.
+        if "domain" in cls.__dict__:
+            _declare(cls)
             return
+        if not any(k.__dict__.get("domain") for k in cls.__mro__):
+            return  # a shared base (SQL, HTTP, ...) serves every domain, implements none
         contract = cls.contract()
         for name in operations(contract):
             fn = cls.__dict__.get(name)
             if fn is None or getattr(fn, "__repository_operation__", False):
                 continue
+            declared = contract.declarations[name]
+            if declared.ttl is not None:
+                from travian_repo.infra.cache import cached  # the cache imports this module
+
+                fn = cached(declared.name, scope=declared.visibility, depends=declared.depends)(fn)
             setattr(cls, name, _wrap(contract, name, fn))
 
     @classmethod
@@ -83,6 +92,25 @@ def operations(contract: type[Repository]) -> tuple[str, ...]:
         name for name, value in contract.__dict__.items()
         if getattr(value, "__isabstractmethod__", False)
     )
+
+
+def _declare(contract: type[Repository]) -> None:
+    """Name the contract's declarations and enter them in DECLARED; every operation of a
+    contract must be declared."""
+    found: dict[str, Operation] = {}
+    for name in operations(contract):
+        fn = contract.__dict__[name]
+        declared = getattr(fn, "__operation__", None)
+        if declared is None:
+            raise TypeError(f"{contract.__name__}.{name} has no @operation declaration")
+        found[name] = named(declared, contract.domain, fn)
+        DECLARED[found[name].name] = found[name]
+    contract.declarations = found
+
+
+def declared_operations() -> dict[str, Operation]:
+    """Every operation of the contracts by "domain.method", in declaration order."""
+    return DECLARED
 
 
 def check_open(unit: Any) -> None:
@@ -122,28 +150,34 @@ def _wrap(contract: type[Repository], name: str, fn: Callable[..., Any]) -> Call
 class VillageRepository(Repository):
     domain = "villages"
 
+    @operation("GET", "/village/{village_id}", ttl=30, depends=("village:{village_id}",))
     @abstractmethod
     def get(self, village_id: int) -> Village:
         """The village now; private fields only for its owner."""
 
+    @operation("GET", "/player/{player_id}/villages", ttl=60, depends=("villages_of:{player_id}",))
     @abstractmethod
     def list_by_player(self, player_id: int) -> list[Village]:
         """All villages of a player, capital first, in a constant number of round trips."""
 
+    @operation("GET", "/villages/at", ttl=30, depends=("village:{result.id}",))
     @abstractmethod
     def at(self, x: int, y: int) -> Village | None:
         """The village at (x, y), public face (private for its owner), or None."""
 
+    @operation("POST", "/village/{village_id}/build")
     @abstractmethod
     def queue_building(
         self, village_id: int, building: str, *, slot: int | None = None, instant: bool = False
     ) -> BuildOrder:
         """Spend the cost and queue the next level of ``building`` after the last order."""
 
+    @operation("GET", "/village/{village_id}/build_queue", ttl=30, depends=("village:{village_id}",))
     @abstractmethod
     def build_queue(self, village_id: int) -> list[BuildOrder]:
         """The village's build queue in order (owner only)."""
 
+    @operation("DELETE", "/village/{village_id}/build_queue/{queue_position}")
     @abstractmethod
     def cancel_building(self, village_id: int, queue_position: int) -> BuildOrder:
         """Cancel the order at ``queue_position`` with a full refund; returns it."""
@@ -152,14 +186,17 @@ class VillageRepository(Repository):
 class MilitaryRepository(Repository):
     domain = "military"
 
+    @operation("GET", "/village/{village_id}/troops", ttl=30, depends=("village:{village_id}",))
     @abstractmethod
     def troops(self, village_id: int) -> Troops:
         """Troops at home (owner only)."""
 
+    @operation("POST", "/village/{village_id}/train")
     @abstractmethod
     def train(self, village_id: int, troops: Mapping[str, int]) -> TrainingOrder:
         """Spend the cost and queue the units in their training buildings."""
 
+    @operation("POST", "/village/{village_id}/attack")
     @abstractmethod
     def attack(
         self,
@@ -171,20 +208,24 @@ class MilitaryRepository(Repository):
     ) -> Movement:
         """Send troops to attack (kind: normal, raid, siege)."""
 
+    @operation("POST", "/village/{village_id}/reinforce")
     @abstractmethod
     def reinforce(
         self, from_village_id: int, to_village_id: int, troops: Mapping[str, int]
     ) -> Movement:
         """Send troops to stand in another village."""
 
+    @operation("GET", "/village/{village_id}/incoming", ttl=10, depends=("village:{village_id}",))
     @abstractmethod
     def incoming(self, village_id: int) -> list[Movement]:
         """Movements under way to the village (its owner only)."""
 
+    @operation("GET", "/village/{village_id}/outgoing", ttl=10, depends=("village:{village_id}",))
     @abstractmethod
     def outgoing(self, village_id: int) -> list[Movement]:
         """Movements under way from the village (its owner only)."""
 
+    @operation("POST", "/village/{village_id}/movements/{movement_id}/send_home")
     @abstractmethod
     def send_home(self, village_id: int, movement_id: int) -> Movement:
         """Recall reinforcements: the owner of troops stationed in another village calls them
@@ -203,6 +244,7 @@ class MilitaryRepository(Repository):
 class TradeRepository(Repository):
     domain = "trade"
 
+    @operation("POST", "/village/{village_id}/trade/offer")
     @abstractmethod
     def create_offer(
         self,
@@ -214,16 +256,19 @@ class TradeRepository(Repository):
     ) -> TradeOffer:
         """Put an offer on the market; the offered goods and merchants are held."""
 
+    @operation("POST", "/village/{village_id}/send_resources")
     @abstractmethod
     def send_resources(
         self, from_village_id: int, to_village_id: int, resources: Resources | Mapping[str, int]
     ) -> Shipment:
         """Send resources with merchants."""
 
+    @operation("GET", "/village/{village_id}/market", visibility="public", ttl=60, depends=("market",))
     @abstractmethod
     def offers(self, village_id: int) -> list[TradeOffer]:
         """Open offers on the market seen from the village (other villages' offers)."""
 
+    @operation("POST", "/village/{village_id}/trade/offer/{offer_id}/accept")
     @abstractmethod
     def accept_offer(self, village_id: int, offer_id: int) -> Shipment:
         """Accept another player's open offer from ``village_id``: it pays the requested goods
@@ -235,6 +280,7 @@ class TradeRepository(Repository):
         InsufficientResources, Conflict (the offer is no longer open: accepted or cancelled).
         """
 
+    @operation("DELETE", "/village/{village_id}/trade/offer/{offer_id}")
     @abstractmethod
     def cancel_offer(self, village_id: int, offer_id: int) -> TradeOffer:
         """Withdraw the village's open offer: the held goods go back to stock (capped by
@@ -249,10 +295,12 @@ class TradeRepository(Repository):
 class IntelRepository(Repository):
     domain = "intel"
 
+    @operation("POST", "/village/{village_id}/scout")
     @abstractmethod
     def send_scouts(self, from_village_id: int, to_village_id: int, count: int = 1) -> Movement:
         """Send the tribe's scouts."""
 
+    @operation("GET", "/player/{player_id}/reports/scout", ttl=120, depends=("reports:{player_id}",))
     @abstractmethod
     def scout_reports(self, player_id: int, limit: int = 20) -> list[Report]:
         """The player's newest scout reports (the player only)."""
@@ -261,20 +309,24 @@ class IntelRepository(Repository):
 class DiplomacyRepository(Repository):
     domain = "diplomacy"
 
+    @operation("POST", "/player/{player_id}/messages/send")
     @abstractmethod
     def send_message(
         self, from_player_id: int, to_player_id: int, subject: str, body: str
     ) -> Message:
         """Send an in-game message (from the acting player only)."""
 
+    @operation("GET", "/player/{player_id}/messages", ttl=30, depends=("mail:{player_id}",))
     @abstractmethod
     def messages(self, player_id: int, *, unread_only: bool = False) -> list[Message]:
         """The player's inbox, newest first (the player only)."""
 
+    @operation("POST", "/player/{player_id}/alliance/create")
     @abstractmethod
     def create_alliance(self, player_id: int, name: str, tag: str) -> Alliance:
         """Found an alliance (needs an embassy at level 3)."""
 
+    @operation("POST", "/alliance/{alliance_id}/invite")
     @abstractmethod
     def invite(self, alliance_id: int, player_id: int) -> Invitation:
         """Invite a player (by a member of the alliance)."""
@@ -283,10 +335,12 @@ class DiplomacyRepository(Repository):
 class PlayerRepository(Repository):
     domain = "players"
 
+    @operation("GET", "/player/{player_id}", visibility="public", ttl=120, depends=("player:{player_id}", "rank"))
     @abstractmethod
     def get(self, player_id: int) -> Player:
         """A player's public profile."""
 
+    @operation("GET", "/rankings/{metric}", visibility="public", ttl=300, depends=("rank",))
     @abstractmethod
     def ranking(self, metric: str = "population", limit: int = 100) -> list[RankingEntry]:
         """Players ordered by ``metric`` (population or villages)."""

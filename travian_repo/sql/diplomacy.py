@@ -30,7 +30,6 @@ from travian_repo.domain.values import Alliance, Invitation, Message
 from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import DiplomacyRepository
 from travian_repo.sql import schema
-from travian_repo.infra.cache import cached
 from travian_repo.sql.base import SqlRepository
 from travian_repo.sql.dialect import insert_unless_taken
 
@@ -82,7 +81,6 @@ class SqlDiplomacyRepository(SqlRepository, DiplomacyRepository):
 
         return self._write(run)
 
-    @cached("diplomacy.messages", scope="private", depends=("mail:{player_id}",))
     def messages(self, player_id: int, *, unread_only: bool = False) -> list[Message]:
         """The player's inbox, newest first, at most 500 (the player only)."""
         player_id = v.check_id(player_id, "player_id")

@@ -9,7 +9,6 @@ from travian_repo.domain.values import Movement, Report
 from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import IntelRepository
 from travian_repo.sql import schema
-from travian_repo.infra.cache import cached
 from travian_repo.sql.base import SqlRepository
 from travian_repo.sql.military import send_troops
 from travian_repo.sql.schema import as_utc
@@ -43,7 +42,6 @@ class SqlIntelRepository(SqlRepository, IntelRepository):
             )
         )
 
-    @cached("intel.scout_reports", scope="private", depends=("reports:{player_id}",))
     def scout_reports(self, player_id: int, limit: int = 20) -> list[Report]:
         """The player's newest scout reports (``created_at`` then ``id``, both descending),
         at most ``limit`` (1..validation.MAX_LIMIT). The player only: anyone else, or acting

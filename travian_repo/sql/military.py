@@ -28,7 +28,6 @@ from travian_repo.rules import travel
 from travian_repo.rules import units as unit_rules
 from travian_repo.rules.units import UnitSpec
 from travian_repo.sql import schema
-from travian_repo.infra.cache import cached
 from travian_repo.sql.base import SqlRepository
 from travian_repo.sql.database import WorldSettings
 from travian_repo.sql.schema import as_utc
@@ -61,7 +60,6 @@ _MAX_TRAINING_LEVEL = 20  # the highest level of any training building
 class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
     """Troops, training and movements straight on the world database."""
 
-    @cached("military.troops", scope="private", depends=("village:{village_id}",))
     def troops(self, village_id: int) -> Troops:
         """Troops standing at home in the village (owner only), units with a count of 0 left out.
 
@@ -235,7 +233,6 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
             )
         )
 
-    @cached("military.incoming", scope="private", depends=("village:{village_id}",))
     def incoming(self, village_id: int) -> list[Movement]:
         """Movements under way to the village (its owner only), soonest arrival first
         (``arrives_at``, then ``id``); returns home included. One query.
@@ -245,7 +242,6 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
         """
         return self._movements(village_id, incoming=True)
 
-    @cached("military.outgoing", scope="private", depends=("village:{village_id}",))
     def outgoing(self, village_id: int) -> list[Movement]:
         """Movements under way from the village (its owner only), soonest arrival first
         (``arrives_at``, then ``id``); troops coming home (kind ``return``) are not outgoing.

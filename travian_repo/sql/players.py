@@ -18,7 +18,6 @@ from travian_repo.domain.values import Player, RankingEntry
 from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import PlayerRepository
 from travian_repo.sql import schema
-from travian_repo.infra.cache import cached
 from travian_repo.sql.base import SqlRepository
 
 _p = schema.players
@@ -49,7 +48,6 @@ def _ranked(metric: str) -> Subquery:
 
 
 class SqlPlayerRepository(SqlRepository, PlayerRepository):
-    @cached("players.get", scope="public", depends=("player:{player_id}", "rank"))
     def get(self, player_id: int) -> Player:
         """A player's public profile with population, villages and rank (NotFound if none)."""
         player_id = v.check_id(player_id, "player_id")
@@ -86,7 +84,6 @@ class SqlPlayerRepository(SqlRepository, PlayerRepository):
             rank=int(row.rank),
         )
 
-    @cached("players.ranking", scope="public", depends=("rank",))
     def ranking(self, metric: str = "population", limit: int = 100) -> list[RankingEntry]:
         """The top ``limit`` players (1..1000) by ``metric`` (population or villages)."""
         metric = v.check_metric(metric)

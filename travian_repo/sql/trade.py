@@ -31,7 +31,6 @@ from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import TradeRepository
 from travian_repo.rules import economy, travel
 from travian_repo.sql import schema
-from travian_repo.infra.cache import cached
 from travian_repo.sql.base import SqlRepository
 from travian_repo.sql.database import WorldSettings
 from travian_repo.sql.schema import as_utc
@@ -181,7 +180,6 @@ class SqlTradeRepository(SqlRepository, TradeRepository):
 
         return self._write(run)
 
-    @cached("trade.offers", scope="public", depends=("market",))
     def offers(self, village_id: int) -> list[TradeOffer]:
         """Open offers of other villages, newest first (at most 200), in one round trip.
 

@@ -14,7 +14,6 @@ from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import VillageRepository
 from travian_repo.rules import buildings as rules
 from travian_repo.sql import schema
-from travian_repo.infra.cache import cached
 from travian_repo.sql.base import SqlRepository
 from travian_repo.sql.economy import apply_level
 from travian_repo.sql.village_state import (
@@ -39,13 +38,11 @@ WALL_SLOT = 40
 
 
 class SqlVillageRepository(SqlRepository, VillageRepository):
-    @cached("villages.get", scope="private", depends=("village:{village_id}",))
     def get(self, village_id: int) -> Village:
         village_id = v.check_id(village_id, "village_id")
         state = self._read(lambda conn: load_village(conn, village_id, self.now))
         return state.to_village(private=state.player_id == self._actor)
 
-    @cached("villages.list_by_player", scope="private", depends=("villages_of:{player_id}",))
     def list_by_player(self, player_id: int) -> list[Village]:
         player_id = v.check_id(player_id, "player_id")
 
@@ -58,7 +55,6 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
         private = player_id == self._actor
         return [s.to_village(private=private) for s in self._read(run)]
 
-    @cached("villages.at", scope="private", depends=("village:{result.id}",))
     def at(self, x: int, y: int) -> Village | None:
         radius = self.settings.map_radius
         x = v.check_int(x, "x", low=-radius, high=radius)
@@ -68,7 +64,6 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
             return None
         return state.to_village(private=state.player_id == self._actor)
 
-    @cached("villages.build_queue", scope="private", depends=("village:{village_id}",))
     def build_queue(self, village_id: int) -> list[BuildOrder]:
         village_id = v.check_id(village_id, "village_id")
 

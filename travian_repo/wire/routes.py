@@ -1,7 +1,8 @@
 """The v1 routes, named after the repository method each one serves.
 
-The HTTP client builds its URLs from this table and the sandbox server registers its
-handlers from it, so the two cannot drift apart. Bodies (JSON) follow the seed's shapes:
+The table is derived from the operations' declarations (``@operation`` on the abstract
+repository methods). The HTTP client builds its URLs from it and the sandbox server
+registers its handlers from it, so the two cannot drift apart. Bodies (JSON) follow the seed's shapes:
 
     villages.queue_building   POST   {"building": str, "slot": int|null, "instant": bool}
     military.train            POST   {"troops": {unit: count}}
@@ -24,6 +25,8 @@ and ``X-World-Id``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from travian_repo.repositories.base import declared_operations
 
 PREFIX = "/v1"
 
@@ -52,35 +55,11 @@ class Route:
         return PREFIX + rule.replace("{metric}", "<metric>")
 
 
-ROUTES: tuple[Route, ...] = (
-    Route("villages.get", "GET", "/village/{village_id}"),
-    Route("villages.list_by_player", "GET", "/player/{player_id}/villages"),
-    Route("villages.at", "GET", "/villages/at"),
-    Route("villages.queue_building", "POST", "/village/{village_id}/build"),
-    Route("villages.build_queue", "GET", "/village/{village_id}/build_queue"),
-    Route("villages.cancel_building", "DELETE", "/village/{village_id}/build_queue/{queue_position}"),
-    Route("military.troops", "GET", "/village/{village_id}/troops"),
-    Route("military.train", "POST", "/village/{village_id}/train"),
-    Route("military.attack", "POST", "/village/{village_id}/attack"),
-    Route("military.reinforce", "POST", "/village/{village_id}/reinforce"),
-    Route("military.incoming", "GET", "/village/{village_id}/incoming"),
-    Route("military.outgoing", "GET", "/village/{village_id}/outgoing"),
-    Route("military.send_home", "POST", "/village/{village_id}/movements/{movement_id}/send_home"),
-    Route("trade.create_offer", "POST", "/village/{village_id}/trade/offer"),
-    Route("trade.send_resources", "POST", "/village/{village_id}/send_resources"),
-    Route("trade.offers", "GET", "/village/{village_id}/market"),
-    Route("trade.accept_offer", "POST", "/village/{village_id}/trade/offer/{offer_id}/accept"),
-    Route("trade.cancel_offer", "DELETE", "/village/{village_id}/trade/offer/{offer_id}"),
-    Route("intel.send_scouts", "POST", "/village/{village_id}/scout"),
-    Route("intel.scout_reports", "GET", "/player/{player_id}/reports/scout"),
-    Route("diplomacy.send_message", "POST", "/player/{player_id}/messages/send"),
-    Route("diplomacy.messages", "GET", "/player/{player_id}/messages"),
-    Route("diplomacy.create_alliance", "POST", "/player/{player_id}/alliance/create"),
-    Route("diplomacy.invite", "POST", "/alliance/{alliance_id}/invite"),
-    Route("players.get", "GET", "/player/{player_id}"),
-    Route("players.ranking", "GET", "/rankings/{metric}"),
-    Route("session.me", "GET", "/me"),
-)
+# Every repository operation's route comes from its declaration; the session route serves
+# connect() alone.
+ROUTES: tuple[Route, ...] = tuple(
+    Route(op.name, op.method, op.path) for op in declared_operations().values()
+) + (Route("session.me", "GET", "/me"),)
 
 BY_OPERATION: dict[str, Route] = {route.operation: route for route in ROUTES}
 
