@@ -8,7 +8,10 @@ A write that carries an ``Idempotency-Key`` is answered exactly once per (player
 2. The repository write runs in the same transaction.
 3. ``record`` stores the answer (status and JSON text) in the key row, still in the same
    transaction, and the unit of work commits: the effect and its answer become durable
-   together, or not at all. A client whose connection dropped after the commit retries with
+   together, or not at all. The row is also the session's outcome key
+   (``travian_repo.sql.idempotency``): if the connection to the database drops during the
+   COMMIT, the session looks the row up and answers as if nothing happened when it
+   committed, or 503 when it did not (or cannot tell). A client whose connection dropped after the commit retries with
    the same key and gets the stored answer, byte for byte: exactly one effect.
 
 Two requests with the same key at the same time cannot both act: on PostgreSQL the second
@@ -139,6 +142,9 @@ class IdempotencyStore:
             ).one()
             return StoredAnswer(row.request_hash, row.status_code, row.response_body)
 
+        # This row is the transaction's outcome key: if the COMMIT's answer is lost, the
+        # session finds out by it (and inserts no key of its own).
+        session.track_outcome(player_id, key)
         return session.write(run)
 
     def record(

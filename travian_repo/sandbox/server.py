@@ -403,7 +403,7 @@ class _Service:
         try:
             with self.world.database.engine.connect() as conn:
                 player_id = player_for_token(conn, token)
-        except sa_exc.DBAPIError as exc:
+        except sa_exc.SQLAlchemyError as exc:
             raise BackendUnavailable(
                 "the world database is unavailable; try again", details={"cause": type(exc).__name__}
             ) from exc
@@ -683,7 +683,7 @@ def _manual_clock(database_url: str | Engine, clock: Clock | None) -> ManualCloc
     try:
         with engine.connect() as conn:
             created = conn.execute(select(schema.world_settings.c.created_at)).scalar()
-    except sa_exc.DBAPIError:
+    except sa_exc.SQLAlchemyError:
         created = None  # not a world: create_app's connect() says so
     finally:
         if isinstance(database_url, str):
