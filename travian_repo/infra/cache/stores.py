@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable
 import redis
 
 from travian_repo.infra.metrics import Metrics
+from travian_repo.infra.redis_breaker import RedisBreaker
 
 # The package's logger: outage warnings keep the name users already filter on.
 log = logging.getLogger("travian_repo.infra.cache")
@@ -24,8 +25,6 @@ MEMORY_MAX_ENTRIES = 50_000
 
 
 class Store(ABC):
-    shared = False
-
     @abstractmethod
     def lookup(self, keys: list[str]) -> list[Any] | None:
         """Values of ``keys`` (None where missing) in one round trip; None = store unusable."""
@@ -104,8 +103,9 @@ class MemoryStore(Store):
 
 
 class RedisStore(Store):
-    """Redis through the world's client, with a breaker: after a failure, Redis is skipped
-    for ``REDIS_RETRY_S`` and then tried again; one warning when it fails, one when it is back.
+    """Redis through the world's client, behind a ``RedisBreaker``: after a failure, reads
+    skip Redis for ``REDIS_RETRY_S``, then one of them tries it again; one warning when it
+    fails, one when it is back.
 
     An invalidation that could not be delivered is remembered (in this process) as the
     world's epoch to bump: the bump is sent before this process's next use of Redis, and a
@@ -113,19 +113,20 @@ class RedisStore(Store):
     writer does not leave other processes' readers with stale entries.
     """
 
-    shared = True
-
     def __init__(
         self, client: redis.Redis, retry_s: float = REDIS_RETRY_S,
         lost_retry_s: float = LOST_RETRY_S, metrics: Metrics | None = None,
     ) -> None:
         self._client = client
-        self._retry_s = retry_s
+        self._breaker = RedisBreaker(
+            retry_s, log=log,
+            down_message="Redis failed (%s: %s): cached reads go to the backend until it "
+                         "answers again",
+            back_message="Redis is answering again: the cache is back in use",
+        )
         self._lost_retry_s = lost_retry_s
         self._metrics = metrics
         self._state_lock = threading.Lock()
-        self._down = False
-        self._retry_at = 0.0
         # Epochs to bump once Redis answers again, and how many losses were recorded: a bump
         # clears them only if no loss came in while it was on its way (that loss may be for a
         # write committed after the bump reached Redis).
@@ -136,7 +137,7 @@ class RedisStore(Store):
 
     @property
     def down(self) -> bool:
-        return self._down
+        return self._breaker.down
 
     @property
     def pending(self) -> bool:
@@ -146,20 +147,16 @@ class RedisStore(Store):
     def _run(self, action: Callable[[], Any], force: bool = False) -> tuple[bool, Any]:
         """``action()`` on Redis, or (False, None) when it fails or the breaker is open
         (``force``: try anyway)."""
-        if self._down and not force and time.monotonic() < self._retry_at:
+        if not force and not self._breaker.allow():
             return False, None
         try:
             if self._lost:
                 self._recover()  # before anything is read: entries from before the loss go
             result = action()
         except (redis.RedisError, OSError) as exc:
-            self._failed(exc)
+            self._breaker.failed(exc)
             return False, None
-        if self._down:
-            with self._state_lock:
-                if self._down:
-                    self._down = False
-                    log.warning("Redis is answering again: the cache is back in use")
+        self._breaker.succeeded()
         return True, result
 
     def _recover(self) -> None:
@@ -180,14 +177,6 @@ class RedisStore(Store):
             self._count("cache_invalidations_recovered")
             log.warning("invalidations lost while Redis was unreachable: every cached read "
                         "of the world is invalidated")
-
-    def _failed(self, exc: BaseException) -> None:
-        with self._state_lock:
-            self._retry_at = time.monotonic() + self._retry_s
-            if not self._down:
-                self._down = True
-                log.warning("Redis failed (%s: %s): cached reads go to the backend until it "
-                            "answers again", type(exc).__name__, str(exc)[:200])
 
     def _count(self, name: str) -> None:
         if self._metrics is not None:
