@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import queue
 import threading
 import time
@@ -35,7 +34,7 @@ from typing import Any, Iterator, Protocol, runtime_checkable
 
 import redis
 
-from travian_repo.domain.errors import InvalidRequest
+from travian_repo.domain.validators import check_timeout
 from travian_repo.domain.values import Event
 from travian_repo.infra.keys import events_channel
 from travian_repo.infra.redis_breaker import RedisBreaker
@@ -81,7 +80,7 @@ class Subscription(Iterator[Event]):
 
     def __init__(self, player_id: int, timeout: float | None) -> None:
         self.player_id = player_id
-        self.timeout = _check_timeout(timeout)
+        self.timeout = check_timeout(timeout)
         self.closed = False
 
     def __iter__(self) -> Subscription:
@@ -393,19 +392,6 @@ def event_bus_for(redis_client: redis.Redis | None, world_id: str) -> EventBus:
     if redis_client is not None:
         return RedisEventBus(redis_client, world_id)
     return InProcessEventBus.for_world(world_id)
-
-
-def _check_timeout(timeout: object) -> float | None:
-    if timeout is None:
-        return None
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, (int, float))
-        or math.isnan(timeout)
-        or timeout < 0
-    ):
-        raise InvalidRequest(f"timeout must be None or a number of seconds >= 0, not {timeout!r}")
-    return float(timeout)
 
 
 __all__ = [

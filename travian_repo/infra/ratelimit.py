@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import threading
 import time
 from typing import Callable, Protocol, cast, runtime_checkable
 
 import redis
 
-from travian_repo.domain.errors import ConfigurationError, InvalidRequest, RateLimited
+from travian_repo.domain.errors import ConfigurationError, RateLimited
+from travian_repo.domain.validators import check_timeout, is_finite_number
 from travian_repo.infra.keys import rate_limit_key
 from travian_repo.infra.redis_breaker import RedisBreaker
 
@@ -106,13 +106,7 @@ class LocalRateLimiter(RateLimiter):
         self._minute = _Bucket(self.per_minute / 60.0, max(1.0, self.per_minute), now)
 
     def acquire(self, timeout: float | None = None) -> None:
-        if timeout is not None and (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, (int, float))
-            or math.isnan(timeout)
-            or timeout < 0
-        ):
-            raise InvalidRequest(f"timeout must be None or a number >= 0, not {timeout!r}")
+        check_timeout(timeout)
         with self._lock:
             now = self._now()
             grant_at = self._reserve(now, timeout)
@@ -249,7 +243,7 @@ return {1, math.ceil(wait)}
         self.fallback_acquires = 0  # acquires served by the fallback while Redis was down
 
     def acquire(self, timeout: float | None = None) -> None:
-        _check_timeout(timeout)
+        check_timeout(timeout)
         if not self._breaker.allow():
             self._acquire_locally(timeout)
             return
@@ -310,16 +304,6 @@ return {1, math.ceil(wait)}
                 f"per_minute={self.per_minute:g}, key={self.key!r})")
 
 
-def _check_timeout(timeout: object) -> None:
-    if timeout is not None and (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, (int, float))
-        or math.isnan(timeout)
-        or timeout < 0
-    ):
-        raise InvalidRequest(f"timeout must be None or a number >= 0, not {timeout!r}")
-
-
 def rate_limiter_from_option(
     value: object, redis_client: redis.Redis | None = None, *, world_id: str = "default"
 ) -> RateLimiter:
@@ -353,12 +337,7 @@ def rate_limiter_from_option(
 
 
 def _positive(name: str, value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
+    if not is_finite_number(value) or value <= 0:
         raise ConfigurationError(f"rate limit {name} must be a positive number, not {value!r}")
     return float(value)
 

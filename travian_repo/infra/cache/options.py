@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from travian_repo.domain.errors import ConfigurationError
+from travian_repo.domain.validators import is_number
 from travian_repo.infra.cache.decorator import Cache
 from travian_repo.infra.cache.policy import DEFAULT_TTLS
 from travian_repo.infra.cache.stores import MemoryStore, RedisStore, Store
@@ -31,7 +32,7 @@ def resolve_ttls(overrides: Any) -> dict[str, float]:
             f"{', '.join(sorted(DEFAULT_TTLS))}"
         )
     for name, seconds in overrides.items():
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+        if not is_number(seconds) or not seconds >= 0:
             raise ConfigurationError(
                 f"cache_ttls[{name!r}] must be a number of seconds >= 0 (0 = not cached), "
                 f"got {seconds!r}"
