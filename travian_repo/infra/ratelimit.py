@@ -1,8 +1,8 @@
 """Client-side rate limiting: two token buckets, per second and per minute.
 
-``LocalRateLimiter`` keeps one process within the engine's quota (the seed's numbers: 100
-requests per second, 5000 per minute). A limiter shared by every process through Redis can
-follow by implementing the same ``RateLimiter`` protocol.
+``LocalRateLimiter`` keeps one process within the engine's quota (by default 100 requests per
+second, 5000 per minute); ``RedisRateLimiter`` shares the same buckets among every process of
+a world through Redis. Both implement the ``RateLimiter`` protocol.
 
 The buckets are kept in their "virtual scheduling" form (GCRA): instead of a token count,
 each bucket remembers the theoretical time its next token is due. That form is exactly a
