@@ -188,7 +188,6 @@ class CacheView:
 
 
 _MISS = object()
-_BYPASS = object()
 
 
 class _KeyLock:
