@@ -23,12 +23,16 @@ class Safety(NamedTuple):
     replay_safe: bool  # whether sending it twice cannot act twice (a read, or a keyed write)
 
 
+_READ = Safety(None, True)
+_UNKEYED_WRITE = Safety(None, False)
+
+
 def safety(method: str, idempotent_write: bool | None) -> Safety:
     """The key (new, once per call) and the replay safety of a call with ``method``."""
     if method not in WRITE_METHODS:
-        return Safety(None, True)
+        return _READ
     if idempotent_write is False:
-        return Safety(None, False)
+        return _UNKEYED_WRITE
     return Safety(uuid.uuid4().hex, True)
 
 
