@@ -28,9 +28,22 @@ def rate_limit_key(world_id: str) -> str:
     return f"{KEY_PREFIX}:{_LAYOUT}:{world_id}:ratelimit"
 
 
+def server_rate_limit_prefix(world_id: str) -> str:
+    """What the server's per-caller rate limit buckets of ``world_id`` start with (the
+    caller's name follows)."""
+    return f"{KEY_PREFIX}:{_LAYOUT}:{world_id}:server_ratelimit:"
+
+
 def events_channel(world_id: str, player_id: int) -> str:
     """The pub/sub channel of one player's events in ``world_id``."""
     return f"{KEY_PREFIX}:{_LAYOUT}:{world_id}:events:{player_id}"
 
 
-__all__ = ["CACHE_FORMAT_VERSION", "KEY_PREFIX", "cache_prefix", "events_channel", "rate_limit_key"]
+__all__ = [
+    "CACHE_FORMAT_VERSION",
+    "KEY_PREFIX",
+    "cache_prefix",
+    "events_channel",
+    "rate_limit_key",
+    "server_rate_limit_prefix",
+]
