@@ -171,7 +171,7 @@ def raw_session(pool: int = 1) -> requests.Session:
 
 def bench_get(api_url: str, token: str, vid: int, rounds: int, calls: int) -> dict[str, Any]:
     world = tr.connect(api_url=api_url, token=token, rate_limit=UNBOUNDED)
-    transport = world._transport  # the same URL and headers the library sends
+    transport = world.backend.transport  # type: ignore[attr-defined]  # the same URL and headers the library sends
     assert transport is not None
     path = route("villages.get").url_path(village_id=vid)
     url = transport.base_url + path
@@ -236,7 +236,7 @@ def report_get(result: dict[str, Any], rounds: int, calls: int) -> float:
 def breakdown(result: dict[str, Any], vid: int, calls: int, rounds: int) -> None:
     """Each layer of the client's path adds one piece on top of the one before."""
     world: tr.World = result["world"]
-    transport = world._transport
+    transport = world.backend.transport  # type: ignore[attr-defined]
     assert transport is not None
     session, url, headers, timeout = (result["session"], result["url"], result["headers"],
                                       result["timeout"])

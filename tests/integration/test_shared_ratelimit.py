@@ -14,6 +14,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 import travian_repo as tr
+from travian_repo.http.backend import HttpBackend
 from tests.conftest import PrivateRedis, free_port
 from travian_repo.domain.errors import RateLimited
 from travian_repo.infra.ratelimit import (
@@ -251,11 +252,12 @@ def test_connect_shares_the_limit_when_redis_is_configured(redis_url: str) -> No
     world_id = unique_world()
     with tr.connect(api_url="http://127.0.0.1:9", prefer="http", redis_url=redis_url,
                     world_id=world_id, rate_limit=(7, 70)) as world:
-        limiter = world._transport.rate_limiter  # type: ignore[union-attr]
+        assert isinstance(world.backend, HttpBackend)
+        limiter = world.backend.transport.rate_limiter
         assert isinstance(limiter, RedisRateLimiter)
         assert limiter.key == f"travian_repo:v1:{world_id}:ratelimit"
         assert (limiter.per_second, limiter.per_minute) == (7, 70)
         assert limiter.client is world.redis
     with tr.connect(api_url="http://127.0.0.1:9", prefer="http", world_id=world_id) as world:
-        assert isinstance(world._transport.rate_limiter,  # type: ignore[union-attr]
-                          LocalRateLimiter)
+        assert isinstance(world.backend, HttpBackend)
+        assert isinstance(world.backend.transport.rate_limiter, LocalRateLimiter)
