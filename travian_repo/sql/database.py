@@ -25,7 +25,7 @@ from sqlalchemy.pool import StaticPool
 from travian_repo.domain.errors import BackendUnavailable, ConfigurationError, Conflict, SchemaMismatch
 from travian_repo.domain.values import Event
 from travian_repo.infra.retry import DEFAULT_RETRY, RetryPolicy
-from travian_repo.sql import idempotency, schema
+from travian_repo.sql import idempotency, schema, tokens
 from travian_repo.sql.deadline import ReplyDeadline
 
 log = logging.getLogger(__name__)
@@ -275,6 +275,17 @@ def read_settings(engine: Engine) -> WorldSettings:
     )
 
 
+def read_created_at(engine: Engine) -> datetime | None:
+    """When the world at ``engine`` was created (UTC); None when that cannot be read
+    (not a world, or no database): whoever opens the world next says why."""
+    try:
+        with engine.connect() as conn:
+            created = conn.execute(select(schema.world_settings.c.created_at)).scalar()
+    except sa_exc.SQLAlchemyError:
+        return None
+    return None if created is None else schema.as_utc(created)
+
+
 def _safe_url(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=True)
 
@@ -330,6 +341,19 @@ class Database:
 
     def session(self) -> SqlSession:
         return SqlSession(self)
+
+    def player_for_token(self, token: str) -> int | None:
+        """The player an API token belongs to; None for an unknown token.
+
+        Reads in a connection of its own; any database failure is ``BackendUnavailable``.
+        """
+        try:
+            with self.engine.connect() as conn:
+                return tokens.player_for_token(conn, token)
+        except sa_exc.SQLAlchemyError as exc:
+            raise BackendUnavailable(
+                "the world database is unavailable; try again", details={"cause": type(exc).__name__}
+            ) from exc
 
     def dispose(self) -> None:
         self.engine.dispose()
