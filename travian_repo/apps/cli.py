@@ -27,7 +27,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 import travian_repo as tr
-from travian_repo import demo
+from travian_repo.apps import demo
 from travian_repo.sandbox import create_world, player_tokens, upgrade_world
 from travian_repo.sandbox.limits import DEFAULT_RATE as DEFAULT_SERVER_RATE
 
