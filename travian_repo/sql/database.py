@@ -27,7 +27,7 @@ from travian_repo.sql.engines import (
     REPLY_GRACE_S,
     SQLITE_BUSY_TIMEOUT_MS,
     STATEMENT_TIMEOUT_S,
-    Clock,
+    TimeSource,
     WorldSettings,
     make_engine,
     prepare_sqlite,
@@ -40,6 +40,9 @@ from travian_repo.sql.session import NOT_APPLIED, SqlSession
 
 log = logging.getLogger(__name__)
 
+# The older name of TimeSource (not the settable travian_repo.sandbox.Clock class).
+Clock = TimeSource
+
 
 class Database:
     """An engine plus what every session on it shares: settings, clock, retry policy."""
@@ -48,7 +51,7 @@ class Database:
         self,
         engine: Engine,
         *,
-        clock: Clock | None = None,
+        clock: TimeSource | None = None,
         retry: RetryPolicy | None = None,
         settings: WorldSettings | None = None,
     ) -> None:
@@ -63,7 +66,7 @@ class Database:
         # Engines from make_engine() connect in autocommit; a caller's engine may not.
         self.autocommit_engine = getattr(engine, "_travian_autocommit", False)
         self.deadline: ReplyDeadline | None = getattr(engine, "_travian_deadline", None)
-        self.clock: Clock = clock or utc_now
+        self.clock: TimeSource = clock or utc_now
         self.retry = retry or DEFAULT_RETRY
         self._settings = settings
         self._lock = threading.Lock()
@@ -125,5 +128,5 @@ class Database:
 
 __all__ = ["CONNECT_TIMEOUT_S", "KEEPALIVES_IDLE_S", "NOT_APPLIED", "POOL_TIMEOUT_S",
            "PRE_PING_IDLE_S", "REPLY_GRACE_S", "SQLITE_BUSY_TIMEOUT_MS", "STATEMENT_TIMEOUT_S",
-           "Clock", "Database", "SqlSession", "WorldSettings", "make_engine", "prepare_sqlite",
+           "Clock", "Database", "SqlSession", "TimeSource", "WorldSettings", "make_engine", "prepare_sqlite",
            "read_created_at", "read_settings", "translate", "utc_now"]

@@ -17,7 +17,8 @@ from travian_repo.domain.errors import BackendUnavailable, ConfigurationError, S
 from travian_repo.sql import schema
 from travian_repo.sql.deadline import ReplyDeadline
 
-Clock = Callable[[], datetime]
+# Any callable answering the current time (aware UTC): utc_now, a sandbox Clock, ...
+TimeSource = Callable[[], datetime]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Bounded waits on PostgreSQL (seconds); connect(), make_engine() and serve take others.
@@ -276,6 +277,6 @@ def _safe_url(engine: Engine) -> str:
 
 
 __all__ = ["CONNECT_TIMEOUT_S", "KEEPALIVES_IDLE_S", "POOL_TIMEOUT_S", "PRE_PING_IDLE_S",
-           "REPLY_GRACE_S", "SQLITE_BUSY_TIMEOUT_MS", "STATEMENT_TIMEOUT_S", "Clock",
+           "REPLY_GRACE_S", "SQLITE_BUSY_TIMEOUT_MS", "STATEMENT_TIMEOUT_S", "TimeSource",
            "WorldSettings", "make_engine", "prepare_sqlite", "read_created_at", "read_settings",
            "utc_now"]

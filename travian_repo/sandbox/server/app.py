@@ -33,7 +33,7 @@ from travian_repo.sandbox.server.clock_route import add_clock_route, manual_cloc
 from travian_repo.sandbox.server.handlers import Op, check_table, parse
 from travian_repo.sandbox.server.idempotent_writes import IdempotentWrites
 from travian_repo.sandbox.server.parsing import Call, request_body, request_query
-from travian_repo.sql.database import Clock
+from travian_repo.sql.database import TimeSource
 from travian_repo.unit_of_work import UnitOfWork
 from travian_repo.wire.routes import PREFIX, ROUTES, Route
 from travian_repo.wire.serializer import encode
@@ -116,7 +116,7 @@ def openapi_text() -> str:
 
 
 def create_app(
-    database_url: str | Engine, *, clock: Clock | None = None, redis_url: Any = None,
+    database_url: str | Engine, *, clock: TimeSource | None = None, redis_url: Any = None,
     manual_clock: bool = False,
     rate_limit: float | None = DEFAULT_RATE, rate_burst: float | None = None,
     idempotency_retention: timedelta | None = DEFAULT_RETENTION,

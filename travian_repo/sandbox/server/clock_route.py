@@ -14,21 +14,21 @@ from flask import Flask, Response
 from sqlalchemy import Engine
 
 from travian_repo.domain.errors import InvalidRequest, TravianError
-from travian_repo.sandbox.clock import Clock as ManualClock
+from travian_repo.sandbox.clock import Clock
 from travian_repo.sandbox.server.answers import Answer, Refused, error_answer, json_text, unauthorized
 from travian_repo.sandbox.server.auth import authenticate, check_world
 from travian_repo.sandbox.server.parsing import optional_object_body
-from travian_repo.sql.database import Clock, Database, make_engine, read_created_at
+from travian_repo.sql.database import Database, TimeSource, make_engine, read_created_at
 from travian_repo.wire.routes import PREFIX
 
 SANDBOX_ADVANCE_PATH = f"{PREFIX}/sandbox/advance"
 MAX_ADVANCE_SECONDS = 366 * 86400
 
 
-def manual_clock_for(database_url: str | Engine, clock: Clock | None) -> ManualClock:
+def manual_clock_for(database_url: str | Engine, clock: TimeSource | None) -> Clock:
     """``clock`` if it is a manual clock; without one, a manual clock at the world's creation."""
     if clock is not None:
-        if not isinstance(clock, ManualClock):
+        if not isinstance(clock, Clock):
             raise TypeError("manual_clock=True needs clock= to be a travian_repo.sandbox.Clock")
         return clock
     engine = make_engine(database_url) if isinstance(database_url, str) else database_url
@@ -37,10 +37,10 @@ def manual_clock_for(database_url: str | Engine, clock: Clock | None) -> ManualC
     finally:
         if isinstance(database_url, str):
             engine.dispose()
-    return ManualClock(created)
+    return Clock(created)
 
 
-def add_clock_route(app: Flask, database: Database, world_id: str, clock: ManualClock) -> None:
+def add_clock_route(app: Flask, database: Database, world_id: str, clock: Clock) -> None:
     """Register ``POST /v1/sandbox/advance`` on ``app``, moving ``clock``."""
     from travian_repo.sandbox.engine import Engine as WorldEngine
 

@@ -16,7 +16,7 @@ from travian_repo.sandbox.limits import DEFAULT_RATE
 from travian_repo.sandbox.server.answers import error_text
 from travian_repo.sandbox.server.app import DATABASE_FREE_PATHS, app_world, create_app
 from travian_repo.sandbox.serving import ServingOptions, make_server
-from travian_repo.sql.database import Clock
+from travian_repo.sql.database import TimeSource
 from travian_repo.wire.routes import PREFIX
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def serve(
     header_timeout: float = ServingOptions.header_timeout,
     request_timeout: float = ServingOptions.request_timeout,
     idle_timeout: float = ServingOptions.idle_timeout,
-    clock: Clock | None = None,
+    clock: TimeSource | None = None,
     redis_url: Any = None,
     manual_clock: bool = False,
     speed: float | None = None,
@@ -106,7 +106,7 @@ class ServerThread:
         host: str = "127.0.0.1",
         port: int = 0,
         threads: int = 8,
-        clock: Clock | None = None,
+        clock: TimeSource | None = None,
         redis_url: Any = None,
         connection_limit: int = ServingOptions.connection_limit,
         header_timeout: float = ServingOptions.header_timeout,
