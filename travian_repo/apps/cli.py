@@ -244,7 +244,7 @@ def cmd_tokens(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-# --- the demo (the game itself is travian_repo.demo) ----------------------------------------
+# --- the demo (the game itself is travian_repo.apps.demo) ----------------------------------------
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
