@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from travian_repo.domain.errors import ConfigurationError, Forbidden
 from travian_repo.domain.values import Event
-from travian_repo.infra.events import event_bus_for
+from travian_repo.infra.event_bus import event_bus_for
 from travian_repo.infra.cache import Cache, build_cache, resolve_ttls
 from travian_repo.infra.metrics import Metrics
 from travian_repo.infra.retry import RetryPolicy

@@ -1,6 +1,6 @@
 """Domain values: frozen dataclasses that every backend returns alike.
 
-Times are timezone-aware UTC datetimes. "wheat" is the seed's name for Travian's crop.
+Times are timezone-aware UTC datetimes. "wheat" is the stored name for Travian's crop.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from travian_repo.sandbox.engine import reports
 from travian_repo.sandbox.engine.combat import counts, defenders, send_back
 from travian_repo.sandbox.engine.step import Step, set_state
 from travian_repo.sql import schema
-from travian_repo.sql.economy import set_damaged_level, upkeep_changed
+from travian_repo.sql.derived import set_damaged_level, upkeep_changed
 from travian_repo.sql.troops import remove_troops
 from travian_repo.sql.village_state import VillageState, store
 

@@ -8,7 +8,7 @@ from travian_repo.domain import events
 from travian_repo.sandbox.engine.due import Due
 from travian_repo.sandbox.engine.step import Outcome, Step, changed
 from travian_repo.sql import schema
-from travian_repo.sql.economy import apply_level
+from travian_repo.sql.derived import apply_level
 from travian_repo.sql.village_state import close_up_queue
 
 _q = schema.build_queue

@@ -13,7 +13,7 @@ from travian_repo.sandbox.engine import reports
 from travian_repo.sandbox.engine.combat import counts, defenders, send_back
 from travian_repo.sandbox.engine.step import Step, set_state
 from travian_repo.sql import schema
-from travian_repo.sql.economy import upkeep_changed
+from travian_repo.sql.derived import upkeep_changed
 from travian_repo.sql.village_state import VillageState
 
 _m = schema.movements

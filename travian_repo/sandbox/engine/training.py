@@ -12,7 +12,7 @@ from travian_repo.rules.units import upkeep
 from travian_repo.sandbox.engine.due import Due
 from travian_repo.sandbox.engine.step import Outcome, Step, changed
 from travian_repo.sql import schema
-from travian_repo.sql.economy import upkeep_changed
+from travian_repo.sql.derived import upkeep_changed
 from travian_repo.sql.schema import as_utc
 from travian_repo.sql.troops import add_troops
 
