@@ -165,3 +165,9 @@ def test_the_rules_refuse_levels_above_the_top() -> None:
         economy.merchant_capacity("romans", trade_office_level=21)
     with pytest.raises(InvalidRequest, match="main_building_level"):
         buildings.build_time("barracks", 1, main_building_level=21)
+
+
+def test_trade_needs_a_marketplace() -> None:
+    economy.check_marketplace(1, village_id=4)
+    with pytest.raises(RuleViolation, match="village 4 has no marketplace"):
+        economy.check_marketplace(0, village_id=4)

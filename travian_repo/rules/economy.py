@@ -144,6 +144,12 @@ def merchants_at_home(marketplace_level: int, busy: int) -> int:
     return max(0, merchants_of(marketplace_level) - check_int(busy, "busy merchants", minimum=0))
 
 
+def check_marketplace(marketplace_level: int, *, village_id: int) -> None:
+    """Trade needs a marketplace (RuleViolation naming village ``village_id`` otherwise)."""
+    if merchants_of(marketplace_level) < 1:
+        raise RuleViolation(f"village {village_id} has no marketplace")
+
+
 def reserve_merchants(
     tribe: str,
     amount: int,
@@ -156,8 +162,7 @@ def reserve_merchants(
     """How many merchants carrying ``amount`` takes from village ``village_id`` (named in the
     error), or the RuleViolation why it cannot: no marketplace, or too few free merchants
     (``details``: ``needed``, ``free``)."""
-    if merchants_of(marketplace_level) < 1:
-        raise RuleViolation(f"village {village_id} has no marketplace")
+    check_marketplace(marketplace_level, village_id=village_id)
     needed = merchants_needed(tribe, amount, trade_office_level=trade_office_level)
     free = merchants_at_home(marketplace_level, busy)
     if needed > free:
@@ -169,6 +174,7 @@ def reserve_merchants(
 
 
 __all__ = [
+    "check_marketplace",
     "cranny_capacity",
     "field_production",
     "merchant_capacity",

@@ -344,13 +344,10 @@ def busy_merchants(conn: Connection, state: VillageState) -> int:
     return int(conn.execute(select(held_by_offers + out_with_shipments)).scalar_one())
 
 
-def free_merchants(conn: Connection, state: VillageState) -> int:
-    """Merchants at home now (the rules' count less the busy ones)."""
-    return economy.merchants_at_home(state.level("marketplace"), busy_merchants(conn, state))
-
-
 def _reserve_merchants(conn: Connection, state: VillageState, amount: int) -> int:
     """How many merchants carrying ``amount`` takes, or the RuleViolation why not."""
+    # Without a marketplace there is nothing to count: refused before the query.
+    economy.check_marketplace(state.level("marketplace"), village_id=state.id)
     return economy.reserve_merchants(
         state.tribe,
         amount,
