@@ -8,7 +8,8 @@ trained, ``RuleViolation`` for a rule the order breaks.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from datetime import datetime, timedelta
+from typing import Mapping, Sequence
 
 from travian_repo.domain.errors import InvalidRequest, RuleViolation
 from travian_repo.domain.values import ATTACK_KINDS
@@ -120,13 +121,40 @@ def plan_training(
     return plans
 
 
+@dataclass(frozen=True, slots=True)
+class TrainingLine:
+    """A planned line with its times: it starts when its building is free."""
+
+    plan: TrainingPlan
+    started_at: datetime
+    completes_at: datetime
+
+
+def schedule_training(
+    plans: Sequence[TrainingPlan], busy_until: Mapping[str, datetime], now: datetime
+) -> list[TrainingLine]:
+    """Each training building works through its lines in turn: a line starts at the later of
+    ``now`` and the end of that building's last line (``busy_until``: building name -> the
+    latest completion already queued there) and takes count x seconds each."""
+    latest = dict(busy_until)
+    lines: list[TrainingLine] = []
+    for plan in plans:
+        starts = max(now, latest.get(plan.building, now))
+        completes = starts + timedelta(seconds=plan.count * plan.seconds_each)
+        latest[plan.building] = completes
+        lines.append(TrainingLine(plan, starts, completes))
+    return lines
+
+
 __all__ = [
     "HOSTILE_KINDS",
     "SEND_KINDS",
+    "TrainingLine",
     "TrainingPlan",
     "check_roles",
     "check_target",
     "plan_training",
     "resolve_units",
+    "schedule_training",
     "training_building",
 ]

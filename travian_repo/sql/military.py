@@ -31,6 +31,7 @@ from travian_repo.rules.military import (
     check_target,
     plan_training,
     resolve_units,
+    schedule_training,
 )
 from travian_repo.sql import schema
 from travian_repo.infra.cache import cached
@@ -133,15 +134,12 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
                 )
                 if t is not None
             }
-            lines: list[dict[str, Any]] = []
-            for p in plans:
-                starts = max(now, latest.get(p.building, now))
-                completes = starts + timedelta(seconds=p.count * p.seconds_each)
-                latest[p.building] = completes
-                lines.append(
-                    dict(unit=p.spec.name, count=p.count, trained=0, building_name=p.building,
-                         seconds_each=p.seconds_each, started_at=starts, completes_at=completes)
-                )
+            lines: list[dict[str, Any]] = [
+                dict(unit=line.plan.spec.name, count=line.plan.count, trained=0,
+                     building_name=line.plan.building, seconds_each=line.plan.seconds_each,
+                     started_at=line.started_at, completes_at=line.completes_at)
+                for line in schedule_training(plans, latest, now)
+            ]
 
             spend(conn, state, cost)  # InsufficientResources before anything is written
             order_id = int(

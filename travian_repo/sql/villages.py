@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from sqlalchemy import Connection, delete, insert
 
 from travian_repo.domain import events
@@ -12,7 +10,7 @@ from travian_repo.domain.values import BuildOrder, Resources, Village
 from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import VillageRepository
 from travian_repo.rules import buildings as rules
-from travian_repo.rules import placement
+from travian_repo.rules import build_queue, placement
 from travian_repo.sql import schema
 from travian_repo.infra.cache import cached
 from travian_repo.sql.base import SqlRepository
@@ -104,9 +102,8 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
                            level=target_level)
                 return BuildOrder(0, village_id, 0, target_slot, name, target_level, cost,
                                   state.now, state.now)
-            starts = max([state.now, *(o.completes_at for o in state.queue)])
-            completes = starts + timedelta(seconds=seconds)
-            position = max((o.position for o in state.queue), default=0) + 1
+            place = build_queue.next_place(state.queue, state.now, seconds)
+            position, starts, completes = place.position, place.started_at, place.completes_at
             order_id = conn.execute(
                 insert(_q)
                 .values(
@@ -139,13 +136,11 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
 
         def run(conn: Connection) -> BuildOrder:
             state = lock_village(conn, village_id, actor, self.now, action="cancel a build")
-            order = next((o for o in state.queue if o.position == queue_position), None)
-            if order is None:
-                raise NotFound(f"village {village_id} has no build order at position {queue_position}")
             # Later levels of the same slot build on this one: they go too, each refunded.
-            dropped = [o for o in state.queue
-                       if o.position == order.position
-                       or (o.slot == order.slot and o.position > order.position)]
+            dropped = build_queue.cancelled(state.queue, queue_position)
+            if not dropped:
+                raise NotFound(f"village {village_id} has no build order at position {queue_position}")
+            order = dropped[0]
             kept = [o for o in state.queue if o not in dropped]
             gone = conn.execute(delete(_q).where(_q.c.id.in_([o.id for o in dropped]))).rowcount
             if gone != len(dropped):  # only if something bypassed the village lock
@@ -153,16 +148,11 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
                                "cancel; try again")
             refund = sum((o.cost for o in dropped), Resources())
             add_stock(conn, state, refund)
-            # The rest of the queue closes up: positions renumbered lowest first, each into a
-            # freed position (never two orders at one position), times moved earlier.
-            cursor = state.now
-            for position, o in enumerate(kept, start=1):
-                starts = o.started_at if o.started_at <= state.now else max(cursor, state.now)
-                completes = starts + (o.completes_at - o.started_at)
-                if (position, starts, completes) != (o.position, o.started_at, o.completes_at):
-                    move_order(conn, o.id, o.position, queue_position=position,
-                               started_at=starts, completes_at=completes)
-                cursor = completes
+            # The rest of the queue closes up, lowest position first, each order into a freed
+            # position (never two orders at one position).
+            for o, place in build_queue.close_up(kept, state.now):
+                move_order(conn, o.id, o.position, queue_position=place.position,
+                           started_at=place.started_at, completes_at=place.completes_at)
             self._emit(events.BUILD_CANCELLED, actor, village_id=village_id,
                        position=queue_position)
             return order
