@@ -104,14 +104,16 @@ class Server:
                 "PYTHONPATH", "")}
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "travian_repo", "serve", "--database-url", url,
-                 "--host", "127.0.0.1", "--port", str(port), "--threads", str(threads)],
+                 "--host", "127.0.0.1", "--port", str(port), "--threads", str(threads),
+                 "--rate-limit", "0"],  # the server's speed is measured, not its limit
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             )
             self.url = f"http://127.0.0.1:{port}"
         else:
-            from travian_repo.sandbox.server import ServerThread
+            from travian_repo.sandbox.server import ServerThread, create_app
 
-            self._thread = ServerThread(url, threads=threads).start()
+            app = create_app(url, rate_limit=None)  # the server's speed, not its limit
+            self._thread = ServerThread(app, threads=threads).start()
             self.url = self._thread.url
         self._wait_ready()
 
@@ -140,6 +142,9 @@ class Server:
                 self._proc.wait()
         if self._thread is not None:
             self._thread.stop()
+            from travian_repo.sandbox.server import app_world
+
+            app_world(self._thread.app).close()  # the app is ours, not the thread's
 
 
 # --------------------------------------------------------------------------------------------

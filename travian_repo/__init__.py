@@ -20,6 +20,7 @@ from travian_repo.domain.errors import (
     RuleViolation,
     SchemaMismatch,
     TravianError,
+    Unauthorized,
 )
 from travian_repo.domain.values import (
     Alliance,
@@ -75,6 +76,7 @@ __all__ = [
     "TrainingOrder",
     "TravianError",
     "Troops",
+    "Unauthorized",
     "UnitOfWork",
     "Village",
     "World",

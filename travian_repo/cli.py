@@ -7,9 +7,13 @@
     travian-repo tokens --database-url URL
     travian-repo upgrade-world --database-url URL
     travian-repo serve --database-url URL [--host H] [--port P] [--threads N] [--manual-clock]
+                       [--rate-limit N] [--rate-burst N]
 
 A user error (a bad URL, a database that is not a world, an argument out of range) prints
 one line on stderr and exits with status 2; no traceback.
+
+``serve`` also takes the connection guards ``--connection-limit N``, ``--header-timeout S``,
+``--request-timeout S`` and ``--idle-timeout S`` (see ``travian_repo.sandbox.serving``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from sqlalchemy.engine import make_url
 import travian_repo as tr
 from travian_repo import demo
 from travian_repo.sandbox import create_world, player_tokens, upgrade_world
+from travian_repo.sandbox.limits import DEFAULT_RATE as DEFAULT_SERVER_RATE
 
 PROG = "travian-repo"
 USER_ERROR = 2
@@ -148,9 +153,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     serve.add_argument("--threads", type=int, default=8, help="worker threads (default 8)")
+    serve.add_argument("--connection-limit", type=int, default=100, metavar="N",
+                       help="open connections at most (default 100); from three quarters of "
+                       "it on, idle and slow connections are let go sooner")
+    serve.add_argument("--header-timeout", type=float, default=10.0, metavar="S",
+                       help="a request's headers must arrive within S seconds of its first "
+                       "byte, or it is answered 408 (default 10)")
+    serve.add_argument("--request-timeout", type=float, default=30.0, metavar="S",
+                       help="the whole request, body included, within S seconds (default 30)")
+    serve.add_argument("--idle-timeout", type=float, default=30.0, metavar="S",
+                       help="close a keep-alive connection idle for S seconds (default 30)")
     serve.add_argument("--redis-url", default=os.environ.get("TRAVIAN_REDIS_URL") or None,
                        metavar="URL", help="publish events and share the cache through this Redis "
                        "(default: $TRAVIAN_REDIS_URL; none: in-process only)")
+    serve.add_argument("--rate-limit", type=float, default=DEFAULT_SERVER_RATE, metavar="N",
+                       help="requests per second per API token, answered 429 past it; shared "
+                       f"through Redis when given (default {DEFAULT_SERVER_RATE:g}; 0: no limit)")
+    serve.add_argument("--rate-burst", type=float, default=None, metavar="N",
+                       help="requests a token may send at once before the rate applies "
+                       "(default: five times --rate-limit)")
     serve.add_argument("--manual-clock", action="store_true",
                        help="sandbox: time stands still (from the world's creation) until a "
                        "client calls POST /v1/sandbox/advance {\"seconds\": N}, which moves "
@@ -175,8 +196,13 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     out.flush()
     if args.speed is not None and not args.speed > 0:
         return _fail("--speed must be a positive number")
+    if args.rate_limit < 0 or (args.rate_burst is not None and not args.rate_burst >= 1):
+        return _fail("--rate-limit must be 0 (no limit) or more, --rate-burst 1 or more")
     serve(args.database_url, host=args.host, port=args.port, threads=args.threads,
-          redis_url=args.redis_url, manual_clock=manual, speed=args.speed)
+          redis_url=args.redis_url, manual_clock=manual, speed=args.speed,
+          connection_limit=args.connection_limit, header_timeout=args.header_timeout,
+          request_timeout=args.request_timeout, idle_timeout=args.idle_timeout,
+          rate_limit=args.rate_limit or None, rate_burst=args.rate_burst)
     return 0
 
 

@@ -42,9 +42,13 @@ if TYPE_CHECKING:
 
 R = TypeVar("R")
 
+# Bounded waits on the database (make_engine's keywords; engines built from a URL only).
+DATABASE_OPTIONS = frozenset(
+    {"connect_timeout", "statement_timeout", "pool_timeout", "pool_pre_ping", "keepalives_idle"}
+)
 KNOWN_OPTIONS = frozenset(
     {"rate_limit", "cache", "cache_ttls", "retry", "timeout", "clock", "pool_size", "http_session"}
-)
+) | DATABASE_OPTIONS
 PREFERENCES = ("auto", "sql", "http")
 
 
@@ -238,7 +242,10 @@ def connect(
     database: Database | None = None
     owns = False
     if mode in ("sql", "auto"):
-        database, owns = _open_database(database_url, clock, retry, options.get("pool_size"))
+        database, owns = _open_database(
+            database_url, clock, retry, options.get("pool_size"),
+            {name: options[name] for name in DATABASE_OPTIONS if name in options},
+        )
         if world_id == "default":
             world_id = database.settings.world_id  # nothing asked for: the database's world
         elif database.settings.world_id != world_id:
@@ -314,12 +321,17 @@ def _redis_client(value: Any) -> redis.Redis | None:
 
 def _open_database(
     database_url: str | Engine | None, clock: Clock | None, retry: RetryPolicy | None,
-    pool_size: int | None,
+    pool_size: int | None, bounds: dict[str, Any] | None = None,
 ) -> tuple[Database, bool]:
     if isinstance(database_url, Engine):
+        if bounds:
+            raise ConfigurationError(
+                f"{', '.join(sorted(bounds))} apply to an engine built from a URL; for your own "
+                "Engine, build it with travian_repo.sql.database.make_engine(url, ...) instead"
+            )
         engine, owns = database_url, False
     elif isinstance(database_url, str):
-        engine, owns = make_engine(database_url, pool_size=pool_size), True
+        engine, owns = make_engine(database_url, pool_size=pool_size, **(bounds or {})), True
     else:
         raise ConfigurationError("database_url must be a URL string or a SQLAlchemy Engine")
     database = Database(engine, clock=clock, retry=retry)

@@ -64,8 +64,8 @@ def test_send_scouts_errors(world: tr.World, as_player: AsPlayer, raw: sa.Engine
             lambda: intel.send_scouts(1, "2; DROP TABLE movements"),
             lambda: intel.send_scouts(1, 0))
     refuses(raw, tr.NotFound, lambda: intel.send_scouts(1, 999), lambda: intel.send_scouts(999, 1))
-    refuses(raw, tr.Forbidden, lambda: intel.send_scouts(2, 1),
-            lambda: as_player(None).intel.send_scouts(1, 2))
+    refuses(raw, tr.Forbidden, lambda: intel.send_scouts(2, 1))
+    refuses(raw, tr.Unauthorized, lambda: as_player(None).intel.send_scouts(1, 2))
     own, short = refuses(raw, tr.RuleViolation, lambda: intel.send_scouts(1, 100),
                          lambda: intel.send_scouts(1, 2, 6))
     assert "own" in str(own) and "not enough troops" in str(short)
@@ -96,8 +96,8 @@ def test_scout_reports_are_private_and_checked(world: tr.World, as_player: AsPla
                                                raw: sa.Engine) -> None:
     add_report(raw, 2, "scout", 5)
     intel: Any = world.intel
-    refuses(raw, tr.Forbidden, lambda: intel.scout_reports(2), lambda: intel.scout_reports(999),
-            lambda: as_player(None).intel.scout_reports(1))
+    refuses(raw, tr.Forbidden, lambda: intel.scout_reports(2), lambda: intel.scout_reports(999))
+    refuses(raw, tr.Unauthorized, lambda: as_player(None).intel.scout_reports(1))
     refuses(raw, tr.InvalidRequest,
             *[(lambda b=b: intel.scout_reports(1, limit=b))
               for b in (0, -1, validation.MAX_LIMIT + 1, 1.5, True, "20", None)],

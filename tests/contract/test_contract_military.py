@@ -257,7 +257,7 @@ def test_incoming_and_outgoing_errors(world: tr.World, raw: sa.Engine, direction
 
 def test_military_acting_as_nobody(world: tr.World, as_player: AsPlayer, raw: sa.Engine) -> None:
     anonymous = as_player(None)
-    refuses(raw, tr.Forbidden,
+    refuses(raw, tr.Unauthorized,  # a Forbidden: nobody acting
             lambda: anonymous.military.troops(1),
             lambda: anonymous.military.incoming(1),
             lambda: anonymous.military.outgoing(1),

@@ -180,7 +180,7 @@ def test_offers_errors(world: tr.World, raw: sa.Engine) -> None:
 def test_trade_acting_as_nobody(request: pytest.FixtureRequest, prefer: str, world: tr.World,
                                 as_player: AsPlayer, raw: sa.Engine) -> None:
     anonymous = as_player(None)
-    refuses(raw, tr.Forbidden,
+    refuses(raw, tr.Unauthorized,
             lambda: anonymous.trade.create_offer(1, "wood", 100, "clay", 100),
             lambda: anonymous.trade.send_resources(1, 2, {"wood": 10}))
     assert anonymous.trade.offers(1) == []

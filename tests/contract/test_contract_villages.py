@@ -101,7 +101,7 @@ def test_acting_as_nobody_reads_public_faces_only(
     raw: sa.Engine,
 ) -> None:
     anonymous = as_player(None)
-    refuses(raw, tr.Forbidden,
+    refuses(raw, tr.Unauthorized,
             lambda: anonymous.villages.build_queue(1),
             lambda: anonymous.villages.queue_building(1, "main_building"),
             lambda: anonymous.villages.cancel_building(1, 1))

@@ -160,8 +160,9 @@ def test_a_bad_token_is_401_unauthorized(api: Api) -> None:
                             headers={"X-World-Id": "default", **headers}, timeout=TIMEOUT)
         error(r, 401, "unauthorized")
         assert r.headers["WWW-Authenticate"].startswith("Bearer")
-        # the client's table turns it into Forbidden
-        assert isinstance(error_from_body(401, r.json()), tr.Forbidden)
+        # the client's table turns it into Unauthorized, a Forbidden
+        assert type(error_from_body(401, r.json())) is tr.Unauthorized
+        assert issubclass(tr.Unauthorized, tr.Forbidden)
     # /me has nobody to describe without a token
     r = api.session.get(api.url + PREFIX + "/me", headers={"X-World-Id": "default"},
                         timeout=TIMEOUT)
@@ -174,10 +175,17 @@ def test_no_token_acts_as_nobody(api: Api) -> None:
                         timeout=TIMEOUT)
     village = decode(tr.Village, ok(r))
     assert village.id == 1 and village.resources is None
-    # a write without a token acts on nothing: the repository refuses acting as nobody
+    # a write without a token acts on nothing: the repository refuses acting as nobody,
+    # answered 401 with a challenge (403 is for "not yours")
     r = api.post("/player/1/messages/send", player=None,
                  json={"to": 2, "subject": "hi", "body": "there"})
-    assert "acting player" in error(r, 403, "forbidden")["message"]
+    assert "acting player" in error(r, 401, "unauthorized")["message"]
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    assert type(error_from_body(401, r.json())) is tr.Unauthorized
+    # a private read without a token: the same
+    r = api.get("/village/1/troops", player=None)
+    error(r, 401, "unauthorized")
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
     assert api.rows(schema.messages) == []
 
 
@@ -185,9 +193,11 @@ def test_the_token_decides_who_acts(api: Api) -> None:
     me = decode(Player, ok(api.get("/me", player=3)))
     assert me.id == 3
     assert me == api.world.players.get(3)
-    # player 1's token cannot send as player 2
+    # player 1's token cannot send as player 2: 403, no challenge (the token is fine)
     r = api.post("/player/2/messages/send", json={"to": 3, "subject": "hi", "body": "x"})
     error(r, 403, "forbidden")
+    assert "WWW-Authenticate" not in r.headers
+    assert type(error_from_body(403, r.json())) is tr.Forbidden
 
 
 def test_world_header_missing_is_400_and_another_world_409(api: Api) -> None:
@@ -723,10 +733,12 @@ def test_openapi_document_covers_every_route(spec: dict[str, Any]) -> None:
         for method, op in item.items()
     }
     routed = {(r.method, PREFIX + r.path, r.operation) for r in ROUTES}
-    assert routed == documented - {("GET", f"{PREFIX}/openapi.yaml", "openapi")}
+    served_apart = {("GET", f"{PREFIX}/openapi.yaml", "openapi"),
+                    ("GET", f"{PREFIX}/health", "health")}
+    assert routed == documented - served_apart
     for path, item in spec["paths"].items():
         for method, op in item.items():
-            if op["operationId"] == "openapi":
+            if op["operationId"] in ("openapi", "health"):
                 continue
             names = {p["$ref"].rsplit("/", 1)[1] if "$ref" in p else p["name"]
                      for p in op["parameters"]}
@@ -735,6 +747,9 @@ def test_openapi_document_covers_every_route(spec: dict[str, Any]) -> None:
             codes = set(op["responses"])
             assert {"400", "401", "409", "429", "500", "503"} <= codes, path
             assert ("201" if method == "post" else "200") in codes, path
+            assert ("413" in codes) == (method == "post"), path
+            success = op["responses"]["201" if method == "post" else "200"]
+            assert set(success["headers"]) == {"Cache-Control", "X-Content-Type-Options"}, path
 
 
 def test_openapi_schemas_mirror_the_domain_values(spec: dict[str, Any]) -> None:

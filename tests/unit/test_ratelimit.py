@@ -260,3 +260,39 @@ def test_rate_limiter_from_option() -> None:
 def test_rate_limiter_from_option_refuses_the_rest(bad: object) -> None:
     with pytest.raises(ConfigurationError):
         rate_limiter_from_option(bad)
+
+
+def test_burst_sizes_the_second_bucket() -> None:
+    fake = FakeTime()
+    limiter = LocalRateLimiter(2, 1000, burst=5, clock=fake.clock, sleep=fake.sleep)
+    for _ in range(5):
+        limiter.acquire(timeout=0)  # the burst, at once
+    with pytest.raises(RateLimited) as caught:
+        limiter.acquire(timeout=0)
+    assert caught.value.retry_after == pytest.approx(0.5)
+    assert fake.sleeps == []
+    fake.now += 0.5
+    limiter.acquire(timeout=0)  # one token back after 1 / rate
+    with pytest.raises(ConfigurationError):
+        LocalRateLimiter(2, 1000, burst=0)
+
+
+def test_the_server_limit_keeps_a_bucket_per_caller_and_forgets_the_oldest() -> None:
+    from travian_repo.sandbox.limits import ServerRateLimit, caller_of
+
+    limit = ServerRateLimit(1, 2, max_callers=2)
+    token = caller_of("Bearer abc", "127.0.0.1")
+    assert token == caller_of("bearer  abc ", "10.0.0.1") and "abc" not in token
+    assert caller_of("", "127.0.0.1") == "a:127.0.0.1"
+    limit.check(token)
+    limit.check(token)
+    with pytest.raises(RateLimited) as caught:
+        limit.check(token)
+    assert 0 < (caught.value.retry_after or 0) <= 1
+    limit.check("a:1")
+    limit.check("a:2")  # three callers for two places: the least recently used one goes
+    limit.check(token)  # ... with its bucket (bounded memory over exact accounting)
+    with pytest.raises(ConfigurationError):
+        ServerRateLimit(0)
+    with pytest.raises(ConfigurationError):
+        ServerRateLimit(1, 0.5)

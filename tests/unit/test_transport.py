@@ -30,6 +30,7 @@ from travian_repo.domain.errors import (
     RuleViolation,
     SchemaMismatch,
     TravianError,
+    Unauthorized,
 )
 from travian_repo.domain.values import Resources
 from travian_repo.http.transport import Transport, parse_retry_after
@@ -639,6 +640,8 @@ def test_whatever_comes_back_the_answer_is_a_value_or_a_travian_error(
         (404, error_json("not_found", "no village 1"), NotFound),
         (403, error_json("forbidden", "not yours"), Forbidden),
         (401, error_json("forbidden", "bad token"), Forbidden),
+        (401, error_json("unauthorized", "unknown API token"), Unauthorized),
+        (401, "<html>Unauthorized</html>", Unauthorized),  # mapped by status
         (409, error_json("conflict", "same key, other body"), Conflict),
         (422, error_json("rule_violation", "queue full"), RuleViolation),
         (400, error_json("invalid_request", "unknown unit"), InvalidRequest),
@@ -658,7 +661,7 @@ def test_4xx_maps_to_its_class_with_no_retry(
     assert type(caught.value) is expected
     assert len(rsps.calls) == 1 and sleeps == []
     if isinstance(body, str):
-        assert "Not Found" in str(caught.value)
+        assert body.removeprefix("<html>").removesuffix("</html>") in str(caught.value)
     else:
         assert str(caught.value) == body["error"]["message"]
 

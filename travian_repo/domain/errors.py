@@ -35,7 +35,18 @@ class NotFound(TravianError):
 
 
 class Forbidden(TravianError):
+    """Not yours: the acting player may not read or do this."""
+
     code = "forbidden"
+
+
+class Unauthorized(Forbidden):
+    """Nobody is acting: no API token, or one the server does not know (HTTP 401).
+
+    A ``Forbidden``, so ``except Forbidden`` catches it too.
+    """
+
+    code = "unauthorized"
 
 
 class InvalidRequest(TravianError, ValueError):
@@ -114,4 +125,5 @@ __all__ = [
     "RuleViolation",
     "SchemaMismatch",
     "TravianError",
+    "Unauthorized",
 ]

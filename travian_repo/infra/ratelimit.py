@@ -78,6 +78,8 @@ class LocalRateLimiter(RateLimiter):
 
     A bucket never holds less than one token, so fractional limits (``0.5`` per second) work.
 
+    ``burst`` (default ``per_second``) is how many tokens the second bucket holds instead.
+
     Both start full. Time comes from ``clock`` (default ``time.monotonic``: wall-clock
     jumps do not matter, and a clock that goes backwards is ignored); waiting is done by
     ``sleep`` (default ``time.sleep``), once per ``acquire`` at most. Both are injectable
@@ -89,18 +91,20 @@ class LocalRateLimiter(RateLimiter):
         per_second: float = DEFAULT_PER_SECOND,
         per_minute: float = DEFAULT_PER_MINUTE,
         *,
+        burst: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.per_second = _positive("per_second", per_second)
         self.per_minute = _positive("per_minute", per_minute)
+        self.burst = self.per_second if burst is None else _positive("burst", burst)
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
         now = clock()
         self._last_now = now
         # A bucket holds at least one token, so fractional limits (0.5/s) work too.
-        self._second = _Bucket(self.per_second, max(1.0, self.per_second), now)
+        self._second = _Bucket(self.per_second, max(1.0, self.burst), now)
         self._minute = _Bucket(self.per_minute / 60.0, max(1.0, self.per_minute), now)
 
     def acquire(self, timeout: float | None = None) -> None:
@@ -166,6 +170,8 @@ class RedisRateLimiter(RateLimiter):
     Booking instead of polling makes the shared bucket first come, first served: N processes
     hammering it get about 1/N each, with no thundering herd of retries.
 
+    ``burst`` sizes the second bucket as in ``LocalRateLimiter``.
+
     The script runs by ``EVALSHA``; on ``NOSCRIPT`` (Redis restarted or ``SCRIPT FLUSH``) it
     is loaded again and the call retried once.
 
@@ -216,14 +222,16 @@ return {1, math.ceil(wait)}
         fallback: RateLimiter | None = None,
         recheck_s: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
+        burst: float | None = None,
     ) -> None:
         self.per_second = _positive("per_second", per_second)
         self.per_minute = _positive("per_minute", per_minute)
+        self.burst = self.per_second if burst is None else _positive("burst", burst)
         self.client = client
         self.key = key if key is not None else f"travian_repo:v1:{world_id}:ratelimit"
         self.fallback = (
             fallback if fallback is not None
-            else LocalRateLimiter(self.per_second, self.per_minute, sleep=sleep)
+            else LocalRateLimiter(self.per_second, self.per_minute, burst=self.burst, sleep=sleep)
         )
         self.recheck_s = recheck_s
         self._sleep = sleep
@@ -231,7 +239,7 @@ return {1, math.ceil(wait)}
         m_interval = 60e6 / self.per_minute
         self._args = (
             repr(s_interval),
-            repr((max(1.0, self.per_second) - 1.0) * s_interval),
+            repr((max(1.0, self.burst) - 1.0) * s_interval),
             repr(m_interval),
             repr((max(1.0, self.per_minute) - 1.0) * m_interval),
         )

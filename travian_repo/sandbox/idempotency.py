@@ -8,13 +8,21 @@ A write that carries an ``Idempotency-Key`` is answered exactly once per (player
 2. The repository write runs in the same transaction.
 3. ``record`` stores the answer (status and JSON text) in the key row, still in the same
    transaction, and the unit of work commits: the effect and its answer become durable
-   together, or not at all. A client whose connection dropped after the commit retries with
+   together, or not at all. The row is also the session's outcome key
+   (``travian_repo.sql.idempotency``): if the connection to the database drops during the
+   COMMIT, the session looks the row up and answers as if nothing happened when it
+   committed, or 503 when it did not (or cannot tell). A client whose connection dropped after the commit retries with
    the same key and gets the stored answer, byte for byte: exactly one effect.
 
 Two requests with the same key at the same time cannot both act: on PostgreSQL the second
 ``INSERT`` waits on the first one's uncommitted row and then finds it; on SQLite
 ``BEGIN IMMEDIATE`` serializes writers. Within one server process ``InFlight`` answers the
 second at once with "in progress" instead of letting it wait.
+
+Keys are kept for a retention window (``DEFAULT_RETENTION``, 24 hours, by the world's clock):
+``purge_due`` forgets older ones, at most ``PURGE_BATCH`` rows per call and at most once per
+``PURGE_INTERVAL`` while there is no backlog, so the server can call it after every keyed
+write for the price of a clock check. A key older than the window may act again.
 """
 
 from __future__ import annotations
@@ -24,10 +32,10 @@ import json
 import re
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, select, update
+from sqlalchemy import Connection, Engine, delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from travian_repo.domain.errors import InvalidRequest
@@ -35,6 +43,9 @@ from travian_repo.sql import schema
 from travian_repo.sql.database import SqlSession
 
 MAX_KEY_LENGTH = 128
+DEFAULT_RETENTION = timedelta(hours=24)
+PURGE_INTERVAL = timedelta(minutes=1)
+PURGE_BATCH = 1000
 _KEY = re.compile(r"[\x21-\x7e]{1,%d}" % MAX_KEY_LENGTH)  # visible ASCII, no spaces
 _t = schema.idempotency_keys
 
@@ -80,7 +91,25 @@ class StoredAnswer:
 
 
 class IdempotencyStore:
-    """Claim a key and record its answer inside a unit of work's transaction."""
+    """Claim a key and record its answer inside a unit of work's transaction.
+
+    ``retention``: how long a key is kept (None: for ever); see ``purge_due``.
+    """
+
+    def __init__(
+        self,
+        retention: timedelta | None = DEFAULT_RETENTION,
+        *,
+        purge_interval: timedelta = PURGE_INTERVAL,
+        batch: int = PURGE_BATCH,
+    ) -> None:
+        if retention is not None and retention <= timedelta(0):
+            raise ValueError(f"retention must be positive, not {retention}")
+        self.retention = retention
+        self.purge_interval = purge_interval
+        self.batch = batch
+        self._purge_lock = threading.Lock()
+        self._next_purge: datetime | None = None
 
     def claim(
         self, session: SqlSession, player_id: int, key: str, fingerprint: str
@@ -113,6 +142,9 @@ class IdempotencyStore:
             ).one()
             return StoredAnswer(row.request_hash, row.status_code, row.response_body)
 
+        # This row is the transaction's outcome key: if the COMMIT's answer is lost, the
+        # session finds out by it (and inserts no key of its own).
+        session.track_outcome(player_id, key)
         return session.write(run)
 
     def record(
@@ -129,10 +161,32 @@ class IdempotencyStore:
 
         session.write(run)
 
-    def purge(self, engine: Engine, *, older_than: datetime) -> int:
-        """Forget keys created before ``older_than``; returns how many went."""
+    def purge(self, engine: Engine, *, older_than: datetime, limit: int | None = None) -> int:
+        """Forget keys created before ``older_than`` (at most ``limit``); how many went."""
+        where = _t.c.created_at < older_than
+        if limit is not None:
+            oldest = select(_t.c.player_id, _t.c.key).where(where).limit(limit)
+            where = tuple_(_t.c.player_id, _t.c.key).in_(oldest)
         with engine.begin() as conn:
-            return conn.execute(delete(_t).where(_t.c.created_at < older_than)).rowcount
+            return conn.execute(delete(_t).where(where)).rowcount
+
+    def purge_due(self, engine: Engine, now: datetime) -> int:
+        """Forget keys older than the retention when a purge is due; how many went.
+
+        Due once per ``purge_interval`` of ``now``, or at once after a purge that hit the
+        batch limit (a backlog goes away ``batch`` rows per call).
+        """
+        if self.retention is None:
+            return 0
+        with self._purge_lock:
+            if self._next_purge is not None and now < self._next_purge:
+                return 0
+            self._next_purge = now + self.purge_interval
+        gone = self.purge(engine, older_than=now - self.retention, limit=self.batch)
+        if gone >= self.batch:
+            with self._purge_lock:
+                self._next_purge = None
+        return gone
 
 
 class InFlight:
@@ -156,6 +210,7 @@ class InFlight:
 
 
 __all__ = [
+    "DEFAULT_RETENTION",
     "MAX_KEY_LENGTH",
     "IdempotencyStore",
     "InFlight",

@@ -3,11 +3,12 @@
 One handler per route of ``travian_repo.wire.routes.ROUTES``; answers are
 ``wire.serializer.encode`` as JSON, errors the ``wire.errors`` table's status and body.
 
-Every request except ``GET /v1/openapi.yaml`` needs:
+Every request except ``GET /v1/openapi.yaml`` and ``GET /v1/health`` needs:
 
 - ``Authorization: Bearer <token>``: the player the token belongs to (table ``api_tokens``)
-  acts. No token or an unknown one: ``401`` with ``{"error": {"code": "unauthorized", ...}}``
-  and ``WWW-Authenticate: Bearer`` (the client's error table maps 401 to ``Forbidden``).
+  acts. An unknown token: ``401`` with ``{"error": {"code": "unauthorized", ...}}`` and
+  ``WWW-Authenticate: Bearer``. No token acts as nobody: public reads answer, anything
+  else is the same ``401`` (``Unauthorized``, a ``Forbidden``); ``403`` is "not yours".
 - ``X-World-Id``: must equal the world's id (``world_settings.world_id``). Missing: ``400
   invalid_request``; another world: ``409 conflict`` naming both ids.
 
@@ -21,6 +22,13 @@ transaction; 5xx answers are not stored (nothing was committed; a retry runs aga
 Requests refused before the repository runs (auth, headers, query string, body shape) are
 not stored either: they act on nothing and refuse the same way every time.
 
+Each token (without one, each remote address) may send ``rate_limit`` requests per second
+with bursts of ``rate_burst`` (``travian_repo.sandbox.limits``; shared through Redis when the
+server has it); past that: ``429 rate_limited`` with ``Retry-After``. Bodies over 1 MiB are
+``413``; ids in paths are ASCII digits; a body must be UTF-8 JSON without NaN, Infinity or
+lone surrogates (``travian_repo.sandbox.inputs``). Answers carry ``Cache-Control: no-store``
+(all but the OpenAPI document) and ``X-Content-Type-Options: nosniff``.
+
 Anything that is not a ``TravianError`` is logged and answered ``500`` with a generic body.
 """
 
@@ -31,16 +39,15 @@ import logging
 import re
 import threading
 from dataclasses import dataclass, field
+from datetime import timedelta
 from importlib import resources
 from types import TracebackType
 from typing import Any, Callable, Mapping
 
-import waitress
 from flask import Flask, Response, request
 from sqlalchemy import Engine, select
 from sqlalchemy import exc as sa_exc
 from waitress import wasyncore
-from waitress.server import MultiSocketServer, create_server
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from travian_repo.domain.errors import (
@@ -50,14 +57,19 @@ from travian_repo.domain.errors import (
     InvalidRequest,
     RateLimited,
     TravianError,
+    Unauthorized,
 )
 from travian_repo.sandbox.idempotency import (
+    DEFAULT_RETENTION,
     IdempotencyStore,
     InFlight,
     check_key,
     request_hash,
 )
+from travian_repo.sandbox.inputs import MAX_BODY_BYTES, AsciiIdConverter, decode_json
+from travian_repo.sandbox.limits import DEFAULT_RATE, ServerRateLimit, caller_of
 from travian_repo.sandbox.clock import Clock as ManualClock
+from travian_repo.sandbox.serving import ServingOptions, make_server
 from travian_repo.sql import schema
 from travian_repo.sql.database import Clock
 from travian_repo.sql.schema import as_utc
@@ -71,7 +83,6 @@ from travian_repo.world import World, connect
 log = logging.getLogger(__name__)
 
 OPENAPI_RESOURCE = "openapi.yaml"  # travian_repo/sandbox/openapi.yaml (docs/ holds a copy)
-MAX_BODY_BYTES = 1 << 20
 MAX_TOKEN_LENGTH = 256
 _INT = re.compile(r"-?[0-9]{1,18}")
 _EXTENSION = "travian_repo"
@@ -90,8 +101,10 @@ class Answer:
     def response(self, **extra: str) -> Response:
         headers = dict(self.headers)
         headers.update(extra)
-        return Response(self.body.encode("utf-8"), status=self.status, headers=headers,
-                        content_type="application/json")
+        # backslashreplace: a lone surrogate (never stored, but never a 500 either) becomes
+        # a JSON \udXXX escape, which keeps the text valid JSON
+        return Response(self.body.encode("utf-8", "backslashreplace"), status=self.status,
+                        headers=headers, content_type="application/json")
 
 
 def _json(value: Any) -> str:
@@ -111,6 +124,8 @@ def error_answer(error: TravianError) -> Answer:
         headers["Retry-After"] = str(max(1, int(error.retry_after + 0.999)))
     elif isinstance(error, BackendUnavailable):
         headers["Retry-After"] = "1"
+    elif isinstance(error, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="travian_repo"'
     try:
         text = _json(error_body(error))
     except (TypeError, ValueError):  # details that are not JSON-safe: keep the message
@@ -352,16 +367,24 @@ def _check_table() -> None:
         )
 
 
+OPENAPI_PATH = f"{PREFIX}/openapi.yaml"
+HEALTH_PATH = f"{PREFIX}/health"
+# Answered without the database, on threads of their own (see serving.py).
+DATABASE_FREE_PATHS = frozenset({OPENAPI_PATH, HEALTH_PATH})
+
+
 # ---- the application ----------------------------------------------------------------------
 
 class _Service:
-    """What every request shares: the world, its id, the idempotency store."""
+    """What every request shares: the world, its id, the idempotency store, the rate limit."""
 
-    def __init__(self, world: World) -> None:
+    def __init__(self, world: World, *, limit: ServerRateLimit | None = None,
+                 retention: timedelta | None = DEFAULT_RETENTION) -> None:
         self.world = world
         self.world_id = world.database.settings.world_id
-        self.store = IdempotencyStore()
+        self.store = IdempotencyStore(retention)
         self.in_flight = InFlight()
+        self.limit = limit
 
     # -- the envelope --
 
@@ -380,7 +403,7 @@ class _Service:
         try:
             with self.world.database.engine.connect() as conn:
                 player_id = player_for_token(conn, token)
-        except sa_exc.DBAPIError as exc:
+        except sa_exc.SQLAlchemyError as exc:
             raise BackendUnavailable(
                 "the world database is unavailable; try again", details={"cause": type(exc).__name__}
             ) from exc
@@ -391,7 +414,7 @@ class _Service:
     @staticmethod
     def _unauthorized(message: str, *, invalid: bool = False) -> Answer:
         challenge = 'Bearer realm="travian_repo"' + (', error="invalid_token"' if invalid else "")
-        return _error(401, "unauthorized", message, headers={"WWW-Authenticate": challenge})
+        return _error(401, Unauthorized.code, message, headers={"WWW-Authenticate": challenge})
 
     def check_world(self) -> None:
         given = request.headers.get("X-World-Id")
@@ -418,12 +441,7 @@ class _Service:
             if route.operation in EMPTY_BODY_WRITES:  # nothing to say but the path
                 return {}, Body({})
             raise InvalidRequest("the request body must be a JSON object; it is empty")
-        try:
-            data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise InvalidRequest(f"the request body is not valid JSON: {str(exc)[:120]}") from None
-        except RecursionError:
-            raise InvalidRequest("the request body is nested too deeply") from None
+        data = decode_json(raw)
         if not isinstance(data, dict):
             raise InvalidRequest(
                 f"the request body must be a JSON object, got {_json_kind(data)}")
@@ -431,8 +449,15 @@ class _Service:
 
     # -- running an operation --
 
+    def check_rate(self) -> None:
+        """Count this request against its token's bucket; RateLimited when over."""
+        if self.limit is not None:
+            self.limit.check(caller_of(request.headers.get("Authorization", ""),
+                                       request.remote_addr))
+
     def handle(self, route: Route, params: dict[str, Any]) -> Response:
         try:
+            self.check_rate()
             player_id = self.authenticate()
             if player_id is None and route.operation == "session.me":
                 raise _Refused(self._unauthorized("GET /v1/me needs Authorization: Bearer <token>"))
@@ -511,6 +536,15 @@ class _Service:
                 uow.close()
         finally:
             self.in_flight.leave(player_id, key)
+            self._purge_keys()
+
+    def _purge_keys(self) -> None:
+        """Forget idempotency keys past the retention window (cheap unless one is due)."""
+        database = self.world.database
+        try:
+            self.store.purge_due(database.engine, database.clock())
+        except sa_exc.SQLAlchemyError as exc:  # the answer stands; the next write tries again
+            log.warning("purging old idempotency keys failed: %s", type(exc).__name__)
 
 
 def _in_progress(key: str) -> Answer:
@@ -524,10 +558,6 @@ def _session_of(uow: UnitOfWork) -> Any:
     if not isinstance(uow, SqlUnitOfWork):
         raise TypeError("the sandbox server needs SQL units of work")
     return uow._session
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _json_kind(value: Any) -> str:
@@ -550,6 +580,8 @@ def openapi_text() -> str:
 def create_app(
     database_url: str | Engine, *, clock: Clock | None = None, redis_url: Any = None,
     manual_clock: bool = False,
+    rate_limit: float | None = DEFAULT_RATE, rate_burst: float | None = None,
+    idempotency_retention: timedelta | None = DEFAULT_RETENTION,
 ) -> Flask:
     """The v1 API over the world at ``database_url`` (a URL or a SQLAlchemy Engine).
 
@@ -564,19 +596,31 @@ def create_app(
     ``{"seconds": N}`` (any player's token and the world id, as for v1), which advances the
     clock and runs the engine up to it, answering ``{"processed": count, "now": iso}``.
     Without it the route does not exist (404).
+
+    ``rate_limit``: requests per second per API token (without a token, per remote address),
+    with bursts of ``rate_burst`` (default five times the rate); past it the server answers
+    ``429`` with ``Retry-After``. Shared through Redis when the server has one. None: no
+    limit. ``idempotency_retention``: how long an ``Idempotency-Key`` replays its answer
+    (by the world's clock; None keeps keys for ever).
     """
     _check_table()
     if manual_clock:
         clock = _manual_clock(database_url, clock)
     world = connect(database_url, prefer="sql", clock=clock, redis_url=redis_url)
     try:
-        service = _Service(world)
+        limit = None if rate_limit is None else ServerRateLimit(
+            rate_limit, rate_burst, redis_client=world.redis,
+            world_id=world.database.settings.world_id)
+        service = _Service(world, limit=limit, retention=idempotency_retention)
     except BaseException:
         world.close()
         raise
     app = Flask("travian_repo.sandbox.server")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    # No implicit OPTIONS answers (an empty text/html 200): OPTIONS is a JSON 405 with Allow.
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.extensions[_EXTENSION] = service
+    app.url_map.converters["int"] = AsciiIdConverter  # ids in paths: ASCII digits only
 
     for route in ROUTES:
         app.add_url_rule(route.flask_rule, endpoint=route.operation,
@@ -585,11 +629,24 @@ def create_app(
     def openapi() -> Response:
         return Response(openapi_text(), content_type="application/yaml; charset=utf-8")
 
-    app.add_url_rule(f"{PREFIX}/openapi.yaml", endpoint="openapi", view_func=openapi,
-                     methods=["GET"])
+    def health() -> Response:
+        # Never touches the database: says the server is up and which world it serves.
+        return Answer(200, _json({"status": "ok", "world_id": service.world_id})).response(
+            **{"Cache-Control": "no-store"})
+
+    app.add_url_rule(OPENAPI_PATH, endpoint="openapi", view_func=openapi, methods=["GET"])
+    app.add_url_rule(HEALTH_PATH, endpoint="health", view_func=health, methods=["GET"])
     if manual_clock:
         assert isinstance(clock, ManualClock)
         _add_sandbox_clock(app, service, clock)
+
+    @app.after_request
+    def private(response: Response) -> Response:
+        # answers depend on the token: no shared cache keeps them, no browser sniffs them
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if request.endpoint != "openapi":
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
@@ -626,7 +683,7 @@ def _manual_clock(database_url: str | Engine, clock: Clock | None) -> ManualCloc
     try:
         with engine.connect() as conn:
             created = conn.execute(select(schema.world_settings.c.created_at)).scalar()
-    except sa_exc.DBAPIError:
+    except sa_exc.SQLAlchemyError:
         created = None  # not a world: create_app's connect() says so
     finally:
         if isinstance(database_url, str):
@@ -647,10 +704,7 @@ def _add_sandbox_clock(app: Flask, service: _Service, clock: ManualClock) -> Non
                     "missing Authorization: Bearer <token> header"))
             service.check_world()
             raw = request.get_data(cache=False)
-            try:
-                data = json.loads(raw.decode("utf-8") or "{}", parse_constant=_no_constant)
-            except (UnicodeDecodeError, ValueError):
-                raise InvalidRequest("the request body is not valid JSON") from None
+            data = decode_json(raw) if raw.strip() else {}
             if not isinstance(data, dict):
                 raise InvalidRequest("the request body must be a JSON object")
             body = Body(data)
@@ -690,36 +744,72 @@ def app_world(app: Flask) -> World:
 
 # ---- running it ---------------------------------------------------------------------------
 
+def _error_text(status: int, message: str) -> str:
+    """The JSON error body for an answer waitress writes itself (see serving.py)."""
+    code = "internal_error" if status == 500 else "invalid_request"
+    return _error(status, code, message).body
+
+
+def _listen(app: Flask, host: str, port: int, options: ServingOptions,
+            socket_map: dict[int, Any]) -> Any:
+    # typed loosely: the waitress stubs miss effective_port and the trigger's thunks
+    server: Any = make_server(app, host=host, port=port, options=options,
+                              error_body=_error_text, light_paths=DATABASE_FREE_PATHS,
+                              map=socket_map, ident="travian_repo")
+    return server
+
+
 def serve(
     database_url: str | Engine,
     *,
     host: str = "127.0.0.1",
     port: int = 8080,
     threads: int = 8,
+    connection_limit: int = ServingOptions.connection_limit,
+    header_timeout: float = ServingOptions.header_timeout,
+    request_timeout: float = ServingOptions.request_timeout,
+    idle_timeout: float = ServingOptions.idle_timeout,
     clock: Clock | None = None,
     redis_url: Any = None,
     manual_clock: bool = False,
     speed: float | None = None,
+    rate_limit: float | None = DEFAULT_RATE,
+    rate_burst: float | None = None,
 ) -> None:
     """Serve v1 over the world at ``database_url`` until interrupted (blocking).
 
+    ``threads`` answer requests (GET /v1/health and /v1/openapi.yaml have two threads of
+    their own); at most ``connection_limit`` connections are open at once; a request's
+    headers must arrive within ``header_timeout`` seconds of its first byte and the whole
+    request within ``request_timeout``; a keep-alive connection idle for ``idle_timeout``
+    seconds is closed. See ``travian_repo.sandbox.serving``.
+
     ``speed``: the engine runs by itself, the world's time going ``speed`` times real time
     from now (1 = real time); None with ``manual_clock`` leaves time to the clients.
+    ``rate_limit`` / ``rate_burst``: the per-token limit, as for ``create_app``.
     """
     from travian_repo.sandbox.engine import AcceleratedClock, EngineThread
 
+    options = ServingOptions(threads=threads, connection_limit=connection_limit,
+                             header_timeout=header_timeout, request_timeout=request_timeout,
+                             idle_timeout=idle_timeout)
     if speed is not None and manual_clock:
         raise ConfigurationError("choose a speed or a manual clock, not both")
     if speed is not None:
         clock = AcceleratedClock(speed)
-    app = create_app(database_url, clock=clock, redis_url=redis_url, manual_clock=manual_clock)
+    app = create_app(database_url, clock=clock, redis_url=redis_url, manual_clock=manual_clock,
+                     rate_limit=rate_limit, rate_burst=rate_burst)
     database = app_world(app).database
     # The engine commits through the server's own Database, so its events reach the same
     # commit listeners (event bus, cache) as the players' writes.
-    engine = None if speed is None else EngineThread(database, clock=clock, interval=1.0).start()
-    log.info("serving world %r on http://%s:%d%s", database.settings.world_id, host, port, PREFIX)
+    engine = None
     try:
-        waitress.serve(app, host=host, port=port, threads=threads, ident="travian_repo")
+        server = _listen(app, host, port, options, {})
+        engine = None if speed is None else EngineThread(database, clock=clock,
+                                                         interval=1.0).start()
+        log.info("serving world %r on http://%s:%s%s", database.settings.world_id, host,
+                 server.effective_port, PREFIX)
+        server.run()
     finally:
         if engine is not None:
             engine.stop()
@@ -733,6 +823,8 @@ class ServerThread:
             requests.get(server.url + "/v1/me", headers=...)
 
     ``port=0`` picks a free port; ``.url`` is ``http://host:port`` (without ``/v1``).
+    ``threads``, ``connection_limit``, ``header_timeout``, ``request_timeout`` and
+    ``idle_timeout`` as for ``serve``.
     """
 
     def __init__(
@@ -744,19 +836,26 @@ class ServerThread:
         threads: int = 8,
         clock: Clock | None = None,
         redis_url: Any = None,
+        connection_limit: int = ServingOptions.connection_limit,
+        header_timeout: float = ServingOptions.header_timeout,
+        request_timeout: float = ServingOptions.request_timeout,
+        idle_timeout: float = ServingOptions.idle_timeout,
     ) -> None:
+        options = ServingOptions(threads=threads, connection_limit=connection_limit,
+                                 header_timeout=header_timeout, request_timeout=request_timeout,
+                                 idle_timeout=idle_timeout)
         self._owns_app = not isinstance(app, Flask)
         self.app = (app if isinstance(app, Flask)
                     else create_app(app, clock=clock, redis_url=redis_url))
         self._map: dict[int, Any] = {}
-        made = create_server(self.app, map=self._map, host=host, port=port, threads=threads,
-                             ident="travian_repo")
-        if isinstance(made, MultiSocketServer):  # only with several listen addresses
-            made.close()
-            raise ValueError("ServerThread listens on one address")
-        # typed loosely: the waitress stubs miss effective_port and the trigger's thunks
-        server: Any = made
+        try:
+            server = _listen(self.app, host, port, options, self._map)
+        except BaseException:
+            if self._owns_app:
+                app_world(self.app).close()
+            raise
         self._server = server
+        self.options = options
         self.host = host
         self.port = int(server.effective_port)
         self.url = f"http://{host}:{self.port}"
@@ -783,7 +882,7 @@ class ServerThread:
             self._thread.join(timeout)
         else:
             wasyncore.close_all(self._map)
-        server.task_dispatcher.shutdown(timeout=int(timeout))
+        server.shutdown(timeout)
         if self._owns_app:
             app_world(self.app).close()
 

@@ -7,7 +7,7 @@ from typing import Any, Callable, TypeVar
 
 from sqlalchemy import Connection, select
 
-from travian_repo.domain.errors import Forbidden, NotFound
+from travian_repo.domain.errors import Forbidden, NotFound, Unauthorized
 from travian_repo.sql import schema
 from travian_repo.sql.database import SqlSession, WorldSettings
 from travian_repo.sql.village_state import check_owner
@@ -41,9 +41,10 @@ class SqlRepository:
         self._session.emit(kind, player_id, **data)
 
     def _actor_id(self, action: str) -> int:
-        """The acting player, or Forbidden when the unit of work acts as nobody."""
+        """The acting player, or Unauthorized (a Forbidden) when the unit of work acts as
+        nobody: over HTTP that is a request without a token, answered 401."""
         if self._actor is None:
-            raise Forbidden(
+            raise Unauthorized(
                 f"{action} needs an acting player: connect with player_id= or use "
                 "world.unit_of_work(player_id)"
             )

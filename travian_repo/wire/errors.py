@@ -20,6 +20,7 @@ from travian_repo.domain.errors import (
     RuleViolation,
     SchemaMismatch,
     TravianError,
+    Unauthorized,
 )
 from travian_repo.domain.values import Resources
 
@@ -29,6 +30,7 @@ ERROR_TABLE: tuple[tuple[type[TravianError], int, str], ...] = (
     (RuleViolation, 422, RuleViolation.code),
     (InvalidRequest, 400, InvalidRequest.code),
     (NotFound, 404, NotFound.code),
+    (Unauthorized, 401, Unauthorized.code),
     (Forbidden, 403, Forbidden.code),
     (Conflict, 409, Conflict.code),
     (RateLimited, 429, RateLimited.code),
@@ -40,7 +42,7 @@ ERROR_TABLE: tuple[tuple[type[TravianError], int, str], ...] = (
 _BY_CODE = {code: cls for cls, _, code in ERROR_TABLE}
 _FALLBACK_BY_STATUS = {
     400: InvalidRequest,
-    401: Forbidden,
+    401: Unauthorized,
     403: Forbidden,
     404: NotFound,
     409: Conflict,
