@@ -118,6 +118,7 @@ def max_level(name: str, *, is_capital: bool) -> int:
     return spec.max_level_capital if is_capital else spec.max_level
 
 
+@functools.lru_cache(maxsize=256)  # read on every training and troop movement
 def top_level(name: str) -> int:
     """The highest level ``name`` reaches in any village, capital or not."""
     return _top(building_spec(name))
