@@ -18,6 +18,7 @@ from responses import matchers
 from responses.registries import OrderedRegistry
 
 import travian_repo.http.transport as transport_module
+import travian_repo.http.transport.answers as answers_module
 from travian_repo.domain.errors import (
     BackendUnavailable,
     ConfigurationError,
@@ -214,7 +215,7 @@ def test_429_with_retry_after_http_date_then_200(
     rsps: responses.RequestsMock, transport: Transport, sleeps: Sleeps,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(transport_module, "_utcnow", lambda: NOW)
+    monkeypatch.setattr(answers_module, "_utcnow", lambda: NOW)
     rsps.add(responses.GET, URL, status=429, json=error_json("rate_limited"),
              headers={"Retry-After": format_datetime(NOW + timedelta(seconds=7), usegmt=True)})
     rsps.add(responses.GET, URL, status=429, json=error_json("rate_limited"),

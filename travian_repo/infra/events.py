@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import queue
 import threading
 import time
@@ -35,8 +34,10 @@ from typing import Any, Iterator, Protocol, runtime_checkable
 
 import redis
 
-from travian_repo.domain.errors import InvalidRequest
+from travian_repo.domain.validators import check_timeout
 from travian_repo.domain.values import Event
+from travian_repo.infra.keys import events_channel
+from travian_repo.infra.redis_breaker import RedisBreaker
 from travian_repo.wire.serializer import decode, encode
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ _RECONNECT_MAX_S = 5.0
 
 def channel_name(world_id: str, player_id: int) -> str:
     """The Redis pub/sub channel of one player's events in one world."""
-    return f"travian_repo:v1:{world_id}:events:{player_id}"
+    return events_channel(world_id, player_id)
 
 
 def encode_event(event: Event) -> str:
@@ -79,7 +80,7 @@ class Subscription(Iterator[Event]):
 
     def __init__(self, player_id: int, timeout: float | None) -> None:
         self.player_id = player_id
-        self.timeout = _check_timeout(timeout)
+        self.timeout = check_timeout(timeout)
         self.closed = False
 
     def __iter__(self) -> Subscription:
@@ -333,12 +334,24 @@ class RedisEventBus(EventBus):
     def __init__(self, client: redis.Redis, world_id: str, *, recheck_s: float = 1.0) -> None:
         self.client = client
         self.world_id = world_id
-        self.recheck_s = recheck_s
+        self._breaker = RedisBreaker(
+            recheck_s, log=log,
+            down_message="event bus: Redis unavailable (%s: %s); events are dropped until it "
+                         "is back",
+            back_message="event bus: Redis is back; events are published again",
+        )
         self._lock = threading.Lock()
-        self._down_until = 0.0
-        self._outage = False
         self.published = 0
         self.dropped = 0
+
+    @property
+    def recheck_s(self) -> float:
+        """Seconds between tries of Redis while it is down."""
+        return self._breaker.retry_s
+
+    @recheck_s.setter
+    def recheck_s(self, value: float) -> None:
+        self._breaker.retry_s = value
 
     def channel(self, player_id: int) -> str:
         return channel_name(self.world_id, player_id)
@@ -346,7 +359,7 @@ class RedisEventBus(EventBus):
     def publish(self, events: list[Event]) -> None:
         if not events:
             return
-        if self._down_until and time.monotonic() < self._down_until:
+        if not self._breaker.allow():
             self._drop(len(events))  # Redis known down: do not make every commit wait for it
             return
         try:
@@ -356,13 +369,7 @@ class RedisEventBus(EventBus):
             pipe.execute()
         except redis.RedisError as exc:
             self._drop(len(events))
-            with self._lock:
-                first = not self._outage
-                self._outage = True
-                self._down_until = time.monotonic() + self.recheck_s
-            if first:
-                log.warning("event bus: Redis unavailable (%s: %s); events are dropped until "
-                            "it is back", type(exc).__name__, str(exc)[:200])
+            self._breaker.failed(exc)
             return
         except Exception:  # noqa: BLE001 - never into the committing caller
             self._drop(len(events))
@@ -370,9 +377,7 @@ class RedisEventBus(EventBus):
             return
         with self._lock:
             self.published += len(events)
-            was, self._outage, self._down_until = self._outage, False, 0.0
-        if was:
-            log.warning("event bus: Redis is back; events are published again")
+        self._breaker.succeeded()
 
     def _drop(self, count: int) -> None:
         with self._lock:
@@ -387,19 +392,6 @@ def event_bus_for(redis_client: redis.Redis | None, world_id: str) -> EventBus:
     if redis_client is not None:
         return RedisEventBus(redis_client, world_id)
     return InProcessEventBus.for_world(world_id)
-
-
-def _check_timeout(timeout: object) -> float | None:
-    if timeout is None:
-        return None
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, (int, float))
-        or math.isnan(timeout)
-        or timeout < 0
-    ):
-        raise InvalidRequest(f"timeout must be None or a number of seconds >= 0, not {timeout!r}")
-    return float(timeout)
 
 
 __all__ = [

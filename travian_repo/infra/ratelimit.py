@@ -1,8 +1,8 @@
 """Client-side rate limiting: two token buckets, per second and per minute.
 
-``LocalRateLimiter`` keeps one process within the engine's quota (the seed's numbers: 100
-requests per second, 5000 per minute). A limiter shared by every process through Redis can
-follow by implementing the same ``RateLimiter`` protocol.
+``LocalRateLimiter`` keeps one process within the engine's quota (by default 100 requests per
+second, 5000 per minute); ``RedisRateLimiter`` shares the same buckets among every process of
+a world through Redis. Both implement the ``RateLimiter`` protocol.
 
 The buckets are kept in their "virtual scheduling" form (GCRA): instead of a token count,
 each bucket remembers the theoretical time its next token is due. That form is exactly a
@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import threading
 import time
 from typing import Callable, Protocol, cast, runtime_checkable
 
 import redis
 
-from travian_repo.domain.errors import ConfigurationError, InvalidRequest, RateLimited
+from travian_repo.domain.errors import ConfigurationError, RateLimited
+from travian_repo.domain.validators import check_timeout, is_finite_number
+from travian_repo.infra.keys import rate_limit_key
+from travian_repo.infra.redis_breaker import RedisBreaker
 
 DEFAULT_PER_SECOND = 100.0
 DEFAULT_PER_MINUTE = 5000.0
@@ -108,13 +110,7 @@ class LocalRateLimiter(RateLimiter):
         self._minute = _Bucket(self.per_minute / 60.0, max(1.0, self.per_minute), now)
 
     def acquire(self, timeout: float | None = None) -> None:
-        if timeout is not None and (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, (int, float))
-            or math.isnan(timeout)
-            or timeout < 0
-        ):
-            raise InvalidRequest(f"timeout must be None or a number >= 0, not {timeout!r}")
+        check_timeout(timeout)
         with self._lock:
             now = self._now()
             grant_at = self._reserve(now, timeout)
@@ -228,12 +224,19 @@ return {1, math.ceil(wait)}
         self.per_minute = _positive("per_minute", per_minute)
         self.burst = self.per_second if burst is None else _positive("burst", burst)
         self.client = client
-        self.key = key if key is not None else f"travian_repo:v1:{world_id}:ratelimit"
+        self.key = key if key is not None else rate_limit_key(world_id)
         self.fallback = (
             fallback if fallback is not None
             else LocalRateLimiter(self.per_second, self.per_minute, burst=self.burst, sleep=sleep)
         )
-        self.recheck_s = recheck_s
+        self._breaker = RedisBreaker(
+            recheck_s, log=log,
+            down_message=(
+                "shared rate limit: Redis unavailable (%s: %s); limiting this process locally "
+                f"({self.per_second:g}/s, {self.per_minute:g}/min) until it is back"
+            ),
+            back_message="shared rate limit: Redis is back; the limit is shared again",
+        )
         self._sleep = sleep
         s_interval = 1e6 / self.per_second
         m_interval = 60e6 / self.per_minute
@@ -244,31 +247,22 @@ return {1, math.ceil(wait)}
             repr((max(1.0, self.per_minute) - 1.0) * m_interval),
         )
         self._state_lock = threading.Lock()
-        self._down_until = 0.0  # time.monotonic() before which Redis is not tried again
-        self._outage = False
         self.script_loads = 0  # how many times the script was loaded (first use, NOSCRIPT)
         self.fallback_acquires = 0  # acquires served by the fallback while Redis was down
 
     def acquire(self, timeout: float | None = None) -> None:
-        _check_timeout(timeout)
-        if self._down_until:
-            now = time.monotonic()
-            with self._state_lock:
-                down = now < self._down_until
-                if not down:  # this caller probes Redis; the others stay local meanwhile
-                    self._down_until = now + self.recheck_s
-            if down:
-                self._acquire_locally(timeout)
-                return
+        check_timeout(timeout)
+        if not self._breaker.allow():
+            self._acquire_locally(timeout)
+            return
         max_wait_us = -1 if timeout is None else int(timeout * 1e6)
         try:
             granted, wait_us = self._run(max_wait_us)
         except redis.RedisError as exc:
-            self._went_down(exc)
+            self._breaker.failed(exc)
             self._acquire_locally(timeout)
             return
-        if self._outage:
-            self._came_back()
+        self._breaker.succeeded()
         wait = int(wait_us) / 1e6
         if not granted:
             raise RateLimited(
@@ -304,39 +298,18 @@ return {1, math.ceil(wait)}
             self.fallback_acquires += 1
         self.fallback.acquire(timeout)
 
-    def _went_down(self, exc: BaseException) -> None:
-        with self._state_lock:
-            first = not self._outage
-            self._outage = True
-            self._down_until = time.monotonic() + self.recheck_s
-        if first:
-            log.warning(
-                "shared rate limit: Redis unavailable (%s: %s); limiting this process locally "
-                "(%g/s, %g/min) until it is back", type(exc).__name__, str(exc)[:200],
-                self.per_second, self.per_minute,
-            )
+    @property
+    def recheck_s(self) -> float:
+        """Seconds between tries of Redis while it is down."""
+        return self._breaker.retry_s
 
-    def _came_back(self) -> None:
-        with self._state_lock:
-            was = self._outage
-            self._outage = False
-            self._down_until = 0.0
-        if was:
-            log.warning("shared rate limit: Redis is back; the limit is shared again")
+    @recheck_s.setter
+    def recheck_s(self, value: float) -> None:
+        self._breaker.retry_s = value
 
     def __repr__(self) -> str:
         return (f"RedisRateLimiter(per_second={self.per_second:g}, "
                 f"per_minute={self.per_minute:g}, key={self.key!r})")
-
-
-def _check_timeout(timeout: object) -> None:
-    if timeout is not None and (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, (int, float))
-        or math.isnan(timeout)
-        or timeout < 0
-    ):
-        raise InvalidRequest(f"timeout must be None or a number >= 0, not {timeout!r}")
 
 
 def rate_limiter_from_option(
@@ -372,12 +345,7 @@ def rate_limiter_from_option(
 
 
 def _positive(name: str, value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
+    if not is_finite_number(value) or value <= 0:
         raise ConfigurationError(f"rate limit {name} must be a positive number, not {value!r}")
     return float(value)
 

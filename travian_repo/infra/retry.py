@@ -11,7 +11,6 @@ not attempted, so a call never sleeps only to give up afterwards.
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from tenacity import (
 )
 
 from travian_repo.domain.errors import ConfigurationError
+from travian_repo.domain.validators import is_finite_number, is_int
 
 T = TypeVar("T")
 
@@ -45,16 +45,11 @@ class RetryPolicy:
     max_delay_s: float = 2.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int) or self.attempts < 1:
+        if not is_int(self.attempts) or self.attempts < 1:
             raise ConfigurationError(f"RetryPolicy.attempts must be an int >= 1, not {self.attempts!r}")
         for name in ("deadline_s", "base_delay_s", "max_delay_s"):
             value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not math.isfinite(value)
-                or value < 0
-            ):
+            if not is_finite_number(value) or value < 0:
                 raise ConfigurationError(
                     f"RetryPolicy.{name} must be a finite number >= 0, not {value!r}"
                 )

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from travian_repo.domain.errors import InvalidRequest
+# check_int is re-exported: the repositories call it as validation.check_int.
+from travian_repo.domain.validators import check_int as check_int, is_int
 from travian_repo.domain.values import ATTACK_KINDS, RESOURCE_NAMES, Resources
 from travian_repo.rules import buildings, placement
 
@@ -22,18 +24,10 @@ MAX_QUEUE_POSITION = 1000
 
 
 def check_id(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise InvalidRequest(f"{name} must be an integer id, got {type(value).__name__}")
     if not 1 <= value <= MAX_ID:
         raise InvalidRequest(f"{name} must be a positive id, got {value}")
-    return value
-
-
-def check_int(value: Any, name: str, *, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequest(f"{name} must be an integer, got {type(value).__name__}")
-    if not low <= value <= high:
-        raise InvalidRequest(f"{name} must be between {low} and {high}, got {value}")
     return value
 
 

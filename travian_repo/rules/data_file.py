@@ -14,6 +14,7 @@ from fractions import Fraction
 from importlib import resources
 from typing import Any, Iterable
 
+from travian_repo.domain import validators
 from travian_repo.domain.errors import InvalidRequest
 
 DATA_FILE = "t4_rules.json"
@@ -49,24 +50,13 @@ def round_to_10(value: float) -> int:
 
 def check_int(value: object, what: str, *, minimum: int | None = None,
               maximum: int | None = None) -> int:
-    """An int within [minimum, maximum]; bools and floats are refused (a level 2.0 is a bug)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequest(
-            f"{what} must be an int, got {value!r}", details={"field": what}
-        )
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        low = "" if minimum is None else str(minimum)
-        high = "" if maximum is None else str(maximum)
-        raise InvalidRequest(
-            f"{what} must be in {low}..{high}, got {value}",
-            details={"field": what, "value": value, "min": minimum, "max": maximum},
-        )
-    return value
+    """An int within [minimum, maximum] (the rules' spelling of the one ``check_int``)."""
+    return validators.check_int(value, what, low=minimum, high=maximum)
 
 
 def check_number(value: object, what: str, *, positive: bool = False) -> float:
     """A finite int or float, >= 0 (> 0 when ``positive``); bools refused."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not validators.is_number(value):
         raise InvalidRequest(f"{what} must be a number, got {value!r}", details={"field": what})
     number = float(value)
     if not math.isfinite(number) or number < 0 or (positive and number == 0):

@@ -12,13 +12,14 @@ without one, its remote address.
 from __future__ import annotations
 
 import hashlib
-import math
 import threading
 from collections import OrderedDict
 
 import redis
 
 from travian_repo.domain.errors import ConfigurationError, RateLimited
+from travian_repo.domain.validators import is_finite_number
+from travian_repo.infra.keys import server_rate_limit_prefix
 from travian_repo.infra.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 
 # Per token: twice the client's own default quota (100 requests per second), so a client
@@ -52,20 +53,18 @@ class ServerRateLimit:
         world_id: str = "default",
         max_callers: int = MAX_LOCAL_CALLERS,
     ) -> None:
-        if (isinstance(rate, bool) or not isinstance(rate, (int, float))
-                or not math.isfinite(rate) or rate <= 0):
+        if not is_finite_number(rate) or rate <= 0:
             raise ConfigurationError(f"the server rate limit must be a positive number of "
                                      f"requests per second, not {rate!r}")
         if burst is None:
             burst = max(1.0, rate * DEFAULT_BURST_FACTOR)
-        if (isinstance(burst, bool) or not isinstance(burst, (int, float))
-                or not math.isfinite(burst) or burst < 1):
+        if not is_finite_number(burst) or burst < 1:
             raise ConfigurationError(f"the server rate burst must be a number >= 1, "
                                      f"not {burst!r}")
         self.rate = float(rate)
         self.burst = float(burst)
         self._redis = redis_client
-        self._prefix = f"travian_repo:v1:{world_id}:server_ratelimit:"
+        self._prefix = server_rate_limit_prefix(world_id)
         self._max = max_callers
         self._lock = threading.Lock()
         self._limiters: OrderedDict[str, RateLimiter] = OrderedDict()

@@ -39,6 +39,7 @@ from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 from waitress.utilities import Error
 
 from travian_repo.domain.errors import ConfigurationError
+from travian_repo.domain.validators import is_finite_number, is_int
 
 # Open connections from which the server is "under pressure", as a share of the limit.
 PRESSURE_SHARE = 0.75
@@ -79,13 +80,12 @@ class ServingOptions:
     def __post_init__(self) -> None:
         for name in ("threads", "connection_limit", "max_body_bytes"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ConfigurationError(f"{name} must be a whole number of at least 1, "
                                          f"got {value!r}")
         for name in ("header_timeout", "request_timeout", "idle_timeout"):
             value = getattr(self, name)
-            if (isinstance(value, bool) or not isinstance(value, (int, float))
-                    or not math.isfinite(value) or value <= 0):
+            if not is_finite_number(value) or value <= 0:
                 raise ConfigurationError(f"{name} must be a positive number of seconds, "
                                          f"got {value!r}")
         if self.connection_limit < 4:

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 from sqlalchemy import Connection, Engine, inspect, select, text
 
 from travian_repo.domain.errors import Conflict, InvalidRequest
+from travian_repo.domain.validators import is_int
 from travian_repo.rules import units
 from travian_repo.rules.village import village_economy
 from travian_repo.sql import schema, tokens as api_tokens
@@ -157,7 +158,7 @@ def _check_args(
     world_id: str,
 ) -> None:
     def whole(value: Any, name: str, low: int, high: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        if not is_int(value) or not low <= value <= high:
             raise InvalidRequest(f"{name} must be an integer from {low} to {high}, got {value!r}")
 
     whole(players, "players", 1, 100_000)
