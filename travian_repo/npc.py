@@ -1,4 +1,4 @@
-"""The NPC interface: the seed's ``NPCGameInterface``, synchronous.
+"""The NPC interface: ``NPCGameInterface``, synchronous.
 
 Each action runs in its own unit of work as the NPC's player and answers with a bool:
 True when the game accepted it, False when the game said no (``last_error`` holds the

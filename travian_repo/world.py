@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from travian_repo.domain.errors import ConfigurationError, Forbidden
 from travian_repo.domain.values import Event, Player
 from travian_repo.http.transport import Transport
-from travian_repo.infra.events import event_bus_for
+from travian_repo.infra.event_bus import event_bus_for
 from travian_repo.infra.cache import Cache, build_cache, resolve_ttls
 from travian_repo.infra.ratelimit import rate_limiter_from_option
 from travian_repo.infra.metrics import Metrics

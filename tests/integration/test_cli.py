@@ -14,8 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 import travian_repo as tr
-from travian_repo.cli import main
-from travian_repo.demo import DEMO_START, ProgressBar, parse_table
+from travian_repo.apps.cli import main
+from travian_repo.apps.demo import DEMO_START, ProgressBar
 from travian_repo.sandbox import Clock, create_world, player_tokens
 from travian_repo.sql.tokens import player_for_token
 
@@ -26,6 +26,23 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def parse_table(text: str) -> list[list[str]]:
+    """The rows of a table printed by ``travian_repo.apps.demo.format_table``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("player "))
+    widths = [len(cell) for cell in lines[start + 1].split("  ")]
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.strip():
+            break
+        cells, at = [], 0
+        for width in widths:
+            cells.append(line[at:at + width].strip())
+            at += width + 2
+        rows.append(cells)
+    return rows
 
 
 def summary_table(output: str) -> dict[str, list[str]]:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from travian_repo.demo import DEMO_START, HttpSandbox, SqlSandbox, run_demo
+from travian_repo.apps.demo import DEMO_START, HttpSandbox, SqlSandbox, run_demo
 from travian_repo.sandbox import Clock, Engine, create_world
 from travian_repo.sandbox.server import ServerThread, create_app
 from travian_repo.sql import schema

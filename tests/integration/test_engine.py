@@ -23,7 +23,7 @@ from travian_repo.domain.values import Event, Resources
 from travian_repo.rules import battle, economy, units
 from travian_repo.sandbox import Clock, Engine
 from travian_repo.sql import schema
-from travian_repo.sql.economy import refresh
+from travian_repo.sql.derived import refresh
 from travian_repo.sql.village_state import load_village
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)

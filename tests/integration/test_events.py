@@ -22,7 +22,7 @@ from tests.conftest import PrivateRedis, free_port
 from travian_repo.domain import events as kinds
 from travian_repo.domain.errors import Forbidden, InvalidRequest
 from travian_repo.domain.values import Event
-from travian_repo.infra.events import (
+from travian_repo.infra.event_bus import (
     InProcessEventBus,
     RedisEventBus,
     channel_name,
@@ -276,7 +276,7 @@ def test_publishing_to_a_dead_redis_never_raises_and_warns_once(
     dead = redis.Redis(port=free_port(), socket_timeout=0.25, socket_connect_timeout=0.25,
                        retry=Retry(NoBackoff(), 0))
     bus = RedisEventBus(dead, unique_world(), recheck_s=0)
-    caplog.set_level(logging.WARNING, logger="travian_repo.infra.events")
+    caplog.set_level(logging.WARNING, logger="travian_repo.infra.event_bus")
     for n in range(3):
         bus.publish([Event(kinds.MESSAGE_RECEIVED, 2, _when(), {"message_id": n})])
     assert bus.dropped == 3

@@ -350,7 +350,7 @@ def test_a_retry_that_finds_the_first_attempt_still_running_waits_and_gets_its_a
     retry gets 409 "idempotency_key_in_progress" with Retry-After, waits, and gets the
     first attempt's stored answer."""
     service = served.app.extensions["travian_repo"]
-    enter = service.in_flight.enter
+    enter = service.writes.in_flight.enter
     slowed: set[str] = set()
 
     def slow_enter(player_id: int, key: str) -> bool:
@@ -360,7 +360,7 @@ def test_a_retry_that_finds_the_first_attempt_still_running_waits_and_gets_its_a
             time.sleep(0.3)
         return entered
 
-    service.in_flight.enter = slow_enter
+    service.writes.in_flight.enter = slow_enter
     proxy.fault = drop_first_attempt("early")
     with client(proxy.url, served.tokens[1]) as world:
         message = world.diplomacy.send_message(1, 2, "slow", "but once")

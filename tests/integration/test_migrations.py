@@ -19,7 +19,7 @@ import requests
 import sqlalchemy as sa
 
 import travian_repo as tr
-from travian_repo import cli
+from travian_repo.apps import cli
 from travian_repo.sandbox import Clock, Engine, create_world, player_tokens, upgrade_world
 from travian_repo.sandbox.server import ServerThread
 from travian_repo.sql import schema

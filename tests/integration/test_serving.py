@@ -19,7 +19,7 @@ import requests
 import sqlalchemy as sa
 
 import travian_repo as tr
-from travian_repo.cli import build_parser
+from travian_repo.apps.cli import build_parser
 from travian_repo.sandbox import WorldSummary, create_world
 from travian_repo.sandbox.server import ServerThread, app_world, create_app
 from travian_repo.sandbox.serving import ServingOptions

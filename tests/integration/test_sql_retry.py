@@ -16,7 +16,7 @@ import sqlalchemy as sa
 import travian_repo as tr
 from travian_repo.domain.values import Resources
 from travian_repo.sandbox import Clock
-from travian_repo.sql import database as sql_database
+from travian_repo.sql import error_mapping
 from tests.conftest import MakeWorld
 
 WRITERS = 8
@@ -28,7 +28,7 @@ def test_serialization_failures_are_retried(
 ) -> None:
     make_world()  # player 1: romans, barracks 3
     seen: list[str] = []
-    original = sql_database._is_retryable
+    original = error_mapping.is_retryable
 
     def counting(exc: sa.exc.DBAPIError) -> bool:
         retry = original(exc)
@@ -36,7 +36,7 @@ def test_serialization_failures_are_retried(
             seen.append(getattr(exc.orig, "pgcode", ""))
         return retry
 
-    monkeypatch.setattr(sql_database, "_is_retryable", counting)
+    monkeypatch.setattr(error_mapping, "is_retryable", counting)
     url = sa.make_url(database_url)
     options = url.query.get("options", "")
     serializable = url.update_query_dict(

@@ -233,3 +233,13 @@ def test_rate_limited_carries_retry_after() -> None:
     assert err.retry_after == 2.5 and err.details["retry_after"] == 2.5
     assert isinstance(err, tr.TravianError) and str(err)
     assert tr.RateLimited().retry_after is None
+
+
+def test_movement_kind_of_an_attack_kind() -> None:
+    from travian_repo.domain.values import ATTACK_KINDS, MOVEMENT_KINDS, movement_kind
+
+    assert movement_kind("normal") == "attack"
+    assert [movement_kind(k) for k in ("raid", "siege")] == ["raid", "siege"]
+    assert all(movement_kind(k) in MOVEMENT_KINDS for k in ATTACK_KINDS)
+    with pytest.raises(KeyError):
+        movement_kind("attack")  # a stored kind is not an attack kind

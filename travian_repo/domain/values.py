@@ -1,6 +1,6 @@
 """Domain values: frozen dataclasses that every backend returns alike.
 
-Times are timezone-aware UTC datetimes. "wheat" is the seed's name for Travian's crop.
+Times are timezone-aware UTC datetimes. "wheat" is the stored name for Travian's crop.
 """
 
 from __future__ import annotations
@@ -9,13 +9,23 @@ import dataclasses
 import html
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 RESOURCE_NAMES: tuple[str, ...] = ("wood", "clay", "iron", "wheat")
+
+# What tells the time: called with no argument, it returns an aware UTC datetime. Every
+# clock parameter takes one (``datetime.now``-like functions, ``sandbox.Clock``, ...).
+ClockFn = Callable[[], datetime]
 
 # Movement kinds as stored and returned; ``military.attack(kind=...)`` takes the attack names.
 ATTACK_KINDS: Mapping[str, str] = {"normal": "attack", "raid": "raid", "siege": "siege"}
 MOVEMENT_KINDS: tuple[str, ...] = ("attack", "raid", "siege", "reinforcement", "scout", "return")
+
+
+def movement_kind(attack_kind: str) -> str:
+    """The movement kind stored and returned for an attack kind of ``military.attack``:
+    ``normal`` is the movement kind ``attack``; ``raid`` and ``siege`` keep their names."""
+    return ATTACK_KINDS[attack_kind]
 
 
 class _HtmlRepr:
@@ -353,6 +363,7 @@ __all__ = [
     "Alliance",
     "BuildOrder",
     "Building",
+    "ClockFn",
     "Event",
     "Invitation",
     "Message",
@@ -366,4 +377,5 @@ __all__ = [
     "TrainingOrder",
     "Troops",
     "Village",
+    "movement_kind",
 ]

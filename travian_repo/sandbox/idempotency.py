@@ -47,7 +47,7 @@ DEFAULT_RETENTION = timedelta(hours=24)
 PURGE_INTERVAL = timedelta(minutes=1)
 PURGE_BATCH = 1000
 _KEY = re.compile(r"[\x21-\x7e]{1,%d}" % MAX_KEY_LENGTH)  # visible ASCII, no spaces
-_t = schema.idempotency_keys
+_keys = schema.idempotency_keys
 
 
 def check_key(value: str) -> str:
@@ -126,18 +126,18 @@ class IdempotencyStore:
             values = dict(player_id=player_id, key=key, request_hash=fingerprint,
                           status_code=None, response_body=None, created_at=now)
             if dialect == "postgresql":
-                stmt: Any = postgresql.insert(_t).values(**values).on_conflict_do_nothing(
-                    index_elements=[_t.c.player_id, _t.c.key]
+                stmt: Any = postgresql.insert(_keys).values(**values).on_conflict_do_nothing(
+                    index_elements=[_keys.c.player_id, _keys.c.key]
                 )
             else:
-                stmt = sqlite.insert(_t).values(**values).on_conflict_do_nothing(
-                    index_elements=[_t.c.player_id, _t.c.key]
+                stmt = sqlite.insert(_keys).values(**values).on_conflict_do_nothing(
+                    index_elements=[_keys.c.player_id, _keys.c.key]
                 )
             if conn.execute(stmt).rowcount == 1:
                 return None
             row = conn.execute(
-                select(_t.c.request_hash, _t.c.status_code, _t.c.response_body).where(
-                    (_t.c.player_id == player_id) & (_t.c.key == key)
+                select(_keys.c.request_hash, _keys.c.status_code, _keys.c.response_body).where(
+                    (_keys.c.player_id == player_id) & (_keys.c.key == key)
                 )
             ).one()
             return StoredAnswer(row.request_hash, row.status_code, row.response_body)
@@ -154,8 +154,8 @@ class IdempotencyStore:
 
         def run(conn: Connection) -> None:
             conn.execute(
-                update(_t)
-                .where((_t.c.player_id == player_id) & (_t.c.key == key))
+                update(_keys)
+                .where((_keys.c.player_id == player_id) & (_keys.c.key == key))
                 .values(status_code=status_code, response_body=body)
             )
 
@@ -163,12 +163,12 @@ class IdempotencyStore:
 
     def purge(self, engine: Engine, *, older_than: datetime, limit: int | None = None) -> int:
         """Forget keys created before ``older_than`` (at most ``limit``); how many went."""
-        where = _t.c.created_at < older_than
+        where = _keys.c.created_at < older_than
         if limit is not None:
-            oldest = select(_t.c.player_id, _t.c.key).where(where).limit(limit)
-            where = tuple_(_t.c.player_id, _t.c.key).in_(oldest)
+            oldest = select(_keys.c.player_id, _keys.c.key).where(where).limit(limit)
+            where = tuple_(_keys.c.player_id, _keys.c.key).in_(oldest)
         with engine.begin() as conn:
-            return conn.execute(delete(_t).where(where)).rowcount
+            return conn.execute(delete(_keys).where(where)).rowcount
 
     def purge_due(self, engine: Engine, now: datetime) -> int:
         """Forget keys older than the retention when a purge is due; how many went.

@@ -34,7 +34,7 @@ from travian_repo.infra.cache import cached
 from travian_repo.sql.base import SqlRepository
 from travian_repo.sql.dialect import insert_unless_taken
 
-_m = schema.messages
+_msg = schema.messages
 _a = schema.alliances
 _i = schema.alliance_invitations
 _p = schema.players
@@ -64,7 +64,7 @@ class SqlDiplomacyRepository(SqlRepository, DiplomacyRepository):
             self._require_player_exists(conn, to_player_id)
             now = self.now
             message_id = conn.execute(
-                insert(_m)
+                insert(_msg)
                 .values(
                     from_player_id=from_player_id,
                     to_player_id=to_player_id,
@@ -73,7 +73,7 @@ class SqlDiplomacyRepository(SqlRepository, DiplomacyRepository):
                     sent_at=now,
                     read_at=None,
                 )
-                .returning(_m.c.id)
+                .returning(_msg.c.id)
             ).scalar_one()
             self._emit(events.MESSAGE_RECEIVED, to_player_id, message_id=int(message_id),
                        from_player_id=from_player_id)
@@ -88,10 +88,10 @@ class SqlDiplomacyRepository(SqlRepository, DiplomacyRepository):
         player_id = v.check_id(player_id, "player_id")
         unread_only = v.check_bool(unread_only, "unread_only")
         self._require_self(player_id, "read the messages")
-        query = select(_m).where(_m.c.to_player_id == player_id)
+        query = select(_msg).where(_msg.c.to_player_id == player_id)
         if unread_only:
-            query = query.where(_m.c.read_at.is_(None))
-        query = query.order_by(_m.c.sent_at.desc(), _m.c.id.desc()).limit(INBOX_LIMIT)
+            query = query.where(_msg.c.read_at.is_(None))
+        query = query.order_by(_msg.c.sent_at.desc(), _msg.c.id.desc()).limit(INBOX_LIMIT)
 
         def run(conn: Connection) -> list[Any]:
             rows = list(conn.execute(query).all())

@@ -14,7 +14,7 @@ from travian_repo.sql.base import SqlRepository
 from travian_repo.sql.military import send_troops
 from travian_repo.sql.schema import as_utc
 
-_r = schema.reports
+_rep = schema.reports
 
 
 class SqlIntelRepository(SqlRepository, IntelRepository):
@@ -56,10 +56,10 @@ class SqlIntelRepository(SqlRepository, IntelRepository):
 
         def run(conn: Connection) -> list[Report]:
             rows = conn.execute(
-                select(_r.c.id, _r.c.player_id, _r.c.kind, _r.c.subject, _r.c.village_id,
-                       _r.c.created_at, _r.c.payload, _r.c.read)
-                .where(_r.c.player_id == player_id, _r.c.kind == "scout")
-                .order_by(_r.c.created_at.desc(), _r.c.id.desc())
+                select(_rep.c.id, _rep.c.player_id, _rep.c.kind, _rep.c.subject, _rep.c.village_id,
+                       _rep.c.created_at, _rep.c.payload, _rep.c.read)
+                .where(_rep.c.player_id == player_id, _rep.c.kind == "scout")
+                .order_by(_rep.c.created_at.desc(), _rep.c.id.desc())
                 .limit(limit)
             ).all()
             return [

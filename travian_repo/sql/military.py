@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, select, update
 
 from travian_repo.domain import events
 from travian_repo.domain.errors import (
@@ -20,7 +20,9 @@ from travian_repo.domain.errors import (
     NotFound,
     RuleViolation,
 )
-from travian_repo.domain.values import ATTACK_KINDS, Movement, Resources, TrainingOrder, Troops
+from travian_repo.domain.values import (
+    ATTACK_KINDS, Movement, Resources, TrainingOrder, Troops, movement_kind,
+)
 from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import MilitaryRepository
 from travian_repo.rules import buildings, travel
@@ -38,6 +40,7 @@ from travian_repo.infra.cache import cached
 from travian_repo.sql.base import SqlRepository
 from travian_repo.sql.database import WorldSettings
 from travian_repo.sql.schema import as_utc
+from travian_repo.sql.troops import home_troops, insert_movement, remove_troops
 from travian_repo.sql.village_state import check_owner, lock_village, spend
 
 _v = schema.villages
@@ -190,13 +193,13 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
         """
         from_village_id, to_village_id = v.check_route(from_village_id, to_village_id)
         requested = v.check_troops(troops)
-        movement_kind = ATTACK_KINDS[v.check_attack_kind(kind)]
+        stored_kind = movement_kind(v.check_attack_kind(kind))
         actor = self._actor_id("send an attack")
         return self._write(
             lambda conn: send_troops(
                 conn, actor=actor, now=self.now, settings=self.settings,
                 from_village_id=from_village_id, to_village_id=to_village_id,
-                kind=movement_kind, troops=requested, emit=self._emit,
+                kind=stored_kind, troops=requested, emit=self._emit,
             )
         )
 
@@ -333,15 +336,9 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
                 raise Conflict(f"movement {movement_id} is no longer stationed")
             arrives = now + timedelta(seconds=seconds)
             stored = dict(sorted(counts.items()))
-            return_id = int(
-                conn.execute(
-                    insert(_m)
-                    .values(kind="return", player_id=actor,
-                            from_village_id=int(row.to_village_id), to_village_id=village_id,
-                            troops=stored, state="underway", departed_at=now,
-                            arrives_at=arrives)
-                    .returning(_m.c.id)
-                ).scalar_one()
+            return_id = insert_movement(
+                conn, kind="return", player_id=actor, from_village_id=int(row.to_village_id),
+                to_village_id=village_id, troops=stored, departed_at=now, arrives_at=arrives,
             )
             moved = dict(movement_id=return_id, kind="return",
                          from_village_id=int(row.to_village_id), to_village_id=village_id,
@@ -392,14 +389,7 @@ def send_troops(
         counts = resolve_units(state.tribe, troops or {})
     check_roles(state.tribe, counts, kind)
 
-    home = {
-        str(unit): int(count)
-        for unit, count in conn.execute(
-            select(_t.c.unit, _t.c.count).where(
-                _t.c.village_id == from_village_id, _t.c.unit.in_(list(counts))
-            )
-        )
-    }
+    home = home_troops(conn, from_village_id)
     missing = {u: n - home.get(u, 0) for u, n in counts.items() if n > home.get(u, 0)}
     if missing:
         listed = ", ".join(f"{n} {u} (have {home.get(u, 0)})" for u, n in sorted(counts.items())
@@ -423,27 +413,15 @@ def send_troops(
     )
 
     # The writes: troops leave home (guarded, so a count never goes below 0), then the movement.
-    for unit, count in sorted(counts.items()):
-        changed = conn.execute(
-            update(_t)
-            .where(_t.c.village_id == from_village_id, _t.c.unit == unit, _t.c.count >= count)
-            .values(count=_t.c.count - count)
-        ).rowcount
-        if changed != 1:  # only when something bypassed the village lock; the step rolls back
-            raise RuleViolation(f"not enough {unit} in village {from_village_id}")
-    conn.execute(
-        delete(_t).where(_t.c.village_id == from_village_id, _t.c.count <= 0)
+    remove_troops(
+        conn, from_village_id, counts,
+        short=lambda unit: RuleViolation(f"not enough {unit} in village {from_village_id}"),
     )
     arrives = now + timedelta(seconds=seconds)
     stored = dict(sorted(counts.items()))
-    movement_id = int(
-        conn.execute(
-            insert(_m)
-            .values(kind=kind, player_id=actor, from_village_id=from_village_id,
-                    to_village_id=to_village_id, troops=stored, state="underway",
-                    departed_at=now, arrives_at=arrives)
-            .returning(_m.c.id)
-        ).scalar_one()
+    movement_id = insert_movement(
+        conn, kind=kind, player_id=actor, from_village_id=from_village_id,
+        to_village_id=to_village_id, troops=stored, departed_at=now, arrives_at=arrives,
     )
     moved = dict(movement_id=movement_id, kind=kind, from_village_id=from_village_id,
                  to_village_id=to_village_id, arrives_at=arrives.isoformat())

@@ -1,6 +1,6 @@
 """Players on the database: public profiles and rankings, each in one query.
 
-Population and village counts are summed from the villages at read time (the seed's stored
+Population and village counts are summed from the villages at read time (the stored
 ``players.population`` and ``players.rank`` columns are not trusted: they lag the world).
 Ranks order players by the metric, highest first, ties to the lower player id; a player's
 ``rank`` in ``get`` is the same as their position in ``ranking("population")``. Players

@@ -1,4 +1,4 @@
-"""The world database: the seed's tables and columns, plus what the operations need.
+"""The world database: the game's original tables and columns, plus what the operations need.
 
 Portable between PostgreSQL and SQLite (SQLAlchemy Core). Times are stored as UTC; on SQLite,
 where the column has no zone, ``UTCDateTime`` puts it back on read.

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from travian_repo.sql import schema
 
-_t = schema.api_tokens
+_tok = schema.api_tokens
 
 TOKEN_BYTES = 20
 
@@ -45,11 +45,11 @@ def mint(conn: Connection, player_ids: Iterable[int], now: datetime) -> dict[int
         token = new_token()
         row = token_row(player_id, token, now)
         changed = conn.execute(
-            update(_t).where(_t.c.player_id == player_id)
+            update(_tok).where(_tok.c.player_id == player_id)
             .values(token_hash=row["token_hash"], created_at=now)
         ).rowcount
         if changed == 0:
-            conn.execute(insert(_t).values(**row))
+            conn.execute(insert(_tok).values(**row))
         minted[player_id] = token
     return minted
 
@@ -57,7 +57,7 @@ def mint(conn: Connection, player_ids: Iterable[int], now: datetime) -> dict[int
 def player_for_token(conn: Connection, token: str) -> int | None:
     """The player a token belongs to, or None for an unknown token."""
     found = conn.execute(
-        select(_t.c.player_id).where(_t.c.token_hash == hash_token(token))
+        select(_tok.c.player_id).where(_tok.c.token_hash == hash_token(token))
     ).scalar()
     return None if found is None else int(found)
 

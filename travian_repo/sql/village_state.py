@@ -201,10 +201,14 @@ def state_from_row(row: Any, now: datetime) -> VillageState:
 
 
 def load_village(conn: Connection, village_id: int, now: datetime) -> VillageState:
+    return state_from_row(_village_row(conn, village_id), now)
+
+
+def _village_row(conn: Connection, village_id: int) -> Any:
     row = conn.execute(_BY_ID, {"village_id": village_id}).first()
     if row is None:
         raise NotFound(f"village {village_id} does not exist")
-    return state_from_row(row, now)
+    return row
 
 
 def lock_village(
@@ -219,6 +223,15 @@ def lock_village(
     state = load_village(conn, village_id, now)
     check_owner(state.player_id, actor, village_id, action)
     return state
+
+
+def lock_settled(conn: Connection, village_id: int, at: datetime) -> VillageState:
+    """Lock a village, whoever owns it, and load it with its stock settled to ``at``, or to
+    its last write when that is later (an event due before a player's write happens on the
+    stock as that write left it)."""
+    take_lock(conn, village_id)
+    row = _village_row(conn, village_id)
+    return state_from_row(row, max(at, as_utc(row.updated_at)))
 
 
 def take_lock(conn: Connection, village_id: int) -> None:
@@ -252,7 +265,11 @@ def store(conn: Connection, state: VillageState, stock: Stock) -> None:
 
 
 def add_stock(conn: Connection, state: VillageState, amount: Resources) -> None:
-    """Add resources (a refund), capped by storage."""
+    """Add resources (a refund, a delivery, loot brought home), capped by storage.
+
+    A stock above its cap (storage lost since it was settled) is cut to the cap, as
+    ``settle_stock`` does on every read: the game keeps no stock beyond storage.
+    """
     caps = (state.warehouse_capacity,) * 3 + (state.granary_capacity,)
     stock = tuple(min(float(cap), s + a) for s, a, cap in zip(state.stock, amount, caps))
     store(conn, state, stock)  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ from travian_repo.rules import build_queue, placement
 from travian_repo.sql import schema
 from travian_repo.infra.cache import cached
 from travian_repo.sql.base import SqlRepository
-from travian_repo.sql.economy import apply_level
+from travian_repo.sql.derived import apply_level
 from travian_repo.sql.village_state import (
     VillageState,
     add_stock,

@@ -27,9 +27,9 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 import travian_repo as tr
-from travian_repo import demo
+from travian_repo.apps import demo
 from travian_repo.sandbox import create_world, player_tokens, upgrade_world
-from travian_repo.sandbox.limits import DEFAULT_RATE as DEFAULT_SERVER_RATE
+from travian_repo.sandbox.limits import DEFAULT_RATE
 
 PROG = "travian-repo"
 USER_ERROR = 2
@@ -166,9 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--redis-url", default=os.environ.get("TRAVIAN_REDIS_URL") or None,
                        metavar="URL", help="publish events and share the cache through this Redis "
                        "(default: $TRAVIAN_REDIS_URL; none: in-process only)")
-    serve.add_argument("--rate-limit", type=float, default=DEFAULT_SERVER_RATE, metavar="N",
+    serve.add_argument("--rate-limit", type=float, default=DEFAULT_RATE, metavar="N",
                        help="requests per second per API token, answered 429 past it; shared "
-                       f"through Redis when given (default {DEFAULT_SERVER_RATE:g}; 0: no limit)")
+                       f"through Redis when given (default {DEFAULT_RATE:g}; 0: no limit)")
     serve.add_argument("--rate-burst", type=float, default=None, metavar="N",
                        help="requests a token may send at once before the rate applies "
                        "(default: five times --rate-limit)")
@@ -244,7 +244,7 @@ def cmd_tokens(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-# --- the demo (the game itself is travian_repo.demo) ----------------------------------------
+# --- the demo (the game itself is travian_repo.apps.demo) ----------------------------------------
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:

@@ -3,11 +3,12 @@ buildings and troops, whenever either changes."""
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from travian_repo.domain.errors import Conflict
-from travian_repo.domain.values import Building
+from travian_repo.domain.values import Building, Resources
 from travian_repo.rules import units
+from travian_repo.rules.buildings import RESOURCE_FIELDS
 from travian_repo.rules.village import village_economy
 from travian_repo.sql import schema
 from travian_repo.sql.village_state import VillageState, movements_home_filter, store
@@ -31,6 +32,43 @@ def apply_level(conn: Connection, state: VillageState, slot: int, name: str, lev
         key=lambda b: b.slot,
     )
     refresh(conn, state)
+
+
+def set_damaged_level(
+    conn: Connection, state: VillageState, slot: int, name: str, level: int
+) -> None:
+    """A building's level after damage; at 0 a building goes (a resource field stays, at 0)."""
+    if level > 0 or name in RESOURCE_FIELDS:
+        apply_level(conn, state, slot, name, level)
+        return
+    changed = conn.execute(
+        delete(_b).where((_b.c.village_id == state.id) & (_b.c.slot == slot))
+    ).rowcount
+    if changed != 1:  # only if something bypassed the village lock
+        raise Conflict(f"village {state.id} slot {slot} changed under the write; try again")
+    state.buildings = [b for b in state.buildings if b.slot != slot]
+    refresh(conn, state)
+
+
+def upkeep_changed(conn: Connection, state: VillageState, wheat_per_hour: int) -> None:
+    """The village's troops eat ``wheat_per_hour`` more (less when negative) from now on.
+
+    Net wheat production is gross production minus population minus troop upkeep, so a
+    change of troops moves it by exactly their upkeep; the stock is banked at the old rate
+    first. ``refresh`` recomputes everything; this is the same result in two statements,
+    for the engine's most frequent events (units trained, troops killed).
+    """
+    if not wheat_per_hour:
+        return
+    store(conn, state, state.stock)
+    r = schema.village_resources
+    conn.execute(
+        update(r)
+        .where(r.c.village_id == state.id)
+        .values(wheat_production=r.c.wheat_production - wheat_per_hour)
+    )
+    p = state.production
+    state.production = Resources(p.wood, p.clay, p.iron, p.wheat - wheat_per_hour)
 
 
 def troop_upkeep(conn: Connection, village_id: int, tribe: str) -> int:

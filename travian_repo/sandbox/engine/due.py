@@ -1,0 +1,113 @@
+"""Finding what is due: every event up to a time, as rows read without locks, in the order
+the engine processes them (time, then kind, then id)."""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Mapping
+
+from sqlalchemy import Connection, select
+
+from travian_repo.sql import schema
+from travian_repo.sql.schema import as_utc
+
+_m = schema.movements
+_s = schema.shipments
+_q = schema.build_queue
+_tq = schema.training_queue
+
+# Same time: builds, training, then arrivals (home first), shipments, merchants.
+ORDER: Mapping[str, int] = {
+    "build": 0,
+    "train": 1,
+    "return": 2,
+    "reinforcement": 3,
+    "scout": 4,
+    "attack": 5,
+    "raid": 5,
+    "siege": 5,
+    "deliver": 6,
+    "merchants": 7,
+}
+HOSTILE = frozenset({"attack", "raid", "siege"})
+
+
+@dataclass(frozen=True, order=True)
+class Due:
+    """One thing due: ordered by time, kind order, then id."""
+
+    at: datetime
+    order: int
+    id: int
+    kind: str = field(compare=False)
+    # The villages involved, as read when it was found (rechecked under lock): the build's
+    # or line's village; a movement's or shipment's source and target.
+    source: int = field(compare=False, default=0)
+    target: int = field(compare=False, default=0)
+
+    @classmethod
+    def of(cls, kind: str, at: datetime, id_: int, source: int = 0, target: int = 0) -> Due:
+        return cls(as_utc(at), ORDER[kind], int(id_), kind, int(source), int(target))
+
+
+def collect(conn: Connection, when: datetime) -> list[Due]:
+    """Everything due up to ``when``, unordered (the runner makes a heap of it)."""
+    due: list[Due] = []
+    builds = conn.execute(
+        select(_q.c.id, _q.c.completes_at, _q.c.village_id).where(_q.c.completes_at <= when)
+    )
+    for id_, at, village in builds:
+        due.append(Due.of("build", at, id_, village))
+    lines = conn.execute(
+        select(_tq.c.id, _tq.c.started_at, _tq.c.seconds_each, _tq.c.trained, _tq.c.village_id)
+        .where(_tq.c.trained < _tq.c.count, _tq.c.started_at <= when)
+    )
+    for id_, started, seconds, trained, village in lines:
+        at = as_utc(started) + timedelta(seconds=seconds * (trained + 1))
+        if at <= when:
+            due.append(Due.of("train", at, id_, village))
+    moving = conn.execute(
+        select(_m.c.id, _m.c.kind, _m.c.arrives_at, _m.c.from_village_id, _m.c.to_village_id)
+        .where(_m.c.state == "underway", _m.c.arrives_at <= when)
+    )
+    for id_, kind, at, source, target in moving:
+        due.append(Due.of(kind, at, id_, source, target))
+    shipped = conn.execute(
+        select(_s.c.id, _s.c.arrives_at, _s.c.from_village_id, _s.c.to_village_id)
+        .where(_s.c.state == "underway", _s.c.arrives_at <= when)
+    )
+    for id_, at, source, target in shipped:
+        due.append(Due.of("deliver", at, id_, source, target))
+    for id_, at in conn.execute(
+        select(_s.c.id, _s.c.returns_at).where(_s.c.state == "returning", _s.c.returns_at <= when)
+    ):
+        due.append(Due.of("merchants", at, id_))
+    return due
+
+
+def villages_of(due: Due) -> set[int]:
+    """The villages an event changes (a hostile arrival also the homes of troops stationed
+    in its target, found under lock)."""
+    if due.kind in ("build", "train"):
+        return {due.source}
+    if due.kind == "deliver":
+        return {due.target}
+    if due.kind == "merchants":
+        return set()
+    return {due.source, due.target}
+
+
+def stationed_homes(targets: list[int]) -> Any:
+    """The home villages of troops stationed in ``targets`` (a statement)."""
+    return (select(_m.c.from_village_id).distinct()
+            .where(_m.c.to_village_id.in_(targets), _m.c.state == "stationed"))
+
+
+def peek(heap: list[Due], count: int) -> list[Due]:
+    """The ``count`` first events of the heap, which is left as it was (O(count log n))."""
+    ahead = [heapq.heappop(heap) for _ in range(min(count, len(heap)))]
+    for due in ahead:
+        heapq.heappush(heap, due)
+    return ahead
