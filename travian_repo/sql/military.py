@@ -46,7 +46,7 @@ from travian_repo.sql.village_state import check_owner, lock_village, spend
 _v = schema.villages
 _t = schema.troops
 _m = schema.movements
-_o = schema.training_orders
+_to = schema.training_orders
 _tq = schema.training_queue
 
 _MOVEMENT_COLUMNS = (
@@ -147,10 +147,10 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
             spend(conn, state, cost)  # InsufficientResources before anything is written
             order_id = int(
                 conn.execute(
-                    insert(_o)
+                    insert(_to)
                     .values(village_id=village_id, wood=cost.wood, clay=cost.clay,
                             iron=cost.iron, wheat=cost.wheat, created_at=now)
-                    .returning(_o.c.id)
+                    .returning(_to.c.id)
                 ).scalar_one()
             )
             conn.execute(
