@@ -5,7 +5,6 @@ from __future__ import annotations
 from travian_repo.domain.values import BuildOrder, Village
 from travian_repo.http.base import HttpRepository
 from travian_repo.repositories import validation as v
-from travian_repo.rules import buildings as rules
 from travian_repo.repositories.base import VillageRepository
 from travian_repo.wire.serializer import decode
 
@@ -20,9 +19,8 @@ class HttpVillageRepository(HttpRepository, VillageRepository):
         )
 
     def at(self, x: int, y: int) -> Village | None:
-        params = {"x": v.check_int(x, "x", low=-v.MAX_ID, high=v.MAX_ID),
-                  "y": v.check_int(y, "y", low=-v.MAX_ID, high=v.MAX_ID)}
-        data = self._call("villages.at", params=params)
+        x, y = v.check_point(x, y, radius=None)  # the server knows the map's edge
+        data = self._call("villages.at", params={"x": x, "y": y})
         return None if data is None else decode(Village, data)
 
     def queue_building(
@@ -30,9 +28,9 @@ class HttpVillageRepository(HttpRepository, VillageRepository):
     ) -> BuildOrder:
         village_id = v.check_id(village_id, "village_id")
         body = {
-            # Unknown names are refused here, as on the SQL side, before the slot is checked.
-            "building": rules.building_spec(v.check_name(building, "building", max_length=40)).name,
-            "slot": None if slot is None else v.check_int(slot, "slot", low=1, high=40),
+            # The same checks as the SQL side, in the same order, before anything is sent.
+            "building": v.check_building(building),
+            "slot": v.check_slot(slot),
             "instant": v.check_bool(instant, "instant"),
         }
         return self._one(BuildOrder, "villages.queue_building", body=body, village_id=village_id)
@@ -47,5 +45,5 @@ class HttpVillageRepository(HttpRepository, VillageRepository):
             BuildOrder,
             "villages.cancel_building",
             village_id=v.check_id(village_id, "village_id"),
-            queue_position=v.check_int(queue_position, "queue_position", low=1, high=1000),
+            queue_position=v.check_queue_position(queue_position),
         )

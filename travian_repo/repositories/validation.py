@@ -9,6 +9,7 @@ from travian_repo.domain.errors import InvalidRequest
 # check_int is re-exported: the repositories call it as validation.check_int.
 from travian_repo.domain.validators import check_int as check_int, is_int
 from travian_repo.domain.values import ATTACK_KINDS, RESOURCE_NAMES, Resources
+from travian_repo.rules import buildings, placement
 
 MAX_ID = 2**62
 MAX_COUNT = 1_000_000  # units per order: far above any real village, far below overflow
@@ -18,6 +19,8 @@ MAX_BODY = 10_000
 MAX_NAME = 50
 MAX_TAG = 8
 MAX_LIMIT = 1000
+MAX_BUILDING_NAME = 40
+MAX_QUEUE_POSITION = 1000
 
 
 def check_id(value: Any, name: str) -> int:
@@ -105,6 +108,31 @@ def check_resources(value: Any, name: str = "resources") -> Resources:
     if result.total == 0:
         raise InvalidRequest(f"{name} must send at least one resource")
     return result
+
+
+def check_point(x: Any, y: Any, *, radius: int | None) -> tuple[int, int]:
+    """Map coordinates, each within -radius..radius. A client that does not know the world's
+    radius (over HTTP it is not published) passes None: only the type is checked there (and
+    a bound far beyond any map), and the server answers for the map's edge."""
+    high = MAX_ID if radius is None else radius
+    return check_int(x, "x", low=-high, high=high), check_int(y, "y", low=-high, high=high)
+
+
+def check_building(value: Any) -> str:
+    """A building name as the rules spell it (aliases and any case accepted); an unknown
+    name is InvalidRequest."""
+    return buildings.building_spec(check_name(value, "building", max_length=MAX_BUILDING_NAME)).name
+
+
+def check_slot(value: Any) -> int | None:
+    """None (the rules choose the slot) or one of a village's slots."""
+    if value is None:
+        return None
+    return check_int(value, "slot", low=placement.SLOTS.start, high=placement.SLOTS.stop - 1)
+
+
+def check_queue_position(value: Any) -> int:
+    return check_int(value, "queue_position", low=1, high=MAX_QUEUE_POSITION)
 
 
 def check_attack_kind(value: Any) -> str:

@@ -46,8 +46,6 @@ WALLS: Mapping[str, str] = MappingProxyType({
     "egyptians": "stone_wall", "huns": "makeshift_wall",
 })
 
-_MAX_MAIN_BUILDING_LEVEL = 20
-
 
 @dataclass(frozen=True, slots=True)
 class BuildingSpec:
@@ -120,11 +118,26 @@ def max_level(name: str, *, is_capital: bool) -> int:
     return spec.max_level_capital if is_capital else spec.max_level
 
 
+@functools.lru_cache(maxsize=256)  # read on every training and troop movement
+def top_level(name: str) -> int:
+    """The highest level ``name`` reaches in any village, capital or not."""
+    return _top(building_spec(name))
+
+
+def _top(spec: BuildingSpec) -> int:
+    return max(spec.max_level, spec.max_level_capital)
+
+
+def capped_level(name: str, level: int) -> int:
+    """``level`` held to ``name``'s highest level: what a rule that reads the level of a
+    standing building (a tournament square, a barracks) may count on."""
+    return min(level, top_level(name))
+
+
 def _level(spec: BuildingSpec, level: object, *, minimum: int = 1) -> int:
     # Any village's ceiling is accepted here; whether this village may go that high is
     # max_level(..., is_capital=...)'s question.
-    return check_int(level, f"{spec.name} level", minimum=minimum,
-                     maximum=max(spec.max_level, spec.max_level_capital))
+    return check_int(level, f"{spec.name} level", minimum=minimum, maximum=_top(spec))
 
 
 def _per_level(name: str, column: str, level: int) -> Any:
@@ -164,7 +177,7 @@ def build_time(name: str, level: int, *, main_building_level: int, server_speed:
     spec = building_spec(name)
     level = _level(spec, level)
     mb = check_int(main_building_level, "main_building_level", minimum=0,
-                   maximum=_MAX_MAIN_BUILDING_LEVEL)
+                   maximum=top_level("main_building"))
     speed = check_int(server_speed, "server_speed", minimum=1)
     params = _raw(spec.name)["build_time"]
     a, k, b = _thirds(float(params["a"])), float(params["k"]), _thirds(float(params["b"]))
@@ -217,9 +230,11 @@ __all__ = [
     "build_time",
     "building_cost",
     "building_spec",
+    "capped_level",
     "culture_points",
     "max_level",
     "missing_prerequisites",
     "population_added",
     "population_total",
+    "top_level",
 ]

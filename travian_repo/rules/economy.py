@@ -1,13 +1,14 @@
-"""Economy: field production, village production, storage, crannies, merchants."""
+"""Economy: field production, village production, storage, crannies, merchants (how many a
+village has, what one carries, how many a load takes)."""
 
 from __future__ import annotations
 
 from fractions import Fraction
 from typing import Iterable, Mapping
 
-from travian_repo.domain.errors import InvalidRequest
+from travian_repo.domain.errors import InvalidRequest, RuleViolation
 from travian_repo.domain.values import Resources
-from travian_repo.rules.buildings import RESOURCE_FIELDS
+from travian_repo.rules.buildings import RESOURCE_FIELDS, top_level
 from travian_repo.rules.data_file import (
     check_int,
     normalize_name,
@@ -116,7 +117,8 @@ def merchant_capacity(tribe: str, *, trade_office_level: int = 0) -> int:
 
     Not scaled by server speed: the data file found no official source for that.
     """
-    level = check_int(trade_office_level, "trade_office_level", minimum=0, maximum=20)
+    level = check_int(trade_office_level, "trade_office_level", minimum=0,
+                      maximum=top_level("trade_office"))
     return round_half_up(Fraction(int(_merchant(tribe)["capacity"]) * (10 + level), 10))
 
 
@@ -131,12 +133,56 @@ def merchants_needed(tribe: str, amount: int, *, trade_office_level: int = 0) ->
     return -(-amount // capacity)
 
 
+def merchants_of(marketplace_level: int) -> int:
+    """How many merchants a village has: one per marketplace level."""
+    return check_int(marketplace_level, "marketplace level", minimum=0)
+
+
+def merchants_at_home(marketplace_level: int, busy: int) -> int:
+    """Merchants free now: the village's merchants less ``busy`` (held by its open offers and
+    out with its shipments), never below 0."""
+    return max(0, merchants_of(marketplace_level) - check_int(busy, "busy merchants", minimum=0))
+
+
+def check_marketplace(marketplace_level: int, *, village_id: int) -> None:
+    """Trade needs a marketplace (RuleViolation naming village ``village_id`` otherwise)."""
+    if merchants_of(marketplace_level) < 1:
+        raise RuleViolation(f"village {village_id} has no marketplace")
+
+
+def reserve_merchants(
+    tribe: str,
+    amount: int,
+    *,
+    marketplace_level: int,
+    trade_office_level: int,
+    busy: int,
+    village_id: int,
+) -> int:
+    """How many merchants carrying ``amount`` takes from village ``village_id`` (named in the
+    error), or the RuleViolation why it cannot: no marketplace, or too few free merchants
+    (``details``: ``needed``, ``free``)."""
+    check_marketplace(marketplace_level, village_id=village_id)
+    needed = merchants_needed(tribe, amount, trade_office_level=trade_office_level)
+    free = merchants_at_home(marketplace_level, busy)
+    if needed > free:
+        raise RuleViolation(
+            f"not enough merchants: {amount} resources need {needed}, {free} are free",
+            details={"needed": needed, "free": free},
+        )
+    return needed
+
+
 __all__ = [
+    "check_marketplace",
     "cranny_capacity",
     "field_production",
     "merchant_capacity",
     "merchant_speed",
+    "merchants_at_home",
     "merchants_needed",
+    "merchants_of",
+    "reserve_merchants",
     "storage_capacity",
     "village_production",
 ]

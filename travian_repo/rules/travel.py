@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from travian_repo.rules.buildings import top_level
 from travian_repo.rules.data_file import check_int, check_number, round_half_up, rules_data
 
 # Disputed (see the data file's SOURCES): the tournament square speeds troops up beyond
@@ -16,8 +17,6 @@ from travian_repo.rules.data_file import check_int, check_number, round_half_up,
 # pass the world's setting.
 TOURNAMENT_SQUARE_BONUS_OFFICIAL = 20
 TOURNAMENT_SQUARE_BONUS_CLASSIC = 10
-
-_TOURNAMENT_SQUARE_MAX_LEVEL = 20
 
 
 def _radius(radius: object) -> int:
@@ -78,7 +77,7 @@ def travel_seconds(
     d = check_number(dist, "distance")
     v = check_number(speed, "speed", positive=True) * troop_speed_factor(server_speed)
     level = check_int(tournament_square_level, "tournament_square_level", minimum=0,
-                      maximum=_TOURNAMENT_SQUARE_MAX_LEVEL)
+                      maximum=top_level("tournament_square"))
     bonus = check_int(tournament_square_bonus_percent, "tournament_square_bonus_percent",
                       minimum=0)
     threshold = float(rules_data()["travel"]["tournament_square"]["applies_beyond_fields"])

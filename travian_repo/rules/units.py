@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from travian_repo.domain.errors import InvalidRequest
 from travian_repo.domain.values import Resources
+from travian_repo.rules.buildings import top_level
 from travian_repo.rules.data_file import (
     check_int,
     normalize_name,
@@ -26,8 +27,6 @@ from travian_repo.rules.data_file import (
 TRIBES: tuple[str, ...] = ("romans", "teutons", "gauls")
 # Every tribe with trainable units; nature (animals) and natars are not playable.
 PLAYABLE_TRIBES: tuple[str, ...] = ("romans", "teutons", "gauls", "egyptians", "huns")
-
-_MAX_TRAINING_BUILDING_LEVEL = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +124,7 @@ def training_time(tribe: str, name: str, *, building_level: int, server_speed: i
     time that is mathematically x.5 always goes up; never below 1 s)."""
     spec = unit_spec(tribe, name)
     level = check_int(building_level, "building_level", minimum=1,
-                      maximum=_MAX_TRAINING_BUILDING_LEVEL)
+                      maximum=max(map(top_level, spec.trained_in), default=1))
     speed = check_int(server_speed, "server_speed", minimum=1)
     exact = Fraction(spec.training_time_s) * Fraction(9, 10) ** (level - 1) / speed
     return max(1, round_half_up(exact))

@@ -14,6 +14,7 @@ from travian_repo.domain.errors import Conflict, InvalidRequest
 from travian_repo.domain.validators import is_int
 from travian_repo.rules import units
 from travian_repo.rules.village import village_economy
+from travian_repo.rules.placement import RALLY_POINT_SLOT
 from travian_repo.sql import schema, tokens as api_tokens
 from travian_repo.sql.database import make_engine, prepare_sqlite, read_settings
 from travian_repo.sql.migrate import stamp_head
@@ -24,7 +25,7 @@ STANDARD_FIELDS: tuple[str, ...] = (
     "iron_mine", "cropland", "cropland", "iron_mine", "iron_mine", "cropland",
     "cropland", "woodcutter", "cropland", "clay_pit", "woodcutter", "clay_pit",
 )
-MAIN_BUILDING_SLOT = 26
+MAIN_BUILDING_SLOT = 26  # where Travian places a new village's main building
 STARTING_STOCK = 750
 
 # A "developed" start for demos and tests: enough to train, scout, trade and found an alliance.
@@ -39,7 +40,7 @@ DEVELOPED_BUILDINGS: tuple[tuple[int, str, int], ...] = (
     (26, "main_building", 5),
     (27, "embassy", 3),
     (28, "cranny", 3),
-    (39, "rally_point", 1),
+    (RALLY_POINT_SLOT, "rally_point", 1),
 )
 DEVELOPED_FIELD_LEVEL = 3
 DEVELOPED_CROPLAND_LEVEL = 5  # enough wheat to feed the buildings and the starting troops

@@ -17,7 +17,6 @@ from travian_repo.domain import events
 from travian_repo.domain.errors import (
     Conflict,
     Forbidden,
-    InvalidRequest,
     NotFound,
     RuleViolation,
 )
@@ -26,9 +25,16 @@ from travian_repo.domain.values import (
 )
 from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import MilitaryRepository
-from travian_repo.rules import travel
+from travian_repo.rules import buildings, travel
 from travian_repo.rules import units as unit_rules
-from travian_repo.rules.units import UnitSpec
+from travian_repo.rules.military import (
+    SEND_KINDS,
+    check_roles,
+    check_target,
+    plan_training,
+    resolve_units,
+    schedule_training,
+)
 from travian_repo.sql import schema
 from travian_repo.sql.base import SqlRepository
 from travian_repo.sql.database import WorldSettings
@@ -39,13 +45,8 @@ from travian_repo.sql.village_state import check_owner, lock_village, spend
 _v = schema.villages
 _t = schema.troops
 _m = schema.movements
-_o = schema.training_orders
+_to = schema.training_orders
 _tq = schema.training_queue
-
-# Stored movement kinds that are hostile: they may not target a village of the sender.
-HOSTILE_KINDS = frozenset({*ATTACK_KINDS.values(), "scout"})
-# Kinds ``send_troops`` creates (a "return" is made by the engine only).
-SEND_KINDS = frozenset({*HOSTILE_KINDS, "reinforcement"})
 
 _MOVEMENT_COLUMNS = (
     _m.c.id,
@@ -56,8 +57,6 @@ _MOVEMENT_COLUMNS = (
     _m.c.departed_at,
     _m.c.arrives_at,
 )
-
-_MAX_TRAINING_LEVEL = 20  # the highest level of any training building
 
 
 class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
@@ -123,20 +122,9 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
         def run(conn: Connection) -> TrainingOrder:
             now = self.now
             state = lock_village(conn, village_id, actor, now, action="train troops")
-            counts = resolve_units(state.tribe, requested)
-            levels = state.levels()
-            plans: list[tuple[UnitSpec, int, str, int]] = []  # spec, count, building, s each
-            for name in sorted(counts):
-                spec = unit_rules.unit_spec(state.tribe, name)
-                building = _training_building(spec, levels)
-                seconds = unit_rules.training_time(
-                    state.tribe,
-                    spec.name,
-                    building_level=min(levels[building], _MAX_TRAINING_LEVEL),
-                    server_speed=self.settings.speed,
-                )
-                plans.append((spec, counts[name], building, seconds))
-            cost = sum((spec.cost * count for spec, count, _, _ in plans), Resources())
+            plans = plan_training(state.tribe, requested, state.levels(),
+                                  server_speed=self.settings.speed)
+            cost = sum((p.spec.cost * p.count for p in plans), Resources())
 
             latest: dict[str, datetime] = {
                 str(b): as_utc(t)
@@ -147,23 +135,20 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
                 )
                 if t is not None
             }
-            lines: list[dict[str, Any]] = []
-            for spec, count, building, seconds in plans:
-                starts = max(now, latest.get(building, now))
-                completes = starts + timedelta(seconds=count * seconds)
-                latest[building] = completes
-                lines.append(
-                    dict(unit=spec.name, count=count, trained=0, building_name=building,
-                         seconds_each=seconds, started_at=starts, completes_at=completes)
-                )
+            lines: list[dict[str, Any]] = [
+                dict(unit=line.plan.spec.name, count=line.plan.count, trained=0,
+                     building_name=line.plan.building, seconds_each=line.plan.seconds_each,
+                     started_at=line.started_at, completes_at=line.completes_at)
+                for line in schedule_training(plans, latest, now)
+            ]
 
             spend(conn, state, cost)  # InsufficientResources before anything is written
             order_id = int(
                 conn.execute(
-                    insert(_o)
+                    insert(_to)
                     .values(village_id=village_id, wood=cost.wood, clay=cost.clay,
                             iron=cost.iron, wheat=cost.wheat, created_at=now)
-                    .returning(_o.c.id)
+                    .returning(_to.c.id)
                 ).scalar_one()
             )
             conn.execute(
@@ -335,7 +320,8 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
                                 radius=settings.map_radius),
                 unit_rules.slowest_speed(home.tribe, counts),
                 server_speed=settings.speed,
-                tournament_square_level=min(home.level("tournament_square"), 20),
+                tournament_square_level=buildings.capped_level(
+                    "tournament_square", home.level("tournament_square")),
                 tournament_square_bonus_percent=settings.tournament_square_bonus_percent,
             )
             done = conn.execute(
@@ -358,16 +344,6 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
                             Troops(stored), now, arrives)
 
         return self._write(run)
-
-
-def resolve_units(tribe: str, troops: Mapping[str, int]) -> dict[str, int]:
-    """Unit name -> count with the names as the rules spell them (InvalidRequest for a name
-    that is not a unit of ``tribe``); two spellings of one unit add up."""
-    result: dict[str, int] = {}
-    for name, count in troops.items():
-        spec = unit_rules.unit_spec(tribe, name)
-        result[spec.name] = result.get(spec.name, 0) + count
-    return result
 
 
 def send_troops(
@@ -401,15 +377,13 @@ def send_troops(
     ).first()
     if target is None:
         raise NotFound(f"village {to_village_id} does not exist")
-    if kind in HOSTILE_KINDS and target.player_id == actor:
-        what = "scout" if kind == "scout" else "attack"
-        raise RuleViolation(f"village {to_village_id} is your own; you cannot {what} it")
+    check_target(kind, own_village=target.player_id == actor, village_id=to_village_id)
 
     if kind == "scout":
         counts = {unit_rules.scout_unit(state.tribe).name: scouts}
     else:
         counts = resolve_units(state.tribe, troops or {})
-    _check_roles(state.tribe, counts, kind)
+    check_roles(state.tribe, counts, kind)
 
     home = home_troops(conn, from_village_id)
     missing = {u: n - home.get(u, 0) for u, n in counts.items() if n > home.get(u, 0)}
@@ -429,7 +403,8 @@ def send_troops(
         travel.distance(state.x, state.y, target.x, target.y, radius=settings.map_radius),
         unit_rules.slowest_speed(state.tribe, counts),
         server_speed=settings.speed,
-        tournament_square_level=min(state.level("tournament_square"), 20),
+        tournament_square_level=buildings.capped_level(
+            "tournament_square", state.level("tournament_square")),
         tournament_square_bonus_percent=settings.tournament_square_bonus_percent,
     )
 
@@ -464,48 +439,6 @@ def movement_from_row(row: Any) -> Movement:
         departed_at=as_utc(row.departed_at),
         arrives_at=as_utc(row.arrives_at),
     )
-
-
-def _check_roles(tribe: str, counts: Mapping[str, int], kind: str) -> None:
-    """The rules on who may go: settlers stay home, a siege brings a ram, attacks are not
-    made of scouts alone."""
-    roles = {name: unit_rules.unit_spec(tribe, name).role for name in counts}
-    settlers = sorted(n for n, role in roles.items() if role == "settler")
-    if settlers:
-        what = "reinforce" if kind == "reinforcement" else "attack"
-        raise RuleViolation(f"settlers cannot {what}: remove {', '.join(settlers)}")
-    if kind == "siege" and "ram" not in roles.values():
-        raise RuleViolation("a siege needs at least one ram")
-    if kind in ATTACK_KINDS.values() and all(role == "scout" for role in roles.values()):
-        raise RuleViolation("an attack of scouts only is scouting: use intel.send_scouts")
-
-
-def _training_building(spec: UnitSpec, levels: Mapping[str, int]) -> str:
-    """The building that trains ``spec`` in a village with ``levels``, or the rule it breaks."""
-    if not spec.trained_in:
-        raise InvalidRequest(f"{spec.name} cannot be trained")
-    present = [b for b in spec.trained_in if levels.get(b, 0) >= 1]
-    if not present:
-        raise RuleViolation(
-            f"{spec.name} is trained in {' or '.join(spec.trained_in)}; this village has none",
-            details={"unit": spec.name, "buildings": list(spec.trained_in)},
-        )
-    missing = [(b, lv) for b, lv in spec.research_prerequisites if levels.get(b, 0) < lv]
-    if missing:
-        needs = ", ".join(f"{b} level {lv}" for b, lv in missing)
-        raise RuleViolation(
-            f"{spec.name} is not researched: it needs {needs}",
-            details={"unit": spec.name, "missing": {b: lv for b, lv in missing}},
-        )
-    trainer_level = spec.min_trainer_level
-    able = [b for b in present if levels[b] >= trainer_level]
-    if not able:
-        raise RuleViolation(
-            f"{spec.name} needs a {' or '.join(spec.trained_in)} at level {trainer_level}",
-            details={"unit": spec.name, "buildings": list(spec.trained_in),
-                     "level": trainer_level},
-        )
-    return able[0]
 
 
 __all__ = [

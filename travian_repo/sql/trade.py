@@ -2,10 +2,11 @@
 
 Choices the backends share (the HTTP side answers the same):
 
-- Merchants: a village has as many as its marketplace level. Busy ones are those held by the
-  village's open offers and those of its shipments still out (state ``underway`` or
-  ``returning`` and not yet home at ``returns_at``: a shipment the engine has not yet closed
-  frees its merchants when they are due home). :func:`free_merchants` is the one count.
+- Merchants: a village has as many as its marketplace level (rules ``merchants_of``). Busy
+  ones are those held by the village's open offers and those of its shipments still out
+  (state ``underway`` or ``returning`` and not yet home at ``returns_at``: a shipment the
+  engine has not yet closed frees its merchants when they are due home).
+  :func:`busy_merchants` is the one count of them.
 - The trade office raises what one merchant carries (rules ``merchant_capacity``).
 - Travel: the distance on the wrapping map, at the tribe's merchant speed. The server speed
   speeds merchants up by the same factor as troops (rules ``troop_speed_factor``: x3 walks
@@ -319,8 +320,8 @@ class SqlTradeRepository(SqlRepository, TradeRepository):
         return self._write(run)
 
 
-def free_merchants(conn: Connection, state: VillageState) -> int:
-    """Merchants at home now: marketplace level minus those held by offers and shipments.
+def busy_merchants(conn: Connection, state: VillageState) -> int:
+    """Merchants of the village held by its open offers and out with its shipments.
 
     The caller holds the village's lock, so the count cannot change before it writes.
     """
@@ -338,24 +339,21 @@ def free_merchants(conn: Connection, state: VillageState) -> int:
         )
         .scalar_subquery()
     )
-    busy = conn.execute(select(held_by_offers + out_with_shipments)).scalar_one()
-    return max(0, state.level("marketplace") - int(busy))
+    return int(conn.execute(select(held_by_offers + out_with_shipments)).scalar_one())
 
 
 def _reserve_merchants(conn: Connection, state: VillageState, amount: int) -> int:
     """How many merchants carrying ``amount`` takes, or the RuleViolation why not."""
-    if state.level("marketplace") < 1:
-        raise RuleViolation(f"village {state.id} has no marketplace")
-    needed = economy.merchants_needed(
-        state.tribe, amount, trade_office_level=state.level("trade_office")
+    # Without a marketplace there is nothing to count: refused before the query.
+    economy.check_marketplace(state.level("marketplace"), village_id=state.id)
+    return economy.reserve_merchants(
+        state.tribe,
+        amount,
+        marketplace_level=state.level("marketplace"),
+        trade_office_level=state.level("trade_office"),
+        busy=busy_merchants(conn, state),
+        village_id=state.id,
     )
-    free = free_merchants(conn, state)
-    if needed > free:
-        raise RuleViolation(
-            f"not enough merchants: {amount} resources need {needed}, {free} are free",
-            details={"needed": needed, "free": free},
-        )
-    return needed
 
 
 def _offer_village(conn: Connection, offer_id: int) -> int:

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Select, and_, bindparam, or_, select, update
 
 from travian_repo.domain.errors import Conflict, Forbidden, InsufficientResources, NotFound
 from travian_repo.domain.values import Building, BuildOrder, Resources, Village
+from travian_repo.rules.placement import highest_levels
 from travian_repo.rules.stock import Stock, settle_stock, whole
 from travian_repo.sql import schema
 from travian_repo.sql.dialect import json_rows
@@ -118,11 +119,7 @@ class VillageState:
 
     def levels(self) -> dict[str, int]:
         """Building name -> highest level built (queued levels not counted)."""
-        result: dict[str, int] = {}
-        for b in self.buildings:
-            if b.level > result.get(b.name, 0):
-                result[b.name] = b.level
-        return result
+        return highest_levels(self.buildings)
 
     def level(self, building: str) -> int:
         return max((b.level for b in self.buildings if b.name == building), default=0)
