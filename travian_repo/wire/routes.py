@@ -2,7 +2,7 @@
 
 The table is derived from the operations' declarations (``@operation`` on the abstract
 repository methods). The HTTP client builds its URLs from it and the sandbox server
-registers its handlers from it, so the two cannot drift apart. Bodies (JSON) follow the seed's shapes:
+registers its handlers from it, so the two cannot drift apart. Request bodies (JSON):
 
     villages.queue_building   POST   {"building": str, "slot": int|null, "instant": bool}
     military.train            POST   {"troops": {unit: count}}
