@@ -282,3 +282,10 @@ def test_serve_with_a_speed_runs_the_engine_by_itself(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from travian_repo.apps.cli import main
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"travian-repo {tr.__version__}"

@@ -238,3 +238,28 @@ def test_an_unreachable_database_is_backend_unavailable_without_the_password() -
         with tr.connect("postgresql+psycopg2://someone:s3cr3t-pw@127.0.0.1:1/db", player_id=1) as world:
             world.villages.get(1)
     assert "s3cr3t-pw" not in str(info.value)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_bare_postgresql_url_uses_the_shipped_driver(world_url: str) -> None:
+    """SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3, which is not installed."""
+    bare = sa.make_url(world_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    assert bare.startswith("postgresql://")
+    with tr.connect(bare, player_id=1) as world:
+        assert world.villages.list_by_player(1)[0].player_id == 1
+        assert world.database is not None
+        assert world.database.engine.dialect.driver == "psycopg2"
+
+
+@pytest.mark.parametrize("url", ["mysql://root@127.0.0.1/test", "oracle://u@h/db"])
+def test_an_unsupported_database_url_is_one_configuration_error(url: str) -> None:
+    with pytest.raises(tr.ConfigurationError, match="unsupported database"):
+        tr.connect(url)
+
+
+@pytest.mark.parametrize("suffix", ["", "/", "/v1", "/v1/"])
+def test_the_api_url_may_end_in_v1(suffix: str) -> None:
+    from travian_repo.http.transport.session import check_base_url
+
+    assert check_base_url("http://127.0.0.1:8080" + suffix) == "http://127.0.0.1:8080"
+    assert check_base_url("http://h/game" + suffix) == "http://h/game"

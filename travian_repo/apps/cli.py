@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Script a Travian world: create a local world, mint its tokens, upgrade "
         "it, serve it, or watch NPC players make their opening moves.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {tr.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo_cmd = commands.add_parser(

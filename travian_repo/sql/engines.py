@@ -74,6 +74,14 @@ def make_engine(
     """
     try:
         parsed = make_url(url)
+        if parsed.drivername == "postgresql":
+            # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; the library ships psycopg2.
+            parsed = parsed.set(drivername="postgresql+psycopg2")
+        if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ConfigurationError(
+                f"unsupported database {parsed.get_backend_name()!r}: use a postgresql:// or "
+                "sqlite:/// URL"
+            )
         parsed.get_dialect()
     except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError) as exc:
         raise ConfigurationError(f"not a usable database URL: {exc}") from None
@@ -95,7 +103,7 @@ def make_engine(
         if memory:
             kwargs.setdefault("poolclass", StaticPool)
         kwargs.setdefault("connect_args", {"check_same_thread": False})
-        engine = create_engine(url, **kwargs)
+        engine = create_engine(parsed, **kwargs)
         prepare_sqlite(engine)
         engine._travian_autocommit = kwargs["isolation_level"] == "AUTOCOMMIT"  # type: ignore[attr-defined]
         return engine
@@ -114,7 +122,7 @@ def make_engine(
             )
             if statement_timeout:
                 deadline = ReplyDeadline(statement_timeout + REPLY_GRACE_S)
-    engine = create_engine(url, **kwargs)
+    engine = create_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "postgresql":
         _guard_checkin(engine, deadline)
     if deadline is not None:

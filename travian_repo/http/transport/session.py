@@ -55,7 +55,10 @@ def check_base_url(base_url: object) -> str:
             f"api_url must be an http(s) URL such as 'http://127.0.0.1:8080', "
             f"not {redact(base_url)!r}"
         )
-    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+    path = parts.path.rstrip("/")
+    if path.endswith("/v1"):  # the URL `serve` prints; the routes add /v1 themselves
+        path = path[: -len("/v1")]
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
 def check_timeout(timeout: object) -> tuple[float, float]:
