@@ -139,6 +139,8 @@ class PrivateRedis:
     def start(self) -> None:
         import redis
 
+        if self.proc is not None and self.proc.poll() is None:
+            return  # already running: a second process could not bind, and the first would leak
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--daemonize", "no", "--dir", str(self.tmp)],

@@ -205,7 +205,6 @@ def test_a_throttled_client_gets_through_or_a_typed_rate_limited(start: Any) -> 
 
 @pytest.mark.redis
 def test_the_rate_limit_is_shared_through_redis(start: Any, private_redis: PrivateRedis) -> None:
-    private_redis.start()
     a = start(rate_limit=1, rate_burst=4, redis_url=private_redis.url)
     b = start(rate_limit=1, rate_burst=4, redis_url=private_redis.url)
     statuses = [server.get("/me").status_code for server in (a, b, a, b, a, b)]
