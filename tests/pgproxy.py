@@ -30,7 +30,7 @@ _SSL_OR_GSS_REQUEST = {80877103, 80877104}
 _IO_TIMEOUT_S = 30.0
 
 
-def _reset(sock: socket.socket) -> None:
+def reset(sock: socket.socket) -> None:
     """Close with a TCP reset. SHUT_RD first: close() alone does not wake a thread blocked in
     recv() on the socket, and the connection would stay open until that recv returned."""
     try:
@@ -71,9 +71,9 @@ class _Pair:
             if self.closed:
                 return
             self.closed = True
-        _reset(self.client)
+        reset(self.client)
         if self.upstream is not None:
-            _reset(self.upstream)
+            reset(self.upstream)
         self.proxy._forget(self)
 
     def _send_up(self, data: bytes) -> None:
@@ -233,7 +233,7 @@ class PgProxy:
             except OSError:
                 return
             if listener is not self._listener:
-                _reset(client)
+                reset(client)
                 return
             pair = _Pair(self, client)
             with self._lock:

@@ -9,7 +9,6 @@ recovers by itself once the fault clears.
 from __future__ import annotations
 
 import socket
-import struct
 import threading
 import time
 from typing import Iterator
@@ -22,17 +21,9 @@ from travian_repo.sandbox.server import ServerThread
 from travian_repo.sql import schema
 
 from tests.conftest import MakeWorld
+from tests.pgproxy import reset
 
 FAST = tr.RetryPolicy(attempts=4, deadline_s=8.0, base_delay_s=0.01, max_delay_s=0.05)
-
-
-def _reset(sock: socket.socket) -> None:
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    sock.close()
 
 
 class TcpProxy:
@@ -78,7 +69,7 @@ class TcpProxy:
             sockets = list(self._open)
             self._open.clear()
         for sock in sockets:
-            _reset(sock)
+            reset(sock)
 
     def close(self) -> None:
         self.refuse()
@@ -106,7 +97,7 @@ class TcpProxy:
                 upstream = socket.create_connection(self.upstream, timeout=5)
                 upstream.settimeout(None)
             except OSError:
-                _reset(client)
+                reset(client)
                 continue
             with self._lock:
                 self._open.update((client, upstream))
@@ -125,7 +116,7 @@ class TcpProxy:
         for sock in (src, dst):
             with self._lock:
                 self._open.discard(sock)
-            _reset(sock)
+            reset(sock)
 
 
 @pytest.fixture
