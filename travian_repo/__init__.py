@@ -24,10 +24,13 @@ from travian_repo.domain.errors import (
 )
 from travian_repo.domain.values import (
     Alliance,
+    BattleReport,
+    BattleSide,
     Building,
     BuildOrder,
     Event,
     Invitation,
+    LevelChange,
     Message,
     Movement,
     Player,
@@ -61,6 +64,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Alliance",
     "BackendUnavailable",
+    "BattleReport",
+    "BattleSide",
     "BuildOrder",
     "Building",
     "ConfigurationError",
@@ -72,6 +77,7 @@ __all__ = [
     "InvalidRequest",
     "IntelRepository",
     "Invitation",
+    "LevelChange",
     "Message",
     "MilitaryRepository",
     "Movement",

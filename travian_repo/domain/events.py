@@ -24,5 +24,6 @@ RESOURCES_INCOMING = "resources_incoming"  # same, to the target's owner
 RESOURCES_ARRIVED = "resources_arrived"  # shipment_id, from_village_id, to_village_id
 MESSAGE_RECEIVED = "message_received"  # message_id, from_player_id
 REPORT_CREATED = "report_created"  # report_id, kind, village_id
+REPORT_READ = "report_read"  # report_id (to the report's player, when it was unread)
 ALLIANCE_CREATED = "alliance_created"  # alliance_id
 ALLIANCE_INVITATION = "alliance_invitation"  # alliance_id, invitation_id, invited_by

@@ -284,8 +284,64 @@ class Shipment(_HtmlRepr):
     arrives_at: datetime
 
 
+# Report kinds as stored and returned: a battle seen by its attacker ("attack") or by a
+# defending player ("defense"), a scouting seen by the scout ("scout") or by the scouted
+# village's owner when its own scouts noticed ("scouted").
+REPORT_KINDS: tuple[str, ...] = ("attack", "defense", "scout", "scouted")
+
+
+@dataclass(frozen=True, slots=True)
+class BattleSide(_HtmlRepr):
+    """One army of a battle: whose, from where, what it brought, lost and kept."""
+
+    player_id: int
+    village_id: int  # the troops' home village
+    tribe: str
+    troops: Troops  # before the battle
+    lost: Troops
+    survivors: Troops
+
+
+@dataclass(frozen=True, slots=True)
+class LevelChange(_HtmlRepr):
+    """A building's level before and after a battle (the wall, or the catapults' target)."""
+
+    building: str
+    before: int
+    after: int
+
+
+@dataclass(frozen=True, slots=True)
+class BattleReport(_HtmlRepr):
+    """What a battle report tells, typed (``Report.battle`` of an attack or defense report).
+
+    ``attacker_won``: some attackers survived. ``defenders`` is every defending army (the
+    target village's own troops first, then each reinforcement stationed there); the
+    attacker's report leaves it empty when no attacker came back to tell. ``bounty`` is what
+    the survivors carry home (of ``carry``, their capacity). ``target`` is the building the
+    catapults hit, None without catapults.
+    """
+
+    movement_kind: str  # attack, raid or siege
+    role: str  # attacker or defender: whose report this is
+    movement_id: int
+    attacker: BattleSide
+    defenders: tuple[BattleSide, ...]
+    target_village_id: int
+    target_player_id: int
+    attacker_won: bool
+    bounty: Resources
+    carry: int
+    wall: LevelChange
+    target: LevelChange | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Report(_HtmlRepr):
+    """A report of its player. ``payload`` is the report as stored (every kind has its
+    own keys); ``battle`` is the typed battle of an ``attack`` or ``defense`` report,
+    None for other kinds."""
+
     id: int
     player_id: int
     kind: str
@@ -294,6 +350,7 @@ class Report(_HtmlRepr):
     created_at: datetime
     payload: Mapping[str, Any] = field(default_factory=dict, hash=False)
     read: bool = False
+    battle: BattleReport | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,13 +416,17 @@ class Event(_HtmlRepr):
 __all__ = [
     "ATTACK_KINDS",
     "MOVEMENT_KINDS",
+    "REPORT_KINDS",
     "RESOURCE_NAMES",
     "Alliance",
+    "BattleReport",
+    "BattleSide",
     "BuildOrder",
     "Building",
     "ClockFn",
     "Event",
     "Invitation",
+    "LevelChange",
     "Message",
     "Movement",
     "Player",

@@ -1,4 +1,4 @@
-"""Scouting over the v1 API."""
+"""Scouting and reports over the v1 API."""
 
 from __future__ import annotations
 
@@ -22,3 +22,12 @@ class HttpIntelRepository(HttpRepository, IntelRepository):
             params={"limit": v.check_int(limit, "limit", low=1, high=v.MAX_LIMIT)},
             player_id=player_id,
         )
+
+    def reports(self, player_id: int, *, kind: str | None = None, limit: int = 20) -> list[Report]:
+        player_id, kind, limit = v.check_reports_query(player_id, kind, limit)
+        return self._many(Report, "intel.reports", params={"kind": kind, "limit": limit},
+                          player_id=player_id)
+
+    def mark_report_read(self, report_id: int) -> Report:
+        report_id = v.check_id(report_id, "report_id")
+        return self._one(Report, "intel.mark_report_read", body={}, report_id=report_id)

@@ -305,6 +305,26 @@ class IntelRepository(Repository):
     def scout_reports(self, player_id: int, limit: int = 20) -> list[Report]:
         """The player's newest scout reports (the player only)."""
 
+    # Not cached: the engine writes reports, often in another process, and a report's
+    # read flag changes by mark_report_read; a stale list would hide a battle.
+    @operation("GET", "/player/{player_id}/reports")
+    @abstractmethod
+    def reports(self, player_id: int, *, kind: str | None = None, limit: int = 20) -> list[Report]:
+        """The player's newest reports, all kinds or only ``kind`` (one of
+        ``REPORT_KINDS``: attack, defense, scout, scouted), newest first, at most ``limit``
+        (1..1000). An attack or defense report carries its typed ``battle``. Reading does
+        not mark reports read. The player only. Errors: InvalidRequest (bad id, kind or
+        limit); Unauthorized (acting as nobody); Forbidden (another player's reports,
+        whether or not that player exists)."""
+
+    @operation("POST", "/report/{report_id}/read")
+    @abstractmethod
+    def mark_report_read(self, report_id: int) -> Report:
+        """Mark one of the acting player's reports read; returns it (``read`` True).
+        Marking it again is no error. Errors, nothing written: InvalidRequest (bad id);
+        Unauthorized (acting as nobody); NotFound (no such report); Forbidden (another
+        player's report)."""
+
 
 class DiplomacyRepository(Repository):
     domain = "diplomacy"

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from travian_repo.domain.errors import InvalidRequest
 # check_int is re-exported: the repositories call it as validation.check_int.
 from travian_repo.domain.validators import check_int as check_int, is_int
-from travian_repo.domain.values import ATTACK_KINDS, RESOURCE_NAMES, Resources
+from travian_repo.domain.values import ATTACK_KINDS, REPORT_KINDS, RESOURCE_NAMES, Resources
 from travian_repo.rules import buildings, placement
 
 MAX_ID = 2**62
@@ -141,6 +141,16 @@ def check_attack_kind(value: Any) -> str:
     return value
 
 
+def check_report_kind(value: Any) -> str | None:
+    """None (every kind) or one of REPORT_KINDS."""
+    if value is not None and (not isinstance(value, str) or value not in REPORT_KINDS):
+        raise InvalidRequest(
+            f"kind must be one of {', '.join(REPORT_KINDS)} (or None), got {repr(value)[:40]}",
+            details={"allowed": list(REPORT_KINDS)},
+        )
+    return None if value is None else str(value)
+
+
 # The argument checks of one operation, shared by both backends so that several bad
 # arguments are reported the same way (in signature order) on either side.
 
@@ -212,3 +222,9 @@ def check_metric(metric: Any) -> str:
             details={"allowed": list(RANKING_METRICS)},
         )
     return metric
+
+
+def check_reports_query(player_id: Any, kind: Any, limit: Any) -> tuple[int, str | None, int]:
+    """``intel.reports``'s arguments, in signature order."""
+    return (check_id(player_id, "player_id"), check_report_kind(kind),
+            check_int(limit, "limit", low=1, high=MAX_LIMIT))

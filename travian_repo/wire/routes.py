@@ -16,8 +16,9 @@ registers its handlers from it, so the two cannot drift apart. Request bodies (J
     diplomacy.invite          POST   {"player_id": int}
     trade.accept_offer        POST   {} (or no body)
     military.send_home        POST   {} (or no body)
+    intel.mark_report_read    POST   {} (or no body)
 
-GET parameters travel in the query string (``limit``, ``unread_only``, ``x``, ``y``).
+GET parameters travel in the query string (``limit``, ``kind``, ``unread_only``, ``x``, ``y``).
 Writes carry an ``Idempotency-Key`` header; every request carries ``Authorization: Bearer``
 and ``X-World-Id``.
 """
@@ -49,7 +50,8 @@ class Route:
         """The path with Flask converters: ``/village/<int:village_id>``."""
         rule = self.path
         for name in (
-            "village_id", "player_id", "alliance_id", "queue_position", "offer_id", "movement_id"
+            "village_id", "player_id", "alliance_id", "queue_position", "offer_id", "movement_id",
+            "report_id",
         ):
             rule = rule.replace("{" + name + "}", f"<int:{name}>")
         return PREFIX + rule.replace("{metric}", "<metric>")

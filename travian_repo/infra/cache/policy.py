@@ -55,6 +55,7 @@ EVENT_INVALIDATES: dict[str, tuple[str, ...]] = {
     ev.RESOURCES_ARRIVED: ("village:{from_village_id}", "village:{to_village_id}", "villages_of:{player}"),
     ev.MESSAGE_RECEIVED: ("mail:{player}",),
     ev.REPORT_CREATED: ("reports:{player}",),
+    ev.REPORT_READ: ("reports:{player}",),
     ev.ALLIANCE_CREATED: ("player:{player}", "rank"),
     ev.ALLIANCE_INVITATION: ("player:{player}",),
 }
@@ -113,6 +114,9 @@ WRITE_EVENTS: dict[str, _WriteEvents] = {
     ],
     "trade.cancel_offer": lambda actor, path, body, result: [
         (ev.OFFER_CANCELLED, actor, {"village_id": path["village_id"]})
+    ],
+    "intel.mark_report_read": lambda actor, path, body, result: [
+        (ev.REPORT_READ, actor, {})
     ],
     "diplomacy.send_message": lambda actor, path, body, result: [
         (ev.MESSAGE_RECEIVED, body["to"], {})

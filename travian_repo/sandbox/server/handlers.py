@@ -90,6 +90,10 @@ HANDLERS: dict[str, Handler] = {
         c.json.get("scouts", 1)),
     "intel.scout_reports": lambda c: Op(
         "intel.scout_reports", c.params["player_id"], c.query.int("limit", 20)),
+    "intel.reports": lambda c: Op(
+        "intel.reports", c.params["player_id"], kind=c.query.text("kind"),
+        limit=c.query.int("limit", 20)),
+    "intel.mark_report_read": lambda c: Op("intel.mark_report_read", c.params["report_id"]),
     "diplomacy.send_message": lambda c: Op(
         "diplomacy.send_message", c.params["player_id"], c.json.get("to"),
         c.json.get("subject"), c.json.get("body")),

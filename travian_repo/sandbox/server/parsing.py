@@ -19,7 +19,8 @@ from travian_repo.wire.routes import PREFIX, Route
 
 _INT = re.compile(r"-?[0-9]{1,18}")
 # POSTs whose path says it all: the body is `{}` or empty (both the same request).
-EMPTY_BODY_WRITES = frozenset({"trade.accept_offer", "military.send_home"})
+EMPTY_BODY_WRITES = frozenset({"trade.accept_offer", "military.send_home",
+                               "intel.mark_report_read"})
 
 
 class Query:
@@ -50,6 +51,10 @@ class Query:
             raise InvalidRequest(f"query parameter {name!r} must be an integer, got {text[:40]!r}",
                                  details={"parameter": name})
         return int(text)
+
+    def text(self, name: str) -> str | None:
+        """A string parameter as given (None when absent); the repository checks it."""
+        return self._one(name)
 
     def bool(self, name: str, default: bool) -> bool:
         text = self._one(name)
