@@ -320,6 +320,36 @@ def test_intel_round_trip(api: Api, spec: dict[str, Any]) -> None:
     error(api.get("/player/2/reports/scout"), 403, "forbidden")
 
 
+def test_battle_reports_round_trip(api: Api, spec: dict[str, Any], clock: Clock) -> None:
+    from travian_repo.sandbox import Engine
+
+    raid = decode(Movement, ok(api.post("/village/1/attack", json={
+        "target_village_id": 2, "troops": {"legionnaire": 20}, "attack_type": "raid"}), 201))
+    clock.set(raid.arrives_at)
+    with Engine(api.world.database, clock=clock) as engine:
+        assert engine.run_until(raid.arrives_at) == 1
+
+    mine_json = ok(api.get("/player/1/reports", params={"kind": "attack", "limit": 5}))
+    check_schema(spec, "Report", mine_json, many=True)
+    [mine] = decode_list(Report, mine_json)
+    assert mine.battle is not None and mine.battle.role == "attacker"
+    assert mine_json[0]["battle"]["attacker"]["troops"] == {"legionnaire": 20}
+    assert [mine] == api.world.intel.reports(1, kind="attack", limit=5)
+    assert ok(api.get("/player/1/reports", params={"kind": "defense"})) == []
+    check_schema(spec, "Report", ok(api.get("/player/2/reports", player=2)), many=True)
+    error(api.get("/player/2/reports"), 403, "forbidden")
+
+    read_json = ok(api.post(f"/report/{mine.id}/read", data=b""), 201)
+    check_schema(spec, "Report", read_json)
+    assert decode(Report, read_json) == dataclasses.replace(mine, read=True)
+    assert ok(api.post(f"/report/{mine.id}/read", json={}), 201) == read_json
+    [theirs] = api.as_player(2).intel.reports(2)
+    error(api.post(f"/report/{theirs.id}/read", json={}), 403, "forbidden")
+    error(api.post("/report/999999/read", json={}), 404, "not_found")
+    error(api.post(f"/report/{mine.id}/read", json={"read": False}), 400, "invalid_request")
+    assert api.as_player(2).intel.reports(2)[0].read is False
+
+
 def test_diplomacy_round_trip(api: Api, spec: dict[str, Any]) -> None:
     sent_json = ok(api.post("/player/1/messages/send", json={
         "to": 2, "subject": "Greetings", "body": "Peace?"}), 201)
@@ -422,6 +452,10 @@ def test_malformed_requests_are_400(api: Api) -> None:
         ("/player/1/reports/scout", {"limit": "ten"}),
         ("/player/1/reports/scout", {"limit": "0"}),
         ("/player/1/reports/scout", [("limit", "1"), ("limit", "2")]),
+        ("/player/1/reports", {"kind": "battle"}),
+        ("/player/1/reports", {"kind": ""}),
+        ("/player/1/reports", {"limit": "1001"}),
+        ("/player/1/reports", [("kind", "attack"), ("kind", "scout")]),
         ("/player/1/messages", {"unread_only": "yes"}),
         ("/rankings/population", {"limit": "-1"}),
         ("/village/1", {"verbose": "true"}),
@@ -757,7 +791,8 @@ def test_openapi_schemas_mirror_the_domain_values(spec: dict[str, Any]) -> None:
     for cls in (values.Resources, values.Building, values.BuildOrder, values.Village,
                 values.TrainingOrder, values.Movement, values.TradeOffer, values.Shipment,
                 values.Report, values.Message, values.Alliance, values.Invitation,
-                values.Player, values.RankingEntry):
+                values.Player, values.RankingEntry, values.BattleReport, values.BattleSide,
+                values.LevelChange):
         names = [f.name for f in dataclasses.fields(cls)]
         documented = schemas[cls.__name__]
         assert sorted(documented["properties"]) == sorted(names), cls.__name__

@@ -318,8 +318,10 @@ class BattleReport(_HtmlRepr):
     ``attacker_won``: some attackers survived. ``defenders`` is every defending army (the
     target village's own troops first, then each reinforcement stationed there); the
     attacker's report leaves it empty when no attacker came back to tell. ``bounty`` is what
-    the survivors carry home (of ``carry``, their capacity). ``target`` is the building the
-    catapults hit, None without catapults.
+    the survivors carry home (of ``carry``, their capacity). ``wall`` is the target's wall
+    (level 0 before and after when it has none). ``target`` is the catapults' aim (the
+    building named in the attack, else the village's highest but the wall), its level the
+    same after when no catapult hit it; None when no building stands.
     """
 
     movement_kind: str  # attack, raid or siege
