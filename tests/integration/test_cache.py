@@ -229,6 +229,34 @@ def test_committed_writes_invalidate_what_they_changed(cached_world: tr.World) -
         assert [m.subject for m in uow.diplomacy.messages(2)] == ["hello"]
 
 
+def test_reports_are_never_cached_and_marking_read_invalidates_only_reports(
+    cached_world: tr.World,
+) -> None:
+    from travian_repo.sql import schema
+
+    def add(kind: str) -> int:
+        with cached_world.database.engine.begin() as conn:  # as an engine elsewhere would
+            return int(conn.execute(schema.reports.insert().values(
+                player_id=1, kind=kind, subject=kind, village_id=2, payload={}, read=False,
+                created_at=cached_world.database.clock()).returning(schema.reports.c.id)
+            ).scalar_one())
+
+    scout = add("scout")
+    vid = first_village(cached_world, 1)
+    village = cached_world.villages.get(vid)
+    assert [r.read for r in cached_world.intel.scout_reports(1)] == [False]
+    assert [r.kind for r in cached_world.intel.reports(1)] == ["scout"]
+    attack = add("attack")
+    hits, misses, _ = counts(cached_world)
+    assert [r.id for r in cached_world.intel.reports(1)] == [attack, scout]  # at once
+    assert counts(cached_world)[:2] == (hits, misses)  # not a cached read at all
+    assert cached_world.intel.mark_report_read(scout).read is True
+    assert [r.read for r in cached_world.intel.scout_reports(1)] == [True]
+    assert counts(cached_world)[:2] == (hits, misses + 1)  # the scout reports, loaded again
+    assert cached_world.villages.get(vid) == village
+    assert counts(cached_world)[:2] == (hits + 1, misses + 1)  # the village, still cached
+
+
 # ---- no cross-player leak --------------------------------------------------------------------
 
 def test_no_cross_player_leak_through_a_warm_shared_cache(
