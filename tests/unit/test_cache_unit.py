@@ -59,7 +59,10 @@ def test_sql_and_http_cache_the_same_reads_alike() -> None:
         every.update(specs(sql))
     assert set(every) == set(DEFAULT_TTLS)  # every TTL belongs to a cached read
     reads = {r.operation for r in ROUTES if not r.is_write and r.operation != "session.me"}
-    assert set(every) == reads
+    # Every read is cached but these, on purpose: the engine writes reports, often in
+    # another process whose commits no client cache hears of.
+    never_cached = {"intel.reports"}
+    assert set(every) == reads - never_cached
 
 
 def test_every_event_kind_and_every_write_has_invalidations() -> None:
