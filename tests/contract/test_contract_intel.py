@@ -148,8 +148,9 @@ def test_a_raid_reports_to_both_sides_with_the_battles_numbers(
         assert fought.target is not None and fought.target.before == fought.target.after
         assert fought.target.before == max(
             b.level for b in teutons.villages.get(2).buildings or () if b.name != "earth_wall")
-    assert (mine.battle.role, theirs.battle.role) == ("attacker", "defender")  # type: ignore[union-attr]
-    assert mine.battle.defenders == theirs.battle.defenders == (  # type: ignore[union-attr]
+    assert mine.battle is not None and theirs.battle is not None
+    assert (mine.battle.role, theirs.battle.role) == ("attacker", "defender")
+    assert mine.battle.defenders == theirs.battle.defenders == (
         BattleSide(2, 2, "teutons", Troops(clubswinger=20, scout=5),
                    Troops(expected.defenders[0].lost), Troops(expected.defenders[0].survivors)),
     )

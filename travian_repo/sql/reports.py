@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from travian_repo.domain.values import BattleReport, BattleSide, LevelChange, Report, Resources, Troops
+from travian_repo.domain.values import (
+    BattleReport, BattleSide, LevelChange, Report, Resources, Troops,
+)
 from travian_repo.sql import schema
 from travian_repo.sql.schema import as_utc
 
