@@ -322,6 +322,18 @@ def test_a_reader_behind_the_retention_is_told_and_goes_on_with_the_oldest(
         answer.close()
         assert [m.event for m in messages if m.data] == [kinds.EVENTS_LOST] + [
             kinds.MESSAGE_RECEIVED] * 3
+        # nothing to go on with: the notice itself moves the reader's id on
+        answer = requests.get(served.url + "/v1/player/3/events", stream=True, timeout=5,
+                              headers=served.headers(3, **{"Last-Event-ID": "feedbeef-12"}))
+        parser = SseParser()
+        notice = []
+        for chunk in answer.iter_content(chunk_size=None):
+            notice += [m for m in parser.feed(chunk) if m.data]
+            if notice:
+                break
+        answer.close()
+        assert notice[0].event == kinds.EVENTS_LOST
+        assert notice[0].id not in (None, "feedbeef-12")
 
 
 def test_the_memory_log_keeps_a_bounded_ring_per_player() -> None:
@@ -334,6 +346,9 @@ def test_the_memory_log_keeps_a_bounded_ring_per_player() -> None:
     again = log.read(7, found.cursor, 0.05)
     assert not again.lost and again.entries == []
     assert log.read(7, found.entries[0][0], 0).entries == found.entries[1:]
+    foreign = log.read(9, "feedbeef-3", 0)  # another log's id, nothing since
+    assert foreign.lost and foreign.entries == []
+    assert log.read(9, foreign.cursor, 0).lost is False
 
 
 @pytest.mark.redis

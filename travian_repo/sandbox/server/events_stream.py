@@ -170,7 +170,9 @@ def _frames_of(player_id: int, cursor: str, found: LogRead) -> bytes:
                        {"last_event_id": cursor,
                         "reason": "the server's event log no longer holds the events after "
                                   "this id; the stream goes on with the oldest it has"})
-        parts.append(f"event: {kinds.EVENTS_LOST}\ndata: {encode_event(notice)}\n\n")
+        # with no event after it, the notice carries the position the stream goes on from
+        moved = "" if found.entries else f"id: {found.cursor}\n"
+        parts.append(f"{moved}event: {kinds.EVENTS_LOST}\ndata: {encode_event(notice)}\n\n")
     for event_id, event in found.entries:
         parts.append(f"id: {event_id}\nevent: {event.kind}\ndata: {encode_event(event)}\n\n")
     return "".join(parts).encode("utf-8", "backslashreplace")
