@@ -391,3 +391,18 @@ def test_with_redis_the_stream_carries_what_other_processes_commit(
             heard = Collector(listener.events(2, timeout=2.0))
             direct.diplomacy.send_message(1, 2, "from", "a SQL writer beside the server")
             assert message_ids(heard.finish(20)) != []
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_an_auto_world_hears_the_servers_stream_too(
+    make_world: MakeWorld, database_url: str,
+) -> None:
+    for served in serve(make_world, database_url, None):
+        with tr.connect(database_url, served.url, token=served.tokens[2], retry=FAST) as auto:
+            assert auto.prefer == "auto"
+            subscription = auto.events(2, timeout=2.0)
+            assert isinstance(subscription, HttpEventSubscription)
+            heard = Collector(subscription)
+            with served.connect(1) as sender:
+                sender.diplomacy.send_message(1, 2, "to", "an auto world")
+            assert [e.kind for e in heard.finish(20)] == [kinds.MESSAGE_RECEIVED]

@@ -194,7 +194,11 @@ class _StreamReader:
                     response.close()
                 log.info("event stream %s: connection lost (%s); resuming after %s",
                          self.path, cause, self.last_event_id)
-                opened = self.reconnect()
+                try:
+                    opened = self.reconnect()
+                except Exception as exc:  # noqa: BLE001 - the iterator must hear of it
+                    self.fail(TravianError(f"{OPERATION}: reconnecting failed: {describe(exc)}"))
+                    return
                 if opened is None:
                     return
                 response, chunks = opened

@@ -110,6 +110,7 @@ class EventStreams:
     def close(self) -> None:
         """End every open stream within a second (the server is stopping)."""
         self._closing.set()
+        self.log.close()  # a read blocked on Redis returns at once
 
     # ---- one request ----------------------------------------------------------------------
 
