@@ -386,10 +386,10 @@ class RedisEventBus(EventBus):
             return
         try:
             pipe = self.client.pipeline(transaction=False)
-            for event in events:
-                encoded = encode_event(event)
-                pipe.publish(self.channel(event.player_id), encoded)
-                self.log.add_to(pipe, event, encoded)
+            encoded = [(event, encode_event(event)) for event in events]
+            for event, text in encoded:
+                pipe.publish(self.channel(event.player_id), text)
+            self.log.add_to(pipe, encoded)
             pipe.execute()
         except redis.RedisError as exc:
             self._drop(len(events))

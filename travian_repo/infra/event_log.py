@@ -176,16 +176,20 @@ class RedisEventLog(EventLog):
     def key(self, player_id: int) -> str:
         return events_log_key(self.world_id, player_id)
 
-    def add_to(self, pipe: Any, event: Event, encoded: str) -> None:
-        """Queue the commands that log ``event`` on ``pipe`` (the bus's publishing pipeline)."""
-        key = self.key(event.player_id)
-        pipe.xadd(key, {_FIELD: encoded}, maxlen=self.size, approximate=True)
-        pipe.expire(key, max(1, int(self.ttl_s)))
+    def add_to(self, pipe: Any, encoded: list[tuple[Event, str]]) -> None:
+        """Queue the commands that log these (event, JSON) pairs on ``pipe`` (the bus's
+        publishing pipeline): one ``XADD`` each, one ``EXPIRE`` per player."""
+        keys: dict[str, None] = {}
+        for event, text in encoded:
+            key = self.key(event.player_id)
+            pipe.xadd(key, {_FIELD: text}, maxlen=self.size, approximate=True)
+            keys[key] = None
+        for key in keys:
+            pipe.expire(key, max(1, int(self.ttl_s)))
 
     def append(self, events: list[Event]) -> None:
         pipe = self.client.pipeline(transaction=False)
-        for event in events:
-            self.add_to(pipe, event, encode_event(event))
+        self.add_to(pipe, [(event, encode_event(event)) for event in events])
         pipe.execute()
 
     def _reader_client(self) -> redis.Redis:
