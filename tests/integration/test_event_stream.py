@@ -4,6 +4,7 @@ Redis; connections cut by the loopback proxy of the server-fault tests."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 import uuid
@@ -272,6 +273,16 @@ def test_a_closed_subscription_ends_its_thread_and_its_stream_at_once(served: Se
         subscription.close()
         assert waiting.done.wait(2.0)  # the blocked iteration ends
         assert not subscription._thread.is_alive() or _joined(subscription._thread)
+        deadline = time.monotonic() + 3
+        while streams.open and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert streams.open == 0
+        dropped = world.events(2)  # never closed, just forgotten
+        reader = dropped._thread  # type: ignore[attr-defined]
+        assert streams.open == 1
+        del dropped
+        gc.collect()
+        assert _joined(reader)
         deadline = time.monotonic() + 3
         while streams.open and time.monotonic() < deadline:
             time.sleep(0.05)
