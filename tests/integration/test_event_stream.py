@@ -417,3 +417,29 @@ def test_an_auto_world_hears_the_servers_stream_too(
             with served.connect(1) as sender:
                 sender.diplomacy.send_message(1, 2, "to", "an auto world")
             assert [e.kind for e in heard.finish(20)] == [kinds.MESSAGE_RECEIVED]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_streams_may_hold_at_most_half_of_the_connections(
+    make_world: MakeWorld, database_url: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    summary = make_world(players=2)
+    app = create_app(database_url, max_streams=8, heartbeat_s=0.5)
+    try:
+        with ServerThread(app, connection_limit=10) as server:
+            streams = app_streams(app)
+            assert streams is not None and streams.max_streams == 5
+            assert "max_streams 8 lowered to 5" in caplog.text
+            headers = {"Authorization": f"Bearer {summary.tokens[1]}",
+                       "X-World-Id": summary.world_id}
+            opened = [requests.get(server.url + "/v1/player/1/events", headers=headers,
+                                   stream=True, timeout=5) for _ in range(6)]
+            assert [r.status_code for r in opened] == [200] * 5 + [503]
+            assert requests.get(server.url + "/v1/player/1", headers=headers,
+                                timeout=5).status_code == 200
+            for answer in opened:
+                answer.close()
+    finally:
+        from travian_repo.sandbox.server import app_world
+
+        app_world(app).close()

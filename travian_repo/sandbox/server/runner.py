@@ -32,6 +32,12 @@ def _listen(app: Flask, host: str, port: int, options: ServingOptions,
             socket_map: dict[int, Any]) -> Any:
     # typed loosely: the waitress stubs miss effective_port and the trigger's thunks
     streams = app_streams(app)
+    if streams is not None and streams.max_streams > options.connection_limit // 2:
+        # each stream holds a connection: leave at least half of them to the other clients
+        log.warning("max_streams %d lowered to %d, half of connection_limit %d",
+                    streams.max_streams, options.connection_limit // 2,
+                    options.connection_limit)
+        streams.max_streams = max(1, options.connection_limit // 2)
     server: Any = make_server(app, host=host, port=port, options=options,
                               error_body=error_text, light_paths=DATABASE_FREE_PATHS,
                               map=socket_map, ident="travian_repo",
