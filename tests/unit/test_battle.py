@@ -7,6 +7,9 @@ defend 20 when scouting. K (the Mfactor) is 1.5 for every battle below (N <= ~10
 
 from __future__ import annotations
 
+import doctest
+from pathlib import Path
+
 import pytest
 
 from travian_repo.domain.values import Resources
@@ -210,3 +213,9 @@ def test_a_lone_weak_attacker_dies() -> None:
 def test_bad_kind() -> None:
     with pytest.raises(ValueError):
         battle.fight(Army("gauls", {"haeduan": 1}), [], kind="siege")
+
+
+def test_the_calculators_example_in_the_docs_runs() -> None:
+    rules_md = Path(__file__).resolve().parents[2] / "docs" / "rules.md"
+    result = doctest.testfile(str(rules_md), module_relative=False)
+    assert result.attempted >= 5 and result.failed == 0

@@ -11,7 +11,8 @@ before sending it (``fight`` for attacks, sieges and raids, ``scout`` for scouti
         wall_effect=battle.wall("romans", 4),
         attacker_population=900, defender_population=300,
     )
-    result.attacker.survivors, result.wall_during, result.wall_after, result.morale
+    result.attacker.survivors  # {'clubswinger': 218, 'ram': 11}
+    result.morale, result.wall_during, result.wall_after  # (0.803, 1, 0)
 
 Source: the combat simulator of kirilloid/travian (``src/model/base/combat``, used for T4)
 and the public TravianT4.6 clone (``BattleSetter``) for the wall, the rams and morale; unit
