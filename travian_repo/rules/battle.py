@@ -277,15 +277,15 @@ def populations(attacker_population: int | None, defender_population: int | None
             details={"field": "attacker_population" if attacker_population is None
                      else "defender_population"},
         )
-    morale(attacker_population, defender_population)  # checks both
+    morale(attacker_population, defender_population)  # the one check of both values
     return attacker_population, defender_population
 
 
-def _fought(attack: float, defence: Points, off: Points, wall_effect: Wall,
+def _fought(off: Points, defence: Points, wall_effect: Wall,
             pops: tuple[int, int] | None) -> tuple[float, float]:
-    """The defence against ``wall_effect`` and the morale at that defence."""
+    """The defence behind ``wall_effect`` and the morale against it."""
     dfn = effective_defence(off, defence, wall_effect)
-    factor = morale(pops[0], pops[1], attack / dfn) if pops else 1.0
+    factor = morale(pops[0], pops[1], off.total / dfn) if pops else 1.0
     return dfn, factor
 
 
@@ -310,14 +310,14 @@ def fight(
     full = wall_effect or Wall()
     off = attack_points(attacker)
     defence = defence_points(defenders)
-    dfn, factor = _fought(off.total, defence, off, full, pops)
+    dfn, factor = _fought(off, defence, full, pops)
     during = full
     rams = _count_role(attacker, "ram") if kind == NORMAL else 0
     if rams and full.level:
         level = wall_during(full.level, rams, off.total * factor / dfn, full.durability)
         if level != full.level:
             during = lowered(full, level)
-            dfn, factor = _fought(off.total, defence, off, during, pops)
+            dfn, factor = _fought(off, defence, during, pops)
     attack = off.total * factor
     k = mfactor(attacker.size + sum(d.size for d in defenders))
     losses = (raid_losses if kind == RAID else normal_losses)(attack, dfn, k)
