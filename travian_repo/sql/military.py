@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, insert, select, update
 
 from travian_repo.domain import events
 from travian_repo.domain.errors import (
@@ -121,25 +121,16 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
 
         def run(conn: Connection) -> TrainingOrder:
             now = self.now
-            state = lock_village(conn, village_id, actor, now, action="train troops")
+            state = lock_village(conn, village_id, actor, now, action="train troops",
+                                 training=True)
             plans = plan_training(state.tribe, requested, state.levels(),
                                   server_speed=self.settings.speed)
             cost = sum((p.spec.cost * p.count for p in plans), Resources())
-
-            latest: dict[str, datetime] = {
-                str(b): as_utc(t)
-                for b, t in conn.execute(
-                    select(_tq.c.building_name, func.max(_tq.c.completes_at))
-                    .where(_tq.c.village_id == village_id)
-                    .group_by(_tq.c.building_name)
-                )
-                if t is not None
-            }
             lines: list[dict[str, Any]] = [
                 dict(unit=line.plan.spec.name, count=line.plan.count, trained=0,
                      building_name=line.plan.building, seconds_each=line.plan.seconds_each,
                      started_at=line.started_at, completes_at=line.completes_at)
-                for line in schedule_training(plans, latest, now)
+                for line in schedule_training(plans, state.training_ends, now)
             ]
 
             spend(conn, state, cost)  # InsufficientResources before anything is written

@@ -6,11 +6,12 @@ shows and the stock a write spends are computed the same way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, Select, and_, bindparam, or_, select, update
+from sqlalchemy import Connection, CursorResult, Select, and_, bindparam, func, or_, select, update
+from sqlalchemy.dialects import postgresql
 
 from travian_repo.domain.errors import Conflict, Forbidden, InsufficientResources, NotFound
 from travian_repo.domain.values import Building, BuildOrder, Resources, Village
@@ -25,6 +26,7 @@ _r = schema.village_resources
 _p = schema.players
 _b = schema.village_buildings
 _q = schema.build_queue
+_tq = schema.training_queue
 
 
 def _village_select() -> Select[Any]:
@@ -80,9 +82,23 @@ def _village_select() -> Select[Any]:
     )
 
 
+def _training_ends() -> Any:
+    """Per training building, when its last queued line completes (what ``train`` plans on)."""
+    last = (
+        select(_tq.c.building_name, func.max(_tq.c.completes_at).label("last"))
+        .where(_tq.c.village_id == _v.c.id)
+        .group_by(_tq.c.building_name)
+        .correlate(_v)
+        .subquery()
+    )
+    return select(json_rows(last.c.building_name, last.c.last)).scalar_subquery()
+
+
 VILLAGE_SELECT = _village_select()
 # Built once: compiling and cache-keying the statement per call costs more than the query.
 _BY_ID = VILLAGE_SELECT.where(_v.c.id == bindparam("village_id"))
+_BY_ID_TRAINING = VILLAGE_SELECT.add_columns(_training_ends().label("training")).where(
+    _v.c.id == bindparam("village_id"))
 # The lock is its own statement: on PostgreSQL a ``SELECT ... FOR UPDATE`` that waited for
 # the lock re-reads only the locked row, while its subqueries (the queue, the buildings) keep
 # the snapshot from before the wait. Reading after the lock sees every write committed before.
@@ -91,6 +107,28 @@ _BY_PLAYER = VILLAGE_SELECT.where(_v.c.player_id == bindparam("player_id")).orde
     _v.c.is_capital.desc(), _v.c.population.desc(), _v.c.id
 )
 _AT = VILLAGE_SELECT.where((_v.c.x == bindparam("x")) & (_v.c.y == bindparam("y")))
+
+
+def _pg(*statements: Any) -> str:
+    """PostgreSQL text of ``statements`` (one simple query, run in order), compiled once.
+
+    Sent with ``exec_driver_sql``: no per-call cache key or compile step. The columns need no
+    result processing on psycopg2 (JSON is decoded by the driver; times are read by
+    ``as_utc``), so the rows are the ones ``execute`` would give.
+    """
+    dialect = postgresql.psycopg2.dialect()  # type: ignore[no-untyped-call]
+    return "; ".join(str(statement.compile(dialect=dialect)) for statement in statements)
+
+
+# Lock, then read, in one round trip: the read is a statement of its own, after the lock.
+_PG_BY_ID, _PG_BY_PLAYER, _PG_AT = _pg(_BY_ID), _pg(_BY_PLAYER), _pg(_AT)
+_PG_LOCKED = {False: _pg(_LOCK, _BY_ID), True: _pg(_LOCK, _BY_ID_TRAINING)}
+
+
+def _run(conn: Connection, statement: Any, pg_text: str, params: dict[str, Any]) -> CursorResult[Any]:
+    if conn.dialect.name == "postgresql":
+        return conn.exec_driver_sql(pg_text, params)
+    return conn.execute(statement, params)
 
 
 @dataclass
@@ -112,6 +150,8 @@ class VillageState:
     buildings: list[Building]
     queue: list[BuildOrder]
     now: datetime
+    # Training building -> when its last queued line completes (read for ``train`` only).
+    training_ends: dict[str, datetime] = field(default_factory=dict)
 
     @property
     def available(self) -> Resources:
@@ -197,6 +237,9 @@ def state_from_row(row: Any, now: datetime) -> VillageState:
         buildings=buildings,
         queue=queue,
         now=now,
+        training_ends={
+            str(b): as_utc(t) for b, t in getattr(row, "training", None) or () if t is not None
+        },
     )
 
 
@@ -205,22 +248,36 @@ def load_village(conn: Connection, village_id: int, now: datetime) -> VillageSta
 
 
 def _village_row(conn: Connection, village_id: int) -> Any:
-    row = conn.execute(_BY_ID, {"village_id": village_id}).first()
+    row = _run(conn, _BY_ID, _PG_BY_ID, {"village_id": village_id}).first()
+    if row is None:
+        raise NotFound(f"village {village_id} does not exist")
+    return row
+
+
+def _locked_row(conn: Connection, village_id: int, *, training: bool = False) -> Any:
+    """Take the village's write lock, then read it: NotFound when it does not exist.
+
+    PostgreSQL: ``SELECT ... FOR UPDATE`` on the resources row, then the read, as two
+    statements in one round trip. SQLite: the session already holds the database write lock
+    (``BEGIN IMMEDIATE``), so the read is all.
+    """
+    params = {"village_id": village_id}
+    if conn.dialect.name == "postgresql":
+        row = conn.exec_driver_sql(_PG_LOCKED[training], params).first()
+    else:
+        row = conn.execute(_BY_ID_TRAINING if training else _BY_ID, params).first()
     if row is None:
         raise NotFound(f"village {village_id} does not exist")
     return row
 
 
 def lock_village(
-    conn: Connection, village_id: int, actor: int, now: datetime, *, action: str
+    conn: Connection, village_id: int, actor: int, now: datetime, *, action: str,
+    training: bool = False,
 ) -> VillageState:
-    """Load the village for a write, holding its row lock until the transaction ends.
-
-    PostgreSQL: ``SELECT ... FOR UPDATE`` on the resources row, then the read. SQLite: the
-    session already holds the database write lock (``BEGIN IMMEDIATE``).
-    """
-    take_lock(conn, village_id)
-    state = load_village(conn, village_id, now)
+    """Load the village for a write, holding its row lock until the transaction ends
+    (``training``: with ``training_ends`` read too)."""
+    state = state_from_row(_locked_row(conn, village_id, training=training), now)
     check_owner(state.player_id, actor, village_id, action)
     return state
 
@@ -229,8 +286,7 @@ def lock_settled(conn: Connection, village_id: int, at: datetime) -> VillageStat
     """Lock a village, whoever owns it, and load it with its stock settled to ``at``, or to
     its last write when that is later (an event due before a player's write happens on the
     stock as that write left it)."""
-    take_lock(conn, village_id)
-    row = _village_row(conn, village_id)
+    row = _locked_row(conn, village_id)
     return state_from_row(row, max(at, as_utc(row.updated_at)))
 
 
@@ -277,11 +333,12 @@ def add_stock(conn: Connection, state: VillageState, amount: Resources) -> None:
 
 def load_player_villages(conn: Connection, player_id: int, now: datetime) -> list[VillageState]:
     """The player's villages, capital first, then by population."""
-    return [state_from_row(row, now) for row in conn.execute(_BY_PLAYER, {"player_id": player_id})]
+    rows = _run(conn, _BY_PLAYER, _PG_BY_PLAYER, {"player_id": player_id})
+    return [state_from_row(row, now) for row in rows]
 
 
 def load_village_at(conn: Connection, x: int, y: int, now: datetime) -> VillageState | None:
-    row = conn.execute(_AT, {"x": x, "y": y}).first()
+    row = _run(conn, _AT, _PG_AT, {"x": x, "y": y}).first()
     return None if row is None else state_from_row(row, now)
 
 
