@@ -8,6 +8,9 @@
 2. Round trips (statements reaching the server) per ``villages.get`` and per
    ``villages.list_by_player`` of 1, 10, 100 and 1000 villages.
 3. A tick of 500 NPC players on a thread pool: read own villages, queue one build, train one unit.
+4. The design it replaces: the original async design's village read (asyncpg, three queries)
+   beside the raw baseline and the library, per call and for a burst of 500 villages
+   (bench/async_baseline.py; asyncpg is bench-only: ``pip install -e '.[bench]'``).
 
 The benchmark builds its own world in its own database (``travian_bench`` by default, created
 when missing) so it never touches the ``test`` database the test suite recreates. Figures are
@@ -41,6 +44,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 import travian_repo as tr  # noqa: E402
 from common import DEFAULT_URL, npc_turn, report_turns, ensure_database, out, percentile, raw_connect_args  # noqa: E402
+import async_baseline  # noqa: E402
 from travian_repo.sandbox import create_world  # noqa: E402
 from travian_repo.sql import schema  # noqa: E402
 from travian_repo.sql.database import make_engine  # noqa: E402
@@ -697,6 +701,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     get_player = list_players[10]
     get_ids = village_ids_of(engine, get_player)
+    burst_ids = village_ids_of(engine, list_players[1000])[:TICK_PLAYERS]  # part 4
 
     out()
     out("1. villages.get: library vs one hand-written psycopg2 query (same data)")
@@ -721,6 +726,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     out()
     out(f"3. tick of {len(tick_players)} NPC players on PostgreSQL")
     bench_tick(url, tick_players, list_players[100], args.workers)
+
+    out()
+    out("4. against the original async design: asyncpg, three queries per village")
+    async_baseline.compare(url, list_players[1000], burst_ids, raw_get=raw_get,
+                           same_data=same_data, rounds=rounds, calls=calls,
+                           workers=args.workers)
 
     out()
     out(f"run took {time.perf_counter() - run_started:.1f} s")

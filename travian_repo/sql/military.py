@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, insert, literal, select, union_all, update
 
 from travian_repo.domain import events
 from travian_repo.domain.errors import (
@@ -40,7 +40,7 @@ from travian_repo.sql.base import SqlRepository
 from travian_repo.sql.database import WorldSettings
 from travian_repo.sql.schema import as_utc
 from travian_repo.sql.troops import home_troops, insert_movement, remove_troops
-from travian_repo.sql.village_state import check_owner, lock_village, spend
+from travian_repo.sql.village_state import VillageState, check_owner, lock_village, spend, spend_with
 
 _v = schema.villages
 _t = schema.troops
@@ -133,18 +133,7 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
                 for line in schedule_training(plans, state.training_ends, now)
             ]
 
-            spend(conn, state, cost)  # InsufficientResources before anything is written
-            order_id = int(
-                conn.execute(
-                    insert(_to)
-                    .values(village_id=village_id, wood=cost.wood, clay=cost.clay,
-                            iron=cost.iron, wheat=cost.wheat, created_at=now)
-                    .returning(_to.c.id)
-                ).scalar_one()
-            )
-            conn.execute(
-                insert(_tq), [dict(line, order_id=order_id, village_id=village_id) for line in lines]
-            )
+            order_id = queue_training(conn, state, cost, lines)  # InsufficientResources first
             self._emit(events.TRAINING_QUEUED, actor, village_id=village_id, order_id=order_id)
             return TrainingOrder(
                 id=order_id,
@@ -335,6 +324,37 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
                             Troops(stored), now, arrives)
 
         return self._write(run)
+
+
+def queue_training(
+    conn: Connection, state: VillageState, cost: Resources, lines: list[dict[str, Any]]
+) -> int:
+    """Spend ``cost`` and insert the training order with its lines; the order's id.
+
+    On PostgreSQL one statement: the order is a CTE the lines are selected from.
+    """
+    order = (
+        insert(_to)
+        .values(village_id=state.id, wood=cost.wood, clay=cost.clay, iron=cost.iron,
+                wheat=cost.wheat, created_at=state.now)
+        .returning(_to.c.id)
+    )
+    if conn.dialect.name != "postgresql":
+        spend(conn, state, cost)
+        order_id = int(conn.execute(order).scalar_one())
+        conn.execute(insert(_tq), [dict(line, order_id=order_id, village_id=state.id)
+                                   for line in lines])
+        return order_id
+    made = order.cte("made")
+    names = ["village_id", *lines[0]]
+    rows = [
+        select(made.c.id, *(literal(value, _tq.c[name].type)
+                            for name, value in zip(names, [state.id, *line.values()])))
+        for line in lines
+    ]
+    both = insert(_tq).from_select(["order_id", *names], rows[0] if len(rows) == 1
+                                   else union_all(*rows))
+    return int(spend_with(conn, state, cost, both.returning(_tq.c.order_id)).scalars().all()[0])
 
 
 def send_troops(

@@ -11,13 +11,13 @@ from datetime import datetime
 from typing import Any, Iterable
 
 from sqlalchemy import Connection, CursorResult, Select, and_, bindparam, func, or_, select, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql.dml import Insert, Update
 
 from travian_repo.domain.errors import Conflict, Forbidden, InsufficientResources, NotFound
 from travian_repo.domain.values import Building, BuildOrder, Resources, Village
 from travian_repo.rules.placement import highest_levels
 from travian_repo.rules.stock import Stock, settle_stock, whole
-from travian_repo.sql import schema
+from travian_repo.sql import prepared, schema
 from travian_repo.sql.dialect import json_rows
 from travian_repo.sql.schema import as_utc
 
@@ -95,40 +95,29 @@ def _training_ends() -> Any:
 
 
 VILLAGE_SELECT = _village_select()
-# Built once: compiling and cache-keying the statement per call costs more than the query.
-_BY_ID = VILLAGE_SELECT.where(_v.c.id == bindparam("village_id"))
-_BY_ID_TRAINING = VILLAGE_SELECT.add_columns(_training_ends().label("training")).where(
-    _v.c.id == bindparam("village_id"))
+# Built once: compiling and cache-keying the statement per call costs more than the query;
+# on PostgreSQL they are prepared statements (``sql/prepared.py``).
+_BY_ID = prepared.prepare(
+    "tr_village", VILLAGE_SELECT.where(_v.c.id == bindparam("village_id")))
+_BY_ID_TRAINING = prepared.prepare(
+    "tr_village_training",
+    VILLAGE_SELECT.add_columns(_training_ends().label("training"))
+    .where(_v.c.id == bindparam("village_id")),
+)
 # The lock is its own statement: on PostgreSQL a ``SELECT ... FOR UPDATE`` that waited for
 # the lock re-reads only the locked row, while its subqueries (the queue, the buildings) keep
 # the snapshot from before the wait. Reading after the lock sees every write committed before.
-_LOCK = select(_r.c.village_id).where(_r.c.village_id == bindparam("village_id")).with_for_update()
-_BY_PLAYER = VILLAGE_SELECT.where(_v.c.player_id == bindparam("player_id")).order_by(
-    _v.c.is_capital.desc(), _v.c.population.desc(), _v.c.id
+_LOCK = prepared.prepare(
+    "tr_village_lock",
+    select(_r.c.village_id).where(_r.c.village_id == bindparam("village_id")).with_for_update(),
 )
-_AT = VILLAGE_SELECT.where((_v.c.x == bindparam("x")) & (_v.c.y == bindparam("y")))
-
-
-def _pg(*statements: Any) -> str:
-    """PostgreSQL text of ``statements`` (one simple query, run in order), compiled once.
-
-    Sent with ``exec_driver_sql``: no per-call cache key or compile step. The columns need no
-    result processing on psycopg2 (JSON is decoded by the driver; times are read by
-    ``as_utc``), so the rows are the ones ``execute`` would give.
-    """
-    dialect = postgresql.psycopg2.dialect()  # type: ignore[no-untyped-call]
-    return "; ".join(str(statement.compile(dialect=dialect)) for statement in statements)
-
-
-# Lock, then read, in one round trip: the read is a statement of its own, after the lock.
-_PG_BY_ID, _PG_BY_PLAYER, _PG_AT = _pg(_BY_ID), _pg(_BY_PLAYER), _pg(_AT)
-_PG_LOCKED = {False: _pg(_LOCK, _BY_ID), True: _pg(_LOCK, _BY_ID_TRAINING)}
-
-
-def _run(conn: Connection, statement: Any, pg_text: str, params: dict[str, Any]) -> CursorResult[Any]:
-    if conn.dialect.name == "postgresql":
-        return conn.exec_driver_sql(pg_text, params)
-    return conn.execute(statement, params)
+_BY_PLAYER = prepared.prepare(
+    "tr_villages_of",
+    VILLAGE_SELECT.where(_v.c.player_id == bindparam("player_id")).order_by(
+        _v.c.is_capital.desc(), _v.c.population.desc(), _v.c.id),
+)
+_AT = prepared.prepare(
+    "tr_village_at", VILLAGE_SELECT.where((_v.c.x == bindparam("x")) & (_v.c.y == bindparam("y"))))
 
 
 @dataclass
@@ -248,7 +237,7 @@ def load_village(conn: Connection, village_id: int, now: datetime) -> VillageSta
 
 
 def _village_row(conn: Connection, village_id: int) -> Any:
-    row = _run(conn, _BY_ID, _PG_BY_ID, {"village_id": village_id}).first()
+    row = prepared.run(conn, _BY_ID, params={"village_id": village_id}).first()
     if row is None:
         raise NotFound(f"village {village_id} does not exist")
     return row
@@ -261,11 +250,9 @@ def _locked_row(conn: Connection, village_id: int, *, training: bool = False) ->
     statements in one round trip. SQLite: the session already holds the database write lock
     (``BEGIN IMMEDIATE``), so the read is all.
     """
-    params = {"village_id": village_id}
-    if conn.dialect.name == "postgresql":
-        row = conn.exec_driver_sql(_PG_LOCKED[training], params).first()
-    else:
-        row = conn.execute(_BY_ID_TRAINING if training else _BY_ID, params).first()
+    read = _BY_ID_TRAINING if training else _BY_ID
+    steps = (_LOCK, read) if conn.dialect.name == "postgresql" else (read,)
+    row = prepared.run(conn, *steps, params={"village_id": village_id}).first()
     if row is None:
         raise NotFound(f"village {village_id} does not exist")
     return row
@@ -292,7 +279,7 @@ def lock_settled(conn: Connection, village_id: int, at: datetime) -> VillageStat
 
 def take_lock(conn: Connection, village_id: int) -> None:
     """Lock one village's resources row (its write lock), or NotFound."""
-    if conn.execute(_LOCK, {"village_id": village_id}).first() is None:
+    if prepared.run(conn, _LOCK, params={"village_id": village_id}).first() is None:
         raise NotFound(f"village {village_id} does not exist")
 
 
@@ -304,19 +291,44 @@ def check_owner(owner: int, actor: int, village_id: int, action: str) -> None:
 
 def spend(conn: Connection, state: VillageState, cost: Resources) -> None:
     """Take ``cost`` from the settled stock, or raise InsufficientResources (nothing written)."""
+    store(conn, state, _after_paying(state, cost))
+
+
+def spend_with(
+    conn: Connection, state: VillageState, cost: Resources, insert: Insert
+) -> CursorResult[Any]:
+    """``spend``, and run ``insert`` (what was paid for); its result comes back.
+
+    On PostgreSQL the stock update rides in the insert as a data-modifying CTE: one
+    statement instead of two.
+    """
+    stock = _after_paying(state, cost)
+    if conn.dialect.name != "postgresql":
+        store(conn, state, stock)
+        return conn.execute(insert)
+    result = conn.execute(insert.add_cte(_stored(state.id, stock, state.now).cte("spent")))
+    state.stock = stock
+    return result
+
+
+def _after_paying(state: VillageState, cost: Resources) -> Stock:
     available = state.available
     if not available.covers(cost):
         raise InsufficientResources(required=cost, available=available)
-    store(conn, state, tuple(s - c for s, c in zip(state.stock, cost)))  # type: ignore[arg-type]
+    return tuple(s - c for s, c in zip(state.stock, cost))  # type: ignore[return-value]
+
+
+def _stored(village_id: int, stock: Stock, at: datetime) -> Update:
+    return (
+        update(_r)
+        .where(_r.c.village_id == village_id)
+        .values(wood=stock[0], clay=stock[1], iron=stock[2], wheat=stock[3], updated_at=at)
+    )
 
 
 def store(conn: Connection, state: VillageState, stock: Stock) -> None:
     """Write the stock as of ``state.now`` (the caller holds the lock)."""
-    conn.execute(
-        update(_r)
-        .where(_r.c.village_id == state.id)
-        .values(wood=stock[0], clay=stock[1], iron=stock[2], wheat=stock[3], updated_at=state.now)
-    )
+    conn.execute(_stored(state.id, stock, state.now))
     state.stock = stock
 
 
@@ -333,12 +345,12 @@ def add_stock(conn: Connection, state: VillageState, amount: Resources) -> None:
 
 def load_player_villages(conn: Connection, player_id: int, now: datetime) -> list[VillageState]:
     """The player's villages, capital first, then by population."""
-    rows = _run(conn, _BY_PLAYER, _PG_BY_PLAYER, {"player_id": player_id})
+    rows = prepared.run(conn, _BY_PLAYER, params={"player_id": player_id})
     return [state_from_row(row, now) for row in rows]
 
 
 def load_village_at(conn: Connection, x: int, y: int, now: datetime) -> VillageState | None:
-    row = _run(conn, _AT, _PG_AT, {"x": x, "y": y}).first()
+    row = prepared.run(conn, _AT, params={"x": x, "y": y}).first()
     return None if row is None else state_from_row(row, now)
 
 

@@ -24,6 +24,7 @@ from travian_repo.sql.village_state import (
     lock_village,
     move_order,
     spend,
+    spend_with,
 )
 
 _q = schema.build_queue
@@ -90,8 +91,7 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
             )
             if instant:
                 placement.check_instant(state.queue, target_slot)
-            spend(conn, state, cost)
-            if instant:
+                spend(conn, state, cost)
                 apply_level(conn, state, target_slot, name, target_level)
                 self._emit(events.BUILD_COMPLETED, actor, village_id=village_id, building=name,
                            level=target_level)
@@ -99,23 +99,19 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
                                   state.now, state.now)
             place = build_queue.next_place(state.queue, state.now, seconds)
             position, starts, completes = place.position, place.started_at, place.completes_at
-            order_id = conn.execute(
-                insert(_q)
-                .values(
-                    village_id=village_id,
-                    queue_position=position,
-                    slot=target_slot,
-                    building_name=name,
-                    target_level=target_level,
-                    wood=cost.wood,
-                    clay=cost.clay,
-                    iron=cost.iron,
-                    wheat=cost.wheat,
-                    started_at=starts,
-                    completes_at=completes,
-                )
-                .returning(_q.c.id)
-            ).scalar_one()
+            order_id = spend_with(conn, state, cost, insert(_q).values(
+                village_id=village_id,
+                queue_position=position,
+                slot=target_slot,
+                building_name=name,
+                target_level=target_level,
+                wood=cost.wood,
+                clay=cost.clay,
+                iron=cost.iron,
+                wheat=cost.wheat,
+                started_at=starts,
+                completes_at=completes,
+            ).returning(_q.c.id)).scalar_one()
             self._emit(events.BUILD_QUEUED, actor, village_id=village_id, position=position,
                        building=name, target_level=target_level,
                        completes_at=completes.isoformat())
