@@ -109,6 +109,19 @@ def raw_get(conn: Any, village_id: int) -> dict[str, Any]:
     return raw_village(row)
 
 
+RAW_PREPARE = "PREPARE raw_village(bigint) AS " + RAW_SQL.replace("%s", "$1")
+
+
+def raw_get_prepared(conn: Any, village_id: int) -> dict[str, Any]:
+    """``raw_get`` on a connection that ran RAW_PREPARE: the server skips parse and plan."""
+    with conn.cursor() as cur:
+        cur.execute("EXECUTE raw_village(%s)", (village_id,))
+        row = cur.fetchone()
+    if row is None:
+        raise LookupError(f"village {village_id} does not exist")
+    return raw_village(row)
+
+
 def raw_list(conn: Any, player_id: int) -> list[dict[str, Any]]:
     with conn.cursor() as cur:
         cur.execute(RAW_LIST_SQL, (player_id,))
@@ -357,27 +370,31 @@ def bench_get(engine: Engine, url: str, player_id: int, ids: list[int], rounds: 
     world = tr.connect(engine, player_id=player_id)
     raw = psycopg2.connect(**raw_connect_args(url))
     raw.autocommit = True
+    prepared = psycopg2.connect(**raw_connect_args(url))
+    prepared.autocommit = True
+    with prepared.cursor() as cur:
+        cur.execute(RAW_PREPARE)
     try:
         problems = same_data(world.villages.get(ids[0]), raw_get(raw, ids[0]))
         uow_holder: dict[str, Any] = {}
 
-        def library(vid: int) -> Any:
-            return world.villages.get(vid)
-
-        def raw_call(vid: int) -> Any:
-            return raw_get(raw, vid)
-
         def in_uow(vid: int) -> Any:
             return uow_holder["uow"].villages.get(vid)
+
+        calls_of: dict[str, Callable[[int], Any]] = {
+            "library": world.villages.get,
+            "raw": lambda vid: raw_get(raw, vid),
+            "raw_prepared": lambda vid: raw_get_prepared(prepared, vid),
+        }
 
         def run(name: str, n: int) -> list[float]:
             if name == "uow":
                 with world.unit_of_work() as uow:
                     uow_holder["uow"] = uow
                     return timed_calls(in_uow, ids, n)
-            return timed_calls(library if name == "library" else raw_call, ids, n)
+            return timed_calls(calls_of[name], ids, n)
 
-        names = ["library", "raw", "uow"]
+        names = ["library", "raw", "uow", "raw_prepared"]
         for name in names:  # warm-up: pool, compiled-statement cache, rules data, JIT-free paths
             run(name, max(100, calls // 3))
         samples: dict[str, list[float]] = {name: [] for name in names}
@@ -392,6 +409,7 @@ def bench_get(engine: Engine, url: str, player_id: int, ids: list[int], rounds: 
         return {"samples": samples, "per_round": per_round, "problems": problems}
     finally:
         raw.close()
+        prepared.close()
 
 
 def report_get(result: dict[str, Any], rounds: int, calls: int, ids: list[int]) -> float:
@@ -406,9 +424,10 @@ def report_get(result: dict[str, Any], rounds: int, calls: int, ids: list[int]) 
         "raw": "raw psycopg2, one persistent autocommit connection",
         "library": "world.villages.get(vid)  (quick call: own unit of work)",
         "uow": "uow.villages.get(vid) inside one unit_of_work",
+        "raw_prepared": "raw psycopg2, the same query prepared (PREPARE / EXECUTE)",
     }
     out(f"  {'variant':<58} {'median us':>10} {'p90 us':>9}   per-round medians (us)")
-    for k in ("raw", "library", "uow"):
+    for k in ("raw", "library", "uow", "raw_prepared"):
         rounds_txt = " ".join(f"{x * 1e6:.0f}" for x in per_round[k])
         out(f"  {labels[k]:<58} {med[k]:>10.0f} {p90[k]:>9.0f}   {rounds_txt}")
     ratio: float = med["library"] / med["raw"]
@@ -417,6 +436,8 @@ def report_get(result: dict[str, Any], rounds: int, calls: int, ids: list[int]) 
     out(f"  ratio library/raw (quick call)      = {ratio:.2f}x   target <= {GET_TARGET}x   {verdict}")
     out(f"  ratio library/raw (inside one uow)  = {ratio_uow:.2f}x   "
         f"({'within' if ratio_uow <= GET_TARGET else 'over'} {GET_TARGET}x; extra line, not the target)")
+    out(f"  ratio library/raw prepared          = {med['library'] / med['raw_prepared']:.2f}x   "
+        "(the library prepares its reads on PostgreSQL; this baseline does too)")
     return ratio
 
 

@@ -8,10 +8,12 @@ error therefore leaves nothing behind (and the session rolls the step back in an
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping
 
-from sqlalchemy import Connection, and_, insert, literal, select, union_all, update
+from sqlalchemy import Connection, and_, bindparam, insert, select, union_all, update
+from sqlalchemy.sql.dml import Insert
 
 from travian_repo.domain import events
 from travian_repo.domain.errors import (
@@ -326,35 +328,44 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
         return self._write(run)
 
 
+_LINE = ("unit", "count", "trained", "building_name", "seconds_each", "started_at",
+         "completes_at")
+# A training order, built once (see spend_with).
+_ORDER = insert(_to).values(
+    village_id=bindparam("p_village"), wood=bindparam("p_wood"), clay=bindparam("p_clay"),
+    iron=bindparam("p_iron"), wheat=bindparam("p_wheat"),
+    created_at=bindparam("p_created", type_=schema.UTCDateTime()),
+).returning(_to.c.id)
+
+
+@functools.cache
+def _order_with_lines(count: int) -> Insert:
+    """PostgreSQL: a training order and its ``count`` lines in one statement (the order a
+    CTE the lines are selected from), built once per line count."""
+    made = _ORDER.cte("made")
+    rows = [select(made.c.id, bindparam("p_village", type_=_tq.c.village_id.type),
+                   *(bindparam(f"p{i}_{name}", type_=_tq.c[name].type) for name in _LINE))
+            for i in range(count)]
+    return insert(_tq).from_select(
+        ["order_id", "village_id", *_LINE], rows[0] if count == 1 else union_all(*rows)
+    ).returning(_tq.c.order_id)
+
+
 def queue_training(
     conn: Connection, state: VillageState, cost: Resources, lines: list[dict[str, Any]]
 ) -> int:
-    """Spend ``cost`` and insert the training order with its lines; the order's id.
-
-    On PostgreSQL one statement: the order is a CTE the lines are selected from.
-    """
-    order = (
-        insert(_to)
-        .values(village_id=state.id, wood=cost.wood, clay=cost.clay, iron=cost.iron,
-                wheat=cost.wheat, created_at=state.now)
-        .returning(_to.c.id)
-    )
+    """Spend ``cost`` and insert the training order with its lines; the order's id."""
+    params = {"p_village": state.id, "p_wood": cost.wood, "p_clay": cost.clay,
+              "p_iron": cost.iron, "p_wheat": cost.wheat, "p_created": state.now}
     if conn.dialect.name != "postgresql":
-        spend(conn, state, cost)
-        order_id = int(conn.execute(order).scalar_one())
+        order_id = int(spend_with(conn, state, cost, _ORDER, params).scalar_one())
         conn.execute(insert(_tq), [dict(line, order_id=order_id, village_id=state.id)
                                    for line in lines])
         return order_id
-    made = order.cte("made")
-    names = ["village_id", *lines[0]]
-    rows = [
-        select(made.c.id, *(literal(value, _tq.c[name].type)
-                            for name, value in zip(names, [state.id, *line.values()])))
-        for line in lines
-    ]
-    both = insert(_tq).from_select(["order_id", *names], rows[0] if len(rows) == 1
-                                   else union_all(*rows))
-    return int(spend_with(conn, state, cost, both.returning(_tq.c.order_id)).scalars().all()[0])
+    for i, line in enumerate(lines):
+        params.update({f"p{i}_{name}": line[name] for name in _LINE})
+    statement = _order_with_lines(len(lines))
+    return int(spend_with(conn, state, cost, statement, params).scalars().all()[0])
 
 
 def send_troops(

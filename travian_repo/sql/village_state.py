@@ -6,12 +6,13 @@ shows and the stock a write spends are computed the same way.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable
 
 from sqlalchemy import Connection, CursorResult, Select, and_, bindparam, func, or_, select, update
-from sqlalchemy.sql.dml import Insert, Update
+from sqlalchemy.sql.dml import Insert
 
 from travian_repo.domain.errors import Conflict, Forbidden, InsufficientResources, NotFound
 from travian_repo.domain.values import Building, BuildOrder, Resources, Village
@@ -295,18 +296,19 @@ def spend(conn: Connection, state: VillageState, cost: Resources) -> None:
 
 
 def spend_with(
-    conn: Connection, state: VillageState, cost: Resources, insert: Insert
+    conn: Connection, state: VillageState, cost: Resources, insert: Insert,
+    params: dict[str, Any],
 ) -> CursorResult[Any]:
-    """``spend``, and run ``insert`` (what was paid for); its result comes back.
+    """``spend``, and run ``insert`` with ``params`` (what was paid for); its result.
 
-    On PostgreSQL the stock update rides in the insert as a data-modifying CTE: one
-    statement instead of two.
+    ``insert`` is built once, with bind parameters named ``p_...`` (no column's name). On
+    PostgreSQL the stock update rides in it as a data-modifying CTE: one statement, not two.
     """
     stock = _after_paying(state, cost)
     if conn.dialect.name != "postgresql":
         store(conn, state, stock)
-        return conn.execute(insert)
-    result = conn.execute(insert.add_cte(_stored(state.id, stock, state.now).cte("spent")))
+        return conn.execute(insert, params)
+    result = conn.execute(_paid_with(insert), {**params, **_stock_params(state, stock)})
     state.stock = stock
     return result
 
@@ -318,17 +320,29 @@ def _after_paying(state: VillageState, cost: Resources) -> Stock:
     return tuple(s - c for s, c in zip(state.stock, cost))  # type: ignore[return-value]
 
 
-def _stored(village_id: int, stock: Stock, at: datetime) -> Update:
-    return (
-        update(_r)
-        .where(_r.c.village_id == village_id)
-        .values(wood=stock[0], clay=stock[1], iron=stock[2], wheat=stock[3], updated_at=at)
-    )
+# The stock update, built once (building a statement per call costs more than sending it).
+_STORE = (
+    update(_r)
+    .where(_r.c.village_id == bindparam("stock_village"))
+    .values(wood=bindparam("stock_wood"), clay=bindparam("stock_clay"),
+            iron=bindparam("stock_iron"), wheat=bindparam("stock_wheat"),
+            updated_at=bindparam("stock_at", type_=schema.UTCDateTime()))
+)
+
+
+@functools.cache
+def _paid_with(insert: Insert) -> Insert:
+    return insert.add_cte(_STORE.cte("spent"))
+
+
+def _stock_params(state: VillageState, stock: Stock) -> dict[str, Any]:
+    return {"stock_village": state.id, "stock_wood": stock[0], "stock_clay": stock[1],
+            "stock_iron": stock[2], "stock_wheat": stock[3], "stock_at": state.now}
 
 
 def store(conn: Connection, state: VillageState, stock: Stock) -> None:
     """Write the stock as of ``state.now`` (the caller holds the lock)."""
-    conn.execute(_stored(state.id, stock, state.now))
+    conn.execute(_STORE, _stock_params(state, stock))
     state.stock = stock
 
 
