@@ -8,8 +8,9 @@ to the connection, not to a transaction: a rollback keeps them, and a new connec
 reconnect, a recycle) starts without them.
 
 If that first round trip fails, the connection runs the plain statements from then on (it
-cannot tell which definitions the server took). SQLite, and any other path, runs the Core
-statement.
+cannot tell which definitions the server took); so does a connection on which a prepared
+statement went missing or stale (``_GONE``): a read outside a transaction runs again at
+once, plain; a write step inside one fails that once. SQLite runs the Core statements.
 """
 
 from __future__ import annotations
@@ -18,10 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, CursorResult, Executable
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
 
 # conn.info key (one per DBAPI connection): True defined, False failed once, absent unused.
 DEFINED = "travian_prepared"
+# The server lost them (DISCARD ALL, a pooler handing out another session) or cannot run
+# them any more (a column's type changed under them): that call fails, later ones go plain.
+_GONE = {"26000", "0A000"}
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,16 @@ def run(conn: Connection, *statements: Prepared, params: dict[str, Any]) -> Curs
         return conn.exec_driver_sql("; ".join(p.text for p in statements), params)
     calls = "; ".join(p.call for p in statements)
     if state:
-        return conn.exec_driver_sql(calls, params)
+        try:
+            return conn.exec_driver_sql(calls, params)
+        except sa_exc.DBAPIError as exc:
+            if getattr(exc.orig, "pgcode", None) not in _GONE or conn.invalidated:
+                raise
+            conn.info[DEFINED] = False  # plain statements on this connection from now on
+            if conn.connection.dbapi_connection.get_transaction_status() != 0:  # type: ignore[union-attr]
+                raise  # a transaction the error aborted: its write step fails
+        # outside a transaction nothing was changed: run it again, plain
+        return conn.exec_driver_sql("; ".join(p.text for p in statements), params)
     try:
         result = conn.exec_driver_sql(f"{_DEFINE_ALL}; {calls}", params)
     except BaseException:
