@@ -2,10 +2,12 @@
 
 The original design was asynchronous: it read a village with asyncpg in three queries (the
 village row, its buildings, its build queue). Here that shape runs on the same PostgreSQL
-world as the library, per call on one connection and as a burst of 500 villages through
+world as the library, per call and as a burst of 500 villages through
 ``asyncio.gather`` on a pool of ``workers`` connections, beside the raw psycopg2 baseline
 (one statement, part 1's query) and the library (``world.villages.get``; the burst on a
-thread pool of ``workers``). asyncpg is a bench-only dependency:
+thread pool of ``workers``). Per call, the design's method takes a pool connection for each
+call, as the library's quick call does; a held connection on each side is shown beside.
+asyncpg is a bench-only dependency:
 
     pip install -e '.[bench]'        # or: pip install 'asyncpg>=0.29'
 """
@@ -108,11 +110,15 @@ def compare(url: str, player_id: int, ids: Sequence[int], *, raw_get: Callable[[
             f"{'OK' if not problems else 'DIFFERS in ' + ', '.join(problems)}")
 
         # -- per call: each path on its own warm connection, sequential calls --
-        async def async_block(block: Sequence[int]) -> list[float]:
+        async def async_block(block: Sequence[int], pooled: bool) -> list[float]:
             times = []
             for vid in block:
                 started = time.perf_counter()
-                await async_get(aconn, vid)
+                if pooled:  # the design's method: a pool connection per call, as the quick call
+                    async with pool.acquire() as conn:
+                        await async_get(conn, vid)
+                else:
+                    await async_get(aconn, vid)
                 times.append(time.perf_counter() - started)
             return times
 
@@ -124,10 +130,16 @@ def compare(url: str, player_id: int, ids: Sequence[int], *, raw_get: Callable[[
                 times.append(time.perf_counter() - started)
             return times
 
+        def in_uow(block: Sequence[int]) -> list[float]:
+            with world.unit_of_work() as uow:
+                return sync_block(uow.villages.get, block)
+
         per_call: dict[str, Callable[[Sequence[int]], list[float]]] = {
             "raw": lambda b: sync_block(lambda vid: raw_get(raw, vid), b),
-            "asyncpg": lambda b: loop.run_until_complete(async_block(b)),
+            "asyncpg": lambda b: loop.run_until_complete(async_block(b, pooled=True)),
             "library": lambda b: sync_block(world.villages.get, b),
+            "asyncpg_held": lambda b: loop.run_until_complete(async_block(b, pooled=False)),
+            "library_held": in_uow,
         }
         block = 100
         for fn in per_call.values():  # warm-up: statement caches, pools, code paths
@@ -183,21 +195,26 @@ def compare(url: str, player_id: int, ids: Sequence[int], *, raw_get: Callable[[
     burst_med = {name: statistics.median(v) for name, v in burst_ms.items()}
     labels = {
         "raw": "raw psycopg2, one statement (part 1's baseline)",
-        "asyncpg": "asyncpg, three queries (the original design)",
-        "library": "world.villages.get (quick call)",
+        "asyncpg": "asyncpg, three queries, pool.acquire per call",
+        "library": "world.villages.get (quick call: pool per call)",
+        "asyncpg_held": "asyncpg, three queries, one held connection",
+        "library_held": "uow.villages.get (one held connection)",
     }
-    out(f"  {len(ids)} villages of player {player_id} (owner view); per call: one warm connection "
-        f"each, blocks of {block} alternated, median; burst: all {len(ids)} at once")
+    out(f"  {len(ids)} villages of player {player_id} (owner view); per call: blocks of {block} "
+        f"calls, the paths alternated, median; burst: all {len(ids)} at once")
     out(f"  burst: asyncio.gather on an asyncpg pool of {workers}; raw and library on "
         f"{workers} threads (library pool_size={workers}); median of {len(burst_ms['raw'])} bursts")
     out(f"  {'path':<52} {'per call us':>11} {'burst ms':>9}   bursts (ms)")
-    for name in ("raw", "asyncpg", "library"):
-        each = " ".join(f"{x:.0f}" for x in burst_ms[name])
-        out(f"  {labels[name]:<52} {call_us[name]:>11.0f} {burst_med[name]:>9.1f}   {each}")
+    for name in labels:
+        burst = (f"{burst_med[name]:>9.1f}   " + " ".join(f"{x:.0f}" for x in burst_ms[name])
+                 if name in burst_med else "")
+        out(f"  {labels[name]:<52} {call_us[name]:>11.0f} {burst}")
     for what, lib, base in (("per call", call_us["library"], call_us["asyncpg"]),
                             ("burst", burst_med["library"], burst_med["asyncpg"])):
         ratio = lib / base
         out(f"  ratio library/asyncpg ({what:<8}) = {ratio:.2f}x   goal <= {GOAL}x   "
             f"{'PASS' if ratio <= GOAL else 'MISS'}")
+    out(f"  ratio held connections (uow / asyncpg one connection) = "
+        f"{call_us['library_held'] / call_us['asyncpg_held']:.2f}x   (reference)")
     out(f"  ratio raw/asyncpg     (per call) = {call_us['raw'] / call_us['asyncpg']:.2f}x, "
         f"(burst) = {burst_med['raw'] / burst_med['asyncpg']:.2f}x   (reference)")
