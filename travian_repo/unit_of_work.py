@@ -11,14 +11,8 @@ from types import TracebackType
 from typing import cast
 
 from travian_repo.domain.errors import Forbidden
-from travian_repo.http.base import HttpRepository
-from travian_repo.http.diplomacy import HttpDiplomacyRepository
-from travian_repo.http.intel import HttpIntelRepository
-from travian_repo.http.military import HttpMilitaryRepository
-from travian_repo.http.players import HttpPlayerRepository
-from travian_repo.http.trade import HttpTradeRepository
+from travian_repo.http.repositories import HTTP_REPOSITORIES
 from travian_repo.http.transport import Transport
-from travian_repo.http.villages import HttpVillageRepository
 from travian_repo.infra.cache import Cache, CacheView
 from travian_repo.infra.metrics import Metrics
 from travian_repo.repositories.base import (
@@ -165,16 +159,6 @@ class SqlUnitOfWork(UnitOfWork):
         self._session.close()
 
 
-_HTTP_REPOSITORIES: dict[str, type[HttpRepository]] = {
-    "villages": HttpVillageRepository,
-    "military": HttpMilitaryRepository,
-    "trade": HttpTradeRepository,
-    "intel": HttpIntelRepository,
-    "diplomacy": HttpDiplomacyRepository,
-    "players": HttpPlayerRepository,
-}
-
-
 class HttpUnitOfWork(UnitOfWork):
     """Over the API each write is sent at once and is atomic on its own; the unit adds one
     acting player (the token's). The transport records the metrics of every request."""
@@ -192,7 +176,7 @@ class HttpUnitOfWork(UnitOfWork):
         self._cache_view: CacheView | None = cache.view() if cache is not None else None
 
     def _build(self, domain: str) -> Repository:
-        repo = _HTTP_REPOSITORIES[domain](self._transport, self.player_id)
+        repo = HTTP_REPOSITORIES[domain](self._transport, self.player_id)
         repo._cache = self._cache_view
         return repo
 

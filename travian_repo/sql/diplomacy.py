@@ -27,7 +27,6 @@ from travian_repo.domain.errors import (
     RuleViolation,
 )
 from travian_repo.domain.values import Alliance, Invitation, Message
-from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import DiplomacyRepository
 from travian_repo.sql import schema
 from travian_repo.sql.base import SqlRepository
@@ -54,9 +53,6 @@ class SqlDiplomacyRepository(SqlRepository, DiplomacyRepository):
         message to oneself; Forbidden when ``from_player_id`` is not the acting player;
         NotFound when the recipient does not exist.
         """
-        from_player_id, to_player_id, subject, body = v.check_message(
-            from_player_id, to_player_id, subject, body
-        )
         self._require_self(from_player_id, "send messages in the name")
 
         def run(conn: Connection) -> Message:
@@ -83,8 +79,6 @@ class SqlDiplomacyRepository(SqlRepository, DiplomacyRepository):
 
     def messages(self, player_id: int, *, unread_only: bool = False) -> list[Message]:
         """The player's inbox, newest first, at most 500 (the player only)."""
-        player_id = v.check_id(player_id, "player_id")
-        unread_only = v.check_bool(unread_only, "unread_only")
         self._require_self(player_id, "read the messages")
         query = select(_msg).where(_msg.c.to_player_id == player_id)
         if unread_only:
@@ -116,8 +110,6 @@ class SqlDiplomacyRepository(SqlRepository, DiplomacyRepository):
         Needs an embassy at level 3 in one of the player's villages and no alliance yet
         (RuleViolation otherwise); a name or tag already taken is a Conflict.
         """
-        player_id = v.check_id(player_id, "player_id")
-        name, tag = v.check_alliance(name, tag)
         self._require_self(player_id, "found an alliance in the name")
 
         def run(conn: Connection) -> Alliance:
@@ -173,8 +165,6 @@ class SqlDiplomacyRepository(SqlRepository, DiplomacyRepository):
         member; RuleViolation when the player is already in an alliance; Conflict when an
         invitation for the pair is pending.
         """
-        alliance_id = v.check_id(alliance_id, "alliance_id")
-        player_id = v.check_id(player_id, "player_id")
         action = "invite players"
         actor = self._actor_id(action)
 

@@ -33,6 +33,7 @@ from travian_repo.infra.metrics import Metrics
 from travian_repo.wire.serializer import decode, decode_list, encode
 
 if TYPE_CHECKING:
+    from travian_repo.repositories.declaration import Operation
     from travian_repo.sql.database import SqlSession
 
 log = logging.getLogger("travian_repo.infra.cache")
@@ -178,13 +179,12 @@ class CacheView:
         return False
 
     def wrote(
-        self, operation: str, actor: int | None, path: Mapping[str, Any], body: Any,
-        result: Any = None,
+        self, declared: Operation, actor: int | None, values: Sequence[Any], result: Any = None,
     ) -> None:
         """An API write returned (or failed, maybe after acting): the server committed what
         it did, so invalidate now. Later reads of this unit skip the cache."""
         self.written = True
-        self.cache.invalidate(entities_of_write(operation, actor, path, body, result))
+        self.cache.invalidate(entities_of_write(declared, actor, values, result))
 
 
 _MISS = object()

@@ -27,8 +27,8 @@ lone surrogates (``travian_repo.sandbox.inputs``). Answers carry ``Cache-Control
 Anything that is not a ``TravianError`` is logged and answered ``500`` with a generic body.
 
 The modules, one job each: ``answers`` (the envelope and error answers), ``parsing`` (query
-string and body), ``auth`` (token and world id), ``handlers`` (the table from operation to
-repository call), ``idempotent_writes`` (once per key), ``app`` (the Flask app and its
+string and body), ``auth`` (token and world id), ``handlers`` (from a request to its
+repository call, by the operation's declaration), ``idempotent_writes`` (once per key), ``app`` (the Flask app and its
 routes), ``clock_route`` (the manual clock), ``runner`` (``serve``, ``ServerThread``).
 """
 
@@ -44,14 +44,12 @@ from travian_repo.sandbox.server.app import (
 )
 from travian_repo.sandbox.server.auth import MAX_TOKEN_LENGTH
 from travian_repo.sandbox.server.clock_route import MAX_ADVANCE_SECONDS, SANDBOX_ADVANCE_PATH
-from travian_repo.sandbox.server.handlers import HANDLERS, Handler, Op, parse
-from travian_repo.sandbox.server.parsing import EMPTY_BODY_WRITES, Body, Call, Query
+from travian_repo.sandbox.server.handlers import Op, parse
+from travian_repo.sandbox.server.parsing import Body, Call, Query
 from travian_repo.sandbox.server.runner import ServerThread, serve
 
 __all__ = [
     "DATABASE_FREE_PATHS",
-    "EMPTY_BODY_WRITES",
-    "HANDLERS",
     "HEALTH_PATH",
     "MAX_ADVANCE_SECONDS",
     "MAX_TOKEN_LENGTH",
@@ -61,7 +59,6 @@ __all__ = [
     "Answer",
     "Body",
     "Call",
-    "Handler",
     "Op",
     "Query",
     "ServerThread",

@@ -1,7 +1,7 @@
 """The Flask app: one view per route of ``wire.routes.ROUTES``, plus health and OpenAPI.
 
-A request runs: rate limit, token, world id, Idempotency-Key shape, body and query (the
-handler table), then the repository call -- once per key for writes that carry one.
+A request runs: rate limit, token, world id, Idempotency-Key shape, body and query (parsed by
+the operation's declaration), then the repository call -- once per key for writes that carry one.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from travian_repo.sandbox.server.answers import (
 )
 from travian_repo.sandbox.server.auth import authenticate, check_world
 from travian_repo.sandbox.server.clock_route import add_clock_route, manual_clock_for
-from travian_repo.sandbox.server.handlers import Op, check_table, parse
+from travian_repo.sandbox.server.handlers import Op, parse
 from travian_repo.sandbox.server.idempotent_writes import IdempotentWrites
 from travian_repo.sandbox.server.parsing import Call, request_body, request_query
 from travian_repo.sql.database import TimeSource
@@ -141,7 +141,6 @@ def create_app(
     limit. ``idempotency_retention``: how long an ``Idempotency-Key`` replays its answer
     (by the world's clock; None keeps keys for ever).
     """
-    check_table()
     manual = manual_clock_for(database_url, clock) if manual_clock else None
     if manual is not None:
         clock = manual

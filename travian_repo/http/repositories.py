@@ -1,0 +1,124 @@
+"""The HTTP repositories: one generic implementation of every contract, built from the
+declarations.
+
+``http_repository(contract)`` makes the contract's HTTP class once, at import: for each
+operation a plan (route, where each argument travels under which wire name, how the answer
+is decoded, what a write invalidates) is computed there, so a call only fills it in. The
+arguments arrive checked: ``Repository`` applies the declared checks before any
+implementation runs, so bad input never leaves the process; the server checks again and
+answers with the same errors.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any, Callable, Union
+
+from travian_repo.http.transport import Transport
+from travian_repo.repositories.base import CONTRACTS, Repository, operations
+from travian_repo.repositories.declaration import BODY, PATH, QUERY, Operation
+from travian_repo.wire.routes import PREFIX
+from travian_repo.wire.serializer import decode, decode_list, encode
+
+
+class HttpRepository(Repository):
+    """What every HTTP repository shares: the transport and the acting player."""
+
+    def __init__(self, transport: Transport, acting_player_id: int | None) -> None:
+        self._transport = transport
+        self._actor = acting_player_id
+
+
+def decoder_for(tp: Any) -> Callable[[Any], Any]:
+    """How an answer of type ``tp`` (``Village``, ``list[Village]``, ``Village | None``) is
+    decoded."""
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        return lambda data: decode_list(inner, data)
+    if origin in (Union, types.UnionType):
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        one = decoder_for(inner)
+        return lambda data: None if data is None else one(data)
+    return lambda data: decode(tp, data)
+
+
+class _Plan:
+    """One operation's request, precomputed: a call fills in the values."""
+
+    __slots__ = ("name", "method", "path", "path_args", "query_args", "body_args",
+                 "nested", "decode", "declared", "n_positional", "keyword_only")
+
+    def __init__(self, declared: Operation) -> None:
+        self.declared = declared
+        self.name = declared.name
+        self.method = declared.method
+        self.path = PREFIX + declared.path
+        indexed = list(enumerate(declared.params))
+        self.path_args = tuple((p.wire, i) for i, p in indexed if p.where == PATH)
+        self.query_args = tuple((p.wire, i) for i, p in indexed if p.where == QUERY)
+        self.body_args = tuple((p.wire, i) for i, p in indexed
+                               if p.where == BODY and "." not in p.wire)
+        self.nested: tuple[tuple[str, str, int], ...] = tuple(
+            (p.wire.split(".")[0], p.wire.split(".")[1], i) for i, p in indexed
+            if p.where == BODY and "." in p.wire)
+        self.decode = decoder_for(declared.response)
+        self.n_positional = sum(1 for p in declared.params if not p.keyword_only)
+        self.keyword_only = tuple(p.name for p in declared.params if p.keyword_only)
+
+    def values(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        """The (checked) arguments in parameter order, as ``Repository`` passes them."""
+        if not kwargs:
+            return args
+        return args + tuple(kwargs[name] for name in self.keyword_only)
+
+    def send(self, repo: HttpRepository, values: tuple[Any, ...]) -> Any:
+        path = self.path.format(**{wire: values[i] for wire, i in self.path_args}) \
+            if self.path_args else self.path
+        params = {wire: values[i] for wire, i in self.query_args} if self.query_args else None
+        body: dict[str, Any] | None = None
+        if self.method == "POST":
+            body = {wire: encode(values[i]) for wire, i in self.body_args}
+            for outer, field, i in self.nested:
+                body.setdefault(outer, {})[field] = encode(values[i])
+        result = None
+        try:
+            result = self.decode(repo._transport.request(
+                self.name, self.method, path, params=params, json_body=body))
+            return result
+        finally:
+            if self.declared.is_write and repo._cache is not None:
+                # Committed by the server when it answered (or maybe, when the call
+                # failed): invalidate after it, never before.
+                repo._cache.wrote(self.declared, repo._actor, values, result)
+
+
+def _method(plan: _Plan) -> Callable[..., Any]:
+    values, send = plan.values, plan.send
+
+    def call(self: HttpRepository, *args: Any, **kwargs: Any) -> Any:
+        return send(self, values(args, kwargs))
+
+    call.__name__ = plan.name.split(".")[1]
+    call.__signature__ = plan.declared.signature  # type: ignore[attr-defined]
+    return call
+
+
+def http_repository(contract: type[Repository]) -> type[HttpRepository]:
+    """The contract's HTTP implementation: a real subclass of it, one generic method per
+    operation (``Repository`` then adds the checks, guard, metrics and cache)."""
+    namespace: dict[str, Any] = {
+        name: _method(_Plan(contract.declarations[name])) for name in operations(contract)
+    }
+    namespace["__module__"] = __name__
+    namespace["__doc__"] = f"{contract.__name__} over the v1 API."
+    return type(f"Http{contract.__name__}", (HttpRepository, contract), namespace)
+
+
+# One class per domain, made once.
+HTTP_REPOSITORIES: dict[str, type[HttpRepository]] = {
+    contract.domain: http_repository(contract) for contract in CONTRACTS
+}
+
+__all__ = ["HTTP_REPOSITORIES", "HttpRepository", "decoder_for", "http_repository"]
