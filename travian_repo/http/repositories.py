@@ -102,6 +102,9 @@ def _method(plan: _Plan) -> Callable[..., Any]:
 
     call.__name__ = plan.name.split(".")[1]
     call.__signature__ = plan.declared.signature  # type: ignore[attr-defined]
+    # Resolved types: the cache decodes its entries by the return type.
+    call.__annotations__ = {**{p.name: p.annotation for p in plan.declared.params},
+                            "return": plan.declared.response}
     return call
 
 

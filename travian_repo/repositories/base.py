@@ -375,6 +375,16 @@ class DiplomacyRepository(Repository):
     def messages(self, player_id: int, *, unread_only: bool = False) -> list[Message]:
         """The player's inbox, newest first (the player only)."""
 
+    @operation("POST", "/message/{message_id}/read", invalidates=("mail:{actor}",))
+    @abstractmethod
+    def mark_read(self, message_id: int) -> Message:
+        """Mark one of the acting player's received messages read; returns it with
+        ``read=True``. Marking a message already read changes nothing and answers the same.
+
+        NotFound (no such message), Forbidden (a message to another player, sent by the
+        acting player included; acting as nobody).
+        """
+
     @operation("POST", "/player/{player_id}/alliance/create",
                checks={"name": v.check_alliance_name, "tag": v.check_alliance_tag},
                invalidates=("player:{player_id}", "rank"))

@@ -96,7 +96,7 @@ class Operation:
     @property
     def returns(self) -> str:
         """The response type as written (``list[Village]``)."""
-        return _type_name(self.response)
+        return type_name(self.response)
 
     def located(self, where: str) -> tuple[Param, ...]:
         return tuple(p for p in self.params if p.where == where)
@@ -196,14 +196,15 @@ def named(
 _PLACEHOLDER_ANY = re.compile(r"\{([a-z_.]+)\}")
 
 
-def _type_name(tp: Any) -> str:
+def type_name(tp: Any) -> str:
+    """A type as written: ``list[Village]``, ``Village | None``."""
     if tp is None:
         return ""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+        return " | ".join(type_name(a) for a in typing.get_args(tp))
     if origin is not None:
-        args = ", ".join(_type_name(a) for a in typing.get_args(tp))
+        args = ", ".join(type_name(a) for a in typing.get_args(tp))
         return f"{getattr(origin, '__name__', str(origin))}[{args}]"
     if tp is type(None):
         return "None"

@@ -5,7 +5,8 @@ Choices the backends share (the HTTP side answers the same):
 - A message's subject must hold something besides whitespace (at most 200 characters); its
   body may be empty (at most 10,000 characters). Both are stored verbatim (bound parameters,
   no trimming), so quotes and SQL in them are just text.
-- Reading the inbox does not mark messages read: a read never writes.
+- Reading the inbox does not mark messages read (a read never writes); ``mark_read`` does,
+  one message of the acting player's inbox at a time.
 - Alliance name and tag lose their surrounding whitespace before they are checked and stored;
   they are unique as written (case-sensitive, like the database constraint that backs the
   check when two founders race).
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, exists, insert, or_, select, update
+from sqlalchemy import Connection, exists, func, insert, or_, select, update
 
 from travian_repo.domain import events
 from travian_repo.domain.errors import (
@@ -103,6 +104,31 @@ class SqlDiplomacyRepository(SqlRepository, DiplomacyRepository):
             )
             for r in self._read(run)
         ]
+
+    def mark_read(self, message_id: int) -> Message:
+        """Mark the message read: one UPDATE (its row lock) restricted to the acting player's
+        inbox; a message read before keeps its first read time. When it changed no row, the
+        message is missing (NotFound) or someone else's (Forbidden)."""
+        action = "mark messages read"
+        actor = self._actor_id(action)
+
+        def run(conn: Connection) -> Message:
+            now = self.now
+            changed = conn.execute(
+                update(_msg)
+                .where(_msg.c.id == message_id, _msg.c.to_player_id == actor)
+                .values(read_at=func.coalesce(_msg.c.read_at, now))
+            ).rowcount
+            row = conn.execute(select(_msg).where(_msg.c.id == message_id)).first()
+            if row is None:
+                raise NotFound(f"message {message_id} does not exist")
+            if changed != 1:
+                raise Forbidden(f"message {message_id} is not to player {actor}; {action} denied")
+            self._emit(events.MESSAGE_READ, actor, message_id=message_id)
+            return Message(int(row.id), int(row.from_player_id), int(row.to_player_id),
+                           row.subject, row.body, row.sent_at, read=True)
+
+        return self._write(run)
 
     def create_alliance(self, player_id: int, name: str, tag: str) -> Alliance:
         """Found an alliance; the founder joins it.

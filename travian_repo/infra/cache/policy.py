@@ -55,6 +55,7 @@ EVENT_INVALIDATES: dict[str, tuple[str, ...]] = {
     ev.RESOURCES_INCOMING: ("village:{to_village_id}",),
     ev.RESOURCES_ARRIVED: ("village:{from_village_id}", "village:{to_village_id}", "villages_of:{player}"),
     ev.MESSAGE_RECEIVED: ("mail:{player}",),
+    ev.MESSAGE_READ: ("mail:{player}",),
     ev.REPORT_CREATED: ("reports:{player}",),
     ev.ALLIANCE_CREATED: ("player:{player}", "rank"),
     ev.ALLIANCE_INVITATION: ("player:{player}",),
