@@ -26,7 +26,7 @@ from travian_repo.repositories.base import (
     VillageRepository,
 )
 from travian_repo.repositories.delegating import ROUTED
-from travian_repo.sql.base import SqlRepository
+from travian_repo.sql.repository import SqlRepository
 from travian_repo.sql.database import Database, SqlSession
 from travian_repo.sql.diplomacy import SqlDiplomacyRepository
 from travian_repo.sql.intel import SqlIntelRepository

@@ -30,7 +30,7 @@ from travian_repo.domain.errors import (
 from travian_repo.domain.values import Alliance, Invitation, Message
 from travian_repo.repositories.base import DiplomacyRepository
 from travian_repo.sql import schema
-from travian_repo.sql.base import SqlRepository
+from travian_repo.sql.repository import SqlRepository
 from travian_repo.sql.dialect import insert_unless_taken
 
 _msg = schema.messages

@@ -8,7 +8,7 @@ from sqlalchemy import Connection, select
 from travian_repo.domain.values import Movement, Report
 from travian_repo.repositories.base import IntelRepository
 from travian_repo.sql import schema
-from travian_repo.sql.base import SqlRepository
+from travian_repo.sql.repository import SqlRepository
 from travian_repo.sql.military import send_troops
 from travian_repo.sql.schema import as_utc
 

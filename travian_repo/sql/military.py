@@ -35,7 +35,7 @@ from travian_repo.rules.military import (
     schedule_training,
 )
 from travian_repo.sql import schema
-from travian_repo.sql.base import SqlRepository
+from travian_repo.sql.repository import SqlRepository
 from travian_repo.sql.database import WorldSettings
 from travian_repo.sql.schema import as_utc
 from travian_repo.sql.troops import home_troops, insert_movement, remove_troops

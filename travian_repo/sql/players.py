@@ -17,7 +17,7 @@ from travian_repo.domain.errors import NotFound
 from travian_repo.domain.values import Player, RankingEntry
 from travian_repo.repositories.base import PlayerRepository
 from travian_repo.sql import schema
-from travian_repo.sql.base import SqlRepository
+from travian_repo.sql.repository import SqlRepository
 
 _p = schema.players
 _v = schema.villages

@@ -31,7 +31,7 @@ from travian_repo.domain.values import Resources, Shipment, TradeOffer
 from travian_repo.repositories.base import TradeRepository
 from travian_repo.rules import economy, travel
 from travian_repo.sql import schema
-from travian_repo.sql.base import SqlRepository
+from travian_repo.sql.repository import SqlRepository
 from travian_repo.sql.database import WorldSettings
 from travian_repo.sql.schema import as_utc
 from travian_repo.sql.village_state import (

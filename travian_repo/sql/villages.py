@@ -12,7 +12,7 @@ from travian_repo.repositories.base import VillageRepository
 from travian_repo.rules import buildings as rules
 from travian_repo.rules import build_queue, placement
 from travian_repo.sql import schema
-from travian_repo.sql.base import SqlRepository
+from travian_repo.sql.repository import SqlRepository
 from travian_repo.sql.derived import apply_level
 from travian_repo.sql.village_state import (
     VillageState,
