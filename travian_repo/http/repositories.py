@@ -11,9 +11,10 @@ answers with the same errors.
 
 from __future__ import annotations
 
+import re
 import types
 import typing
-from typing import Any, Callable, Union
+from typing import Any, Callable, Sequence, Union
 
 from travian_repo.http.transport import Transport
 from travian_repo.repositories.base import CONTRACTS, Repository, operations
@@ -48,15 +49,19 @@ class _Plan:
     """One operation's request, precomputed: a call fills in the values."""
 
     __slots__ = ("name", "method", "path", "path_args", "query_args", "body_args",
-                 "nested", "decode", "declared", "n_positional", "keyword_only")
+                 "nested", "decode", "declared")
 
     def __init__(self, declared: Operation) -> None:
         self.declared = declared
         self.name = declared.name
         self.method = declared.method
-        self.path = PREFIX + declared.path
         indexed = list(enumerate(declared.params))
-        self.path_args = tuple((p.wire, i) for i, p in indexed if p.where == PATH)
+        # The path as a positional format ("/v1/village/{0}/build") and the argument of each
+        # placeholder, in order.
+        placeholders = re.findall(r"\{([a-z_]+)\}", declared.path)
+        by_wire = {p.wire: i for i, p in indexed if p.where == PATH}
+        self.path_args = tuple(by_wire[name] for name in placeholders)
+        self.path = PREFIX + re.sub(r"\{[a-z_]+\}", "{}", declared.path)
         self.query_args = tuple((p.wire, i) for i, p in indexed if p.where == QUERY)
         self.body_args = tuple((p.wire, i) for i, p in indexed
                                if p.where == BODY and "." not in p.wire)
@@ -64,24 +69,15 @@ class _Plan:
             (p.wire.split(".")[0], p.wire.split(".")[1], i) for i, p in indexed
             if p.where == BODY and "." in p.wire)
         self.decode = decoder_for(declared.response)
-        self.n_positional = sum(1 for p in declared.params if not p.keyword_only)
-        self.keyword_only = tuple(p.name for p in declared.params if p.keyword_only)
 
-    def values(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-        """The (checked) arguments in parameter order, as ``Repository`` passes them."""
-        if not kwargs:
-            return args
-        return args + tuple(kwargs[name] for name in self.keyword_only)
-
-    def send(self, repo: HttpRepository, values: tuple[Any, ...]) -> Any:
-        path = self.path.format(**{wire: values[i] for wire, i in self.path_args}) \
-            if self.path_args else self.path
+    def send(self, repo: HttpRepository, values: Sequence[Any]) -> Any:
+        path = self.path.format(*[values[i] for i in self.path_args])
         params = {wire: values[i] for wire, i in self.query_args} if self.query_args else None
         body: dict[str, Any] | None = None
         if self.method == "POST":
-            body = {wire: encode(values[i]) for wire, i in self.body_args}
+            body = {wire: _json(values[i]) for wire, i in self.body_args}
             for outer, field, i in self.nested:
-                body.setdefault(outer, {})[field] = encode(values[i])
+                body.setdefault(outer, {})[field] = _json(values[i])
         result = None
         try:
             result = self.decode(repo._transport.request(
@@ -94,18 +90,33 @@ class _Plan:
                 repo._cache.wrote(self.declared, repo._actor, values, result)
 
 
+_AS_IS = (int, str, bool, type(None), dict)  # checked values JSON carries as they are
+
+
+def _json(value: Any) -> Any:
+    return value if type(value) in _AS_IS else encode(value)
+
+
 def _method(plan: _Plan) -> Callable[..., Any]:
-    values, send = plan.values, plan.send
+    send = plan.send
 
     def call(self: HttpRepository, *args: Any, **kwargs: Any) -> Any:
-        return send(self, values(args, kwargs))
+        # Under the cache wrapper (a cached read): the checked values as the signature
+        # has them, positional then keyword-only in declaration order.
+        return send(self, (*args, *kwargs.values()) if kwargs else args)
 
-    call.__name__ = plan.name.split(".")[1]
-    call.__signature__ = plan.declared.signature  # type: ignore[attr-defined]
+    def direct(self: HttpRepository, values: list[Any]) -> Any:
+        return send(self, values)
+
+    method: Any = call if plan.declared.ttl is not None else direct
+    method.__name__ = plan.name.split(".")[1]
+    method.__signature__ = plan.declared.signature
     # Resolved types: the cache decodes its entries by the return type.
-    call.__annotations__ = {**{p.name: p.annotation for p in plan.declared.params},
-                            "return": plan.declared.response}
-    return call
+    method.__annotations__ = {**{p.name: p.annotation for p in plan.declared.params},
+                              "return": plan.declared.response}
+    # Repository hands a method that is not cached the checked values as one list.
+    method.__takes_values__ = plan.declared.ttl is None
+    return typing.cast(Callable[..., Any], method)
 
 
 def http_repository(contract: type[Repository]) -> type[HttpRepository]:

@@ -132,7 +132,19 @@ def _wrap(
 ) -> Callable[..., Any]:
     operation = f"{contract.domain}.{name}"
     perf_counter = time.perf_counter
-    bind, split = binder.bind, binder.split
+    # An implementation made from the declaration (the HTTP side's) takes the checked values
+    # as one list; a written one takes them as its signature says.
+    if getattr(fn, "__takes_values__", False):
+        checked = binder.checked
+
+        def run(self: Repository, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            return fn(self, checked(args, kwargs))
+    else:
+        bind = binder.bind
+
+        def run(self: Repository, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            positional, keywords = bind(args, kwargs)
+            return fn(self, *positional, **keywords)
 
     @functools.wraps(fn)
     def call(self: Repository, *args: Any, **kwargs: Any) -> Any:
@@ -141,13 +153,11 @@ def _wrap(
             check_open(unit)
         metrics = self._metrics
         if metrics is None:
-            positional, keywords = split(bind(args, kwargs))
-            return fn(self, *positional, **keywords)
+            return run(self, args, kwargs)
         started = perf_counter()
         failed = True
         try:
-            positional, keywords = split(bind(args, kwargs))
-            result = fn(self, *positional, **keywords)
+            result = run(self, args, kwargs)
             failed = False
             return result
         finally:

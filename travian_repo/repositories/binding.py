@@ -14,17 +14,22 @@ from typing import Any, Mapping
 from travian_repo.repositories.declaration import Operation
 
 _EMPTY = inspect.Parameter.empty
+_NONE: dict[str, Any] = {}  # no keyword arguments (never changed: ** unpacks a copy)
 
 
 class Binder:
-    __slots__ = ("names", "n_positional", "keyword_only", "index", "defaults", "checks",
-                 "call_check", "signature")
+    __slots__ = ("names", "n_positional", "n_required", "keyword_only", "keyword_names",
+                 "index", "defaults", "checks", "call_check", "signature")
 
     def __init__(self, declared: Operation) -> None:
         params = declared.params
         self.names = tuple(p.name for p in params)
         self.n_positional = sum(1 for p in params if not p.keyword_only)
+        # Fewer positional arguments than this, or a required keyword-only argument left
+        # out, is a TypeError (found by looking for a missing value).
+        self.n_required = max((i + 1 for i, p in enumerate(params) if p.required), default=0)
         self.keyword_only = frozenset(p.name for p in params if p.keyword_only)
+        self.keyword_names = tuple(p.name for p in params if p.keyword_only)
         self.index = {p.name: i for i, p in enumerate(params)}
         self.defaults = tuple(p.default for p in params)
         self.checks = tuple((i, p.check, p.name) for i, p in enumerate(params))
@@ -34,7 +39,18 @@ class Binder:
         # Without self: the arguments a caller passes.
         self.signature = sig.replace(parameters=list(sig.parameters.values())[1:])
 
-    def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[Any]:
+    def bind(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """The checked values as an implementation is called with them: positional, then
+        keyword-only by name."""
+        values = self.checked(args, kwargs)
+        if not self.keyword_names:
+            return values, _NONE
+        n = self.n_positional
+        return values[:n], dict(zip(self.keyword_names, values[n:]))
+
+    def checked(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[Any]:
         """The checked values in parameter order; TypeError for a call that does not fit the
         signature (as Python's own), InvalidRequest (or the check's error) for bad values."""
         n = len(args)
@@ -48,20 +64,13 @@ class Binder:
                 if i < n:
                     self._mismatch(args, kwargs)
                 values[i] = value
-        if _EMPTY in values:
+        if n < self.n_required and any(value is _EMPTY for value in values):
             self._mismatch(args, kwargs)
         for i, check, name in self.checks:
             values[i] = check(values[i], name)
         if self.call_check is not None:
             self.call_check(**dict(zip(self.names, values)))
         return values
-
-    def split(self, values: list[Any]) -> tuple[list[Any], dict[str, Any]]:
-        """The values as an implementation is called with them: positional, keyword-only."""
-        n = self.n_positional
-        if n == len(values):
-            return values, {}
-        return values[:n], dict(zip(self.names[n:], values[n:]))
 
     def _mismatch(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         self.signature.bind(*args, **kwargs)  # raises the TypeError a plain call would
