@@ -12,15 +12,14 @@ answers with the same errors.
 from __future__ import annotations
 
 import re
-import types
 import typing
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Callable, Sequence
 
 from travian_repo.http.transport import Transport
 from travian_repo.repositories.base import CONTRACTS, Repository, operations
 from travian_repo.repositories.declaration import BODY, PATH, QUERY, Operation
 from travian_repo.wire.routes import PREFIX
-from travian_repo.wire.serializer import decode, decode_list, encode
+from travian_repo.wire.serializer import answer_decoder, encode
 
 
 class HttpRepository(Repository):
@@ -29,20 +28,6 @@ class HttpRepository(Repository):
     def __init__(self, transport: Transport, acting_player_id: int | None) -> None:
         self._transport = transport
         self._actor = acting_player_id
-
-
-def decoder_for(tp: Any) -> Callable[[Any], Any]:
-    """How an answer of type ``tp`` (``Village``, ``list[Village]``, ``Village | None``) is
-    decoded."""
-    origin = typing.get_origin(tp)
-    if origin is list:
-        (inner,) = typing.get_args(tp)
-        return lambda data: decode_list(inner, data)
-    if origin in (Union, types.UnionType):
-        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
-        one = decoder_for(inner)
-        return lambda data: None if data is None else one(data)
-    return lambda data: decode(tp, data)
 
 
 class _Plan:
@@ -68,7 +53,7 @@ class _Plan:
         self.nested: tuple[tuple[str, str, int], ...] = tuple(
             (p.wire.split(".")[0], p.wire.split(".")[1], i) for i, p in indexed
             if p.where == BODY and "." in p.wire)
-        self.decode = decoder_for(declared.response)
+        self.decode = answer_decoder(declared.response)
 
     def send(self, repo: HttpRepository, values: Sequence[Any]) -> Any:
         path = self.path.format(*[values[i] for i in self.path_args])
@@ -135,4 +120,4 @@ HTTP_REPOSITORIES: dict[str, type[HttpRepository]] = {
     contract.domain: http_repository(contract) for contract in CONTRACTS
 }
 
-__all__ = ["HTTP_REPOSITORIES", "HttpRepository", "decoder_for", "http_repository"]
+__all__ = ["HTTP_REPOSITORIES", "HttpRepository", "http_repository"]
