@@ -89,6 +89,12 @@ FIELD_NOTES: dict[tuple[str, str], dict[str, Any]] = {
     ("Movement", "kind"): {"enum": list(values.MOVEMENT_KINDS)},
     ("TradeOffer", "offer_resource"): _ref("ResourceName"),
     ("TradeOffer", "request_resource"): _ref("ResourceName"),
+    ("Event", "kind"): {"example": "message_received"},
+    ("Event", "player_id"): _ref("Id"),
+}
+# Schemas of values the event stream and the session route answer with.
+CLASS_NOTES: dict[str, str] = {
+    "Event": "A domain event (kinds: travian_repo.domain.events), as the event stream's `data:`.",
 }
 
 
@@ -137,7 +143,9 @@ def _class_schema(cls: type, found: dict[str, type]) -> dict[str, Any]:
     names = [f.name for f in dataclasses.fields(cls)]
     schema: dict[str, Any] = {"type": "object"}
     doc = inspect.getdoc(cls) or ""
-    if doc and not doc.startswith(cls.__name__ + "("):  # not the dataclass's own
+    if cls.__name__ in CLASS_NOTES:
+        schema["description"] = CLASS_NOTES[cls.__name__]
+    elif doc and not doc.startswith(cls.__name__ + "("):  # not the dataclass's own
         schema["description"] = doc.split("\n\n")[0].replace("\n", " ")
     schema["required"] = names
     schema["additionalProperties"] = False
@@ -268,7 +276,8 @@ def _signature(declared: Operation) -> str:
 def document() -> dict[str, Any]:
     """The whole document as data."""
     contracts = {c.domain: c.__name__ for c in CONTRACTS}
-    found: dict[str, type] = {"Player": values.Player}  # the session route answers one
+    # The session route answers a Player, the event stream Events.
+    found: dict[str, type] = {"Player": values.Player, "Event": values.Event}
     paths: dict[str, Any] = {}
     for declared in declared_operations().values():
         domain = declared.name.split(".")[0]
@@ -286,7 +295,8 @@ def document() -> dict[str, Any]:
         "info": frame.INFO,
         "servers": frame.SERVERS,
         "security": [{"bearerAuth": []}],
-        "tags": [{"name": c.domain} for c in CONTRACTS] + [{"name": "session"}],
+        "tags": [{"name": c.domain} for c in CONTRACTS] + [{"name": "session"},
+                                                              {"name": "events"}],
         "paths": paths,
         "components": {
             "securitySchemes": frame.SECURITY_SCHEMES,

@@ -1,7 +1,7 @@
 """The fixed part of the OpenAPI document: what is the same for every operation (the
 introduction, the headers, the error answers, the shared schemas) and the routes that are no
-repository's (``/me``, the document itself, ``/health``). ``wire.openapi`` adds one path per
-declared operation."""
+repository's (``/me``, the event stream, the document itself, ``/health``).
+``wire.openapi`` adds one path per declared operation."""
 
 from __future__ import annotations
 
@@ -100,6 +100,96 @@ SESSION_PATHS: dict[str, Any] = {
                 },
                 '400': {'$ref': '#/components/responses/BadRequest'},
                 '401': {'$ref': '#/components/responses/Unauthorized'},
+                '409': {'$ref': '#/components/responses/Conflict'},
+                '429': {'$ref': '#/components/responses/TooManyRequests'},
+                '500': {'$ref': '#/components/responses/InternalError'},
+                '503': {'$ref': '#/components/responses/Unavailable'},
+            },
+        },
+    },
+    '/v1/player/{player_id}/events': {
+        'get': {
+            'operationId': 'events.stream',
+            'tags': ['events'],
+            'summary': (
+                "The player's events as Server-Sent Events (the player only; not a repository "
+                'operation).'
+            ),
+            'description': (
+                'A `text/event-stream` that stays open. It opens with `retry:` and `id:` (the '
+                'starting\n'
+                'point); then each event is `id: <id>`, `event: <kind>`, `data: <Event as '
+                'JSON>`, in the\n'
+                'order the server logged them. A comment line `: heartbeat` comes every 15 s '
+                '(the\n'
+                "server's `--heartbeat`, at most 30 s).\n"
+                '\n'
+                'Reconnect with `Last-Event-ID` to get every event after that id. The server '
+                'keeps each\n'
+                "player's last 1000 events (Redis streams when it has Redis, else a ring in its "
+                'memory);\n'
+                'when it no longer holds the events after the id (too old, another server life, '
+                'an\n'
+                'expired stream) it first sends `event: events_lost` (an `Event` of kind '
+                '`events_lost`,\n'
+                '`data.last_event_id` the id asked for) and goes on with the oldest event it '
+                'has.\n'
+                '\n'
+                "At most 32 streams are open at once (the server's `--max-streams`); one more is"
+                ' `503`\n'
+                'with `Retry-After` and `details.reason: too_many_streams`.\n'
+            ),
+            'parameters': [
+                {'$ref': '#/components/parameters/WorldId'},
+                {
+                    'name': 'player_id',
+                    'in': 'path',
+                    'required': True,
+                    'schema': {'$ref': '#/components/schemas/Id'},
+                },
+                {
+                    'name': 'Last-Event-ID',
+                    'in': 'header',
+                    'required': False,
+                    'description': (
+                        'The id of the last event received; the stream resumes after it.'
+                    ),
+                    'schema': {
+                        'type': 'string',
+                        'maxLength': 64,
+                        'pattern': '^[0-9A-Za-z]{1,40}-[0-9]{1,20}$',
+                    },
+                },
+            ],
+            'responses': {
+                '200': {
+                    'description': 'The stream (Server-Sent Events; each `data:` is an Event).',
+                    'headers': {
+                        'Cache-Control': {'$ref': '#/components/headers/CacheControl'},
+                        'X-Content-Type-Options': {'$ref': '#/components/headers/NoSniff'},
+                    },
+                    'content': {
+                        'text/event-stream': {
+                            'schema': {'type': 'string'},
+                            'example': (
+                                'retry: 2000\n'
+                                'id: 1767268800000-0\n'
+                                '\n'
+                                'id: 1767268801000-0\n'
+                                'event: message_received\n'
+                                'data: {"kind":"message_received","player_id":2,"occurred_at":"2'
+                                '026-01-01T12:00:01Z","data":{"message_id":1,"from_player_id":1}'
+                                '}\n'
+                                '\n'
+                                ': heartbeat\n'
+                                '\n'
+                            ),
+                        },
+                    },
+                },
+                '400': {'$ref': '#/components/responses/BadRequest'},
+                '401': {'$ref': '#/components/responses/Unauthorized'},
+                '403': {'$ref': '#/components/responses/Forbidden'},
                 '409': {'$ref': '#/components/responses/Conflict'},
                 '429': {'$ref': '#/components/responses/TooManyRequests'},
                 '500': {'$ref': '#/components/responses/InternalError'},
