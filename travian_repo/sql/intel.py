@@ -19,8 +19,9 @@ class SqlIntelRepository(SqlRepository, IntelRepository):
     """Scouting straight on the world database."""
 
     def send_scouts(self, from_village_id: int, to_village_id: int, count: int = 1) -> Movement:
-        """Send ``count`` (1..MAX_COUNT) of the tribe's scout unit (romans ``equites_legati``,
-        teutons ``scout``, gauls ``pathfinder``) to another player's village.
+        """Send ``count`` (1..validation.MAX_COUNT, checked by the declaration) of the tribe's
+        scout unit (romans ``equites_legati``, teutons ``scout``, gauls ``pathfinder``) to
+        another player's village.
 
         Movement kind ``scout``; the scouts leave home now and arrive after the rules' travel
         time at the scout's speed. Errors, in this order: InvalidRequest (bad ids or count,
@@ -41,8 +42,9 @@ class SqlIntelRepository(SqlRepository, IntelRepository):
 
     def scout_reports(self, player_id: int, limit: int = 20) -> list[Report]:
         """The player's newest scout reports (``created_at`` then ``id``, both descending),
-        at most ``limit`` (1..MAX_LIMIT). The player only: anyone else, or acting
-        as nobody, is Forbidden (whether or not that player exists). Reading does not mark
+        at most ``limit`` (1..validation.MAX_LIMIT, checked by the declaration). The player
+        only: anyone else, or acting as nobody, is Forbidden (whether or not that player
+        exists). Reading does not mark
         reports as read. One query.
         """
         self._require_self(player_id, "read the scout reports")

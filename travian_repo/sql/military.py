@@ -89,7 +89,7 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
         """Spend the cost and queue ``troops`` (unit name -> count) in their training buildings.
 
         Errors, in this order, before anything is written: InvalidRequest for bad arguments
-        (id, a mapping of name -> int count 1..MAX_COUNT); Forbidden / NotFound for
+        (id, a mapping of name -> int count 1..validation.MAX_COUNT); Forbidden / NotFound for
         the village; InvalidRequest when any name is not a unit of the village's tribe (names
         are normalized, so ``"Equites Legati"`` is ``equites_legati``, and two spellings of a
         unit add up); then, unit by unit in name order:
