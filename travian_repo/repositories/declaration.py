@@ -30,6 +30,7 @@ CallCheck = Callable[..., None]
 
 PATH, QUERY, BODY = "path", "query", "body"
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+_PLACEHOLDER_ANY = re.compile(r"\{([a-z_.]+)\}")  # in a template: "{result.id}" too
 _CONDITION = re.compile(r"^(?P<template>\S+) if (?P<arg>[a-z_]+)$")
 
 
@@ -48,10 +49,6 @@ class Param:
     @property
     def required(self) -> bool:
         return self.default is inspect.Parameter.empty
-
-    @property
-    def wire_path(self) -> tuple[str, ...]:
-        return tuple(self.wire.split("."))
 
 
 @dataclass(frozen=True)
@@ -192,8 +189,6 @@ def named(
         response=hints.get("return"), signature=signature,
     )
 
-
-_PLACEHOLDER_ANY = re.compile(r"\{([a-z_.]+)\}")
 
 
 def type_name(tp: Any) -> str:
