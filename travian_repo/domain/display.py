@@ -80,7 +80,8 @@ def short(value: Any) -> str:
     if isinstance(value, datetime):
         return when(value)
     if isinstance(value, _resources_type()):
-        return "/".join(str(amount) for amount in value)
+        return ", ".join(f"{name} {amount}" for name, amount in value.as_dict().items()
+                         if amount) or "nothing"
     if isinstance(value, _troops_type()):
         return ", ".join(f"{unit} {count}" for unit, count in value.items()) or "none"
     if _values(value):

@@ -215,15 +215,15 @@ class Village(_HtmlRepr):
         )
 
     def __repr__(self) -> str:
-        """One short line: where it is and whose; the owner's view adds its stock and counts."""
+        """One short line: where it is and whose; the owner's view adds what it holds (its
+        stock and the rest show in the table, ``_repr_html_``)."""
         text = (f"Village(id={self.id}, name={self.name!r}, player_id={self.player_id}, "
                 f"x={self.x}, y={self.y}, tribe={self.tribe!r}, population={self.population}")
         if self.is_capital:
             text += ", capital"
         if not self.is_private_view:
             return text + ", public view)"
-        return (text + f", resources={display.short(self.resources)}, "
-                f"{display.short(self.buildings)}, "
+        return (text + f", {display.short(self.buildings)}, "
                 f"{len(self.build_queue or ())} in the build queue)")
 
 
