@@ -81,6 +81,7 @@ def test_demo_is_real_and_deterministic(
         # the engine ran: builds completed, the clock is a day on
         assert world.players.get(1).population > 129
     assert "After 24 turns (2026-01-02 08:00 UTC" in first
+    assert "\n1 day of game time" in first and "1 days" not in first
     assert str(tmp_path / "d.db") in first
 
 
