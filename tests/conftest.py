@@ -28,6 +28,15 @@ REQUIRE_SERVICES = os.environ.get("TRAVIAN_REQUIRE_SERVICES") == "1"
 START = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test's PostgreSQL run is ``slow``: its SQLite run stays in the fast subset
+    (``-m "not slow"``), and each PostgreSQL world costs a schema of its own."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("backend") == "postgresql":
+            item.add_marker(pytest.mark.slow)
+
+
 def service_missing(message: str) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(f"{message} (TRAVIAN_REQUIRE_SERVICES=1)", pytrace=False)
