@@ -217,6 +217,8 @@ def _legend(m: WorldMap) -> list[str]:
         for v in m.villages:
             seen.setdefault(v.player_id, v.tribe)
         shown = sorted(seen)[:20]
+        if m.player_id in seen and m.player_id not in shown:
+            shown[-1] = m.player_id  # the acting player always has its line
         players = player_colours(seen)
         rows += [(players[p], f"player {p} ({seen[p]})") for p in shown]
         if len(seen) > len(shown):
