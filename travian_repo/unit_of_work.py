@@ -40,6 +40,8 @@ class UnitOfWork(ABC):
     quick call needs one, not six) and belongs to this unit: once the unit has ended, its
     repositories refuse every call with ``UnitOfWorkEnded`` (a TravianError)."""
 
+    backend_name = "?"  # the backend's name, for the repr
+
     def __init__(self, player_id: int | None) -> None:
         self.player_id = player_id
         self._closed = False
@@ -112,6 +114,10 @@ class UnitOfWork(ABC):
     def close(self) -> None:
         """End the unit: release the connection (rolls back what is not committed)."""
 
+    def __repr__(self) -> str:
+        return (f"<UnitOfWork {self.backend_name} player_id={self.player_id} "
+                f"{'ended' if self._closed else 'open'}>")
+
 
 _SQL_REPOSITORIES: dict[str, type[SqlRepository]] = {
     "villages": SqlVillageRepository,
@@ -124,6 +130,8 @@ _SQL_REPOSITORIES: dict[str, type[SqlRepository]] = {
 
 
 class SqlUnitOfWork(UnitOfWork):
+    backend_name = "sql"
+
     def __init__(
         self, database: Database, player_id: int | None, metrics: Metrics, cache: Cache | None = None
     ) -> None:
@@ -163,6 +171,8 @@ class HttpUnitOfWork(UnitOfWork):
     """Over the API each write is sent at once and is atomic on its own; the unit adds one
     acting player (the token's). The transport records the metrics of every request."""
 
+    backend_name = "http"
+
     def __init__(
         self, transport: Transport, player_id: int | None, token_player: int | None,
         cache: Cache | None = None,
@@ -197,6 +207,8 @@ class AutoUnitOfWork(UnitOfWork):
     Reads run in autocommit on the database, so a read after a write of the same unit sees
     it: the server committed the write before it answered.
     """
+
+    backend_name = "auto"
 
     def __init__(self, sql: SqlUnitOfWork, http: HttpUnitOfWork) -> None:
         super().__init__(http.player_id)

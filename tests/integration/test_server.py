@@ -693,6 +693,7 @@ def test_a_lost_reply_retried_acts_once(api: Api, proxy: LosingProxy) -> None:
     assert api.world.villages.get(1).resources == Resources(4000, 4000, 4000, 4000)
 
 
+@pytest.mark.slow  # two hundred retried writes
 def test_two_hundred_lost_replies_leave_no_duplicate(api: Api, proxy: LosingProxy) -> None:
     started = time.monotonic()
     ids: list[int] = []
@@ -716,6 +717,7 @@ def test_two_hundred_lost_replies_leave_no_duplicate(api: Api, proxy: LosingProx
 
 # ---- the OpenAPI document -----------------------------------------------------------------
 
+@pytest.mark.slow  # validates the whole OpenAPI document
 def test_openapi_document_validates(spec: dict[str, Any]) -> None:
     from openapi_spec_validator import validate
 
