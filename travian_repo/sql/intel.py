@@ -8,10 +8,9 @@ from sqlalchemy import Connection, select, update
 from travian_repo.domain import events
 from travian_repo.domain.errors import Forbidden, NotFound
 from travian_repo.domain.values import Movement, Report
-from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import IntelRepository
 from travian_repo.sql import reports, schema
-from travian_repo.sql.base import SqlRepository
+from travian_repo.sql.repository import SqlRepository
 from travian_repo.sql.military import send_troops
 
 _rep = schema.reports
@@ -21,8 +20,9 @@ class SqlIntelRepository(SqlRepository, IntelRepository):
     """Scouting straight on the world database."""
 
     def send_scouts(self, from_village_id: int, to_village_id: int, count: int = 1) -> Movement:
-        """Send ``count`` (1..validation.MAX_COUNT) of the tribe's scout unit (romans ``equites_legati``,
-        teutons ``scout``, gauls ``pathfinder``) to another player's village.
+        """Send ``count`` (1..validation.MAX_COUNT, checked by the declaration) of the tribe's
+        scout unit (romans ``equites_legati``, teutons ``scout``, gauls ``pathfinder``) to
+        another player's village.
 
         Movement kind ``scout``; the scouts leave home now and arrive after the rules' travel
         time at the scout's speed. Errors, in this order: InvalidRequest (bad ids or count,
@@ -32,8 +32,6 @@ class SqlIntelRepository(SqlRepository, IntelRepository):
         ``missing``) when fewer scouts are at home. The rules are ``military.attack``'s: both
         go through ``travian_repo.sql.military.send_troops``.
         """
-        from_village_id, to_village_id = v.check_route(from_village_id, to_village_id)
-        count = v.check_int(count, "count", low=1, high=v.MAX_COUNT)
         actor = self._actor_id("send scouts")
         return self._write(
             lambda conn: send_troops(
@@ -45,12 +43,11 @@ class SqlIntelRepository(SqlRepository, IntelRepository):
 
     def scout_reports(self, player_id: int, limit: int = 20) -> list[Report]:
         """The player's newest scout reports (``created_at`` then ``id``, both descending),
-        at most ``limit`` (1..validation.MAX_LIMIT). The player only: anyone else, or acting
-        as nobody, is Forbidden (whether or not that player exists). Reading does not mark
+        at most ``limit`` (1..validation.MAX_LIMIT, checked by the declaration). The player
+        only: anyone else, or acting as nobody, is Forbidden (whether or not that player
+        exists). Reading does not mark
         reports as read. One query.
         """
-        player_id = v.check_id(player_id, "player_id")
-        limit = v.check_int(limit, "limit", low=1, high=v.MAX_LIMIT)
         self._require_self(player_id, "read the scout reports")
 
         def run(conn: Connection) -> list[Report]:
@@ -72,7 +69,6 @@ class SqlIntelRepository(SqlRepository, IntelRepository):
         nobody, is Forbidden (whether or not that player exists). Reading does not mark
         reports read. One query.
         """
-        player_id, kind, limit = v.check_reports_query(player_id, kind, limit)
         self._require_self(player_id, "read the reports")
         wanted = _rep.c.player_id == player_id
         if kind is not None:
@@ -94,7 +90,6 @@ class SqlIntelRepository(SqlRepository, IntelRepository):
         why: no such report (NotFound), another player's (Forbidden), or read already (no
         error, nothing written). A change emits ``report_read`` to the player.
         """
-        report_id = v.check_id(report_id, "report_id")
         actor = self._actor_id("mark a report read")
 
         def run(conn: Connection) -> Report:
