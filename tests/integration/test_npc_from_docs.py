@@ -3,8 +3,8 @@ played twice with the same code: on the SQLite world of the ``travian_world`` fi
 over HTTP against that kind of world served by ``ServerThread`` (as docs/testing.md says).
 
 The script builds, lets game time pass, trains, raids its nearest neighbour, reads the
-battle report (and the defender reads its own), marks it read and waits for its survivors
-to come home. Both runs must end in the same state, read back through the library and row
+battle report (and the defender reads its own), marks it read, waits for its survivors to
+come home, and reads a message and marks it read. Both runs must end in the same state, read back through the library and row
 by row from the two databases.
 
 Time: the script asks its ``wait(seconds)`` to move the world on. Here that is the
@@ -97,10 +97,12 @@ def play(world: tr.World, connect: Connect, wait: Wait, now: Callable[[], Any]) 
     else:
         assert back == []
 
-    # The mailbox (a message arrives; marking messages read is a later step).
+    # The mailbox: a message arrives, the NPC reads it and marks it read.
     connect(2).diplomacy.send_message(2, 1, "Truce?", "After that raid, let us talk.")
     mail = world.diplomacy.messages(1, unread_only=True)
     assert [m.subject for m in mail] == ["Truce?"]
+    assert world.diplomacy.mark_read(mail[0].id).read is True
+    assert world.diplomacy.messages(1, unread_only=True) == []
     seen.append(("mail", [(m.from_player_id, m.subject) for m in mail]))
     return seen
 
