@@ -1,22 +1,31 @@
 #!/usr/bin/env python
-"""The engine clock's throughput on PostgreSQL: due events processed per second.
+"""The engine clock's throughput: due events processed per second.
 
-    python bench/bench_engine.py [--database-url URL] [--players 500]
+    python bench/bench_engine.py [--database-url URL] [--players 500] [--workers N]
+                                 [--profile]
 
 Builds a developed world of ``--players`` players (one village each) in its own database
-(``travian_bench`` by default, created when missing; the world there is replaced), then,
-through the library as each player, queues for every village: one build, a training line of
-5 units, a raid on the next player, 2 scouts to the player after, and a shipment of 100 wood
-to the next player. The world clock stands still meanwhile; then
-``Engine.run_until(start + 30 days)`` is timed: every build, every unit, every arrival (battles
-with reports, scouting), every return home, every delivery and every merchant's return.
-Figures are printed, never asserted.
+(PostgreSQL ``travian_bench`` by default, created when missing, or a ``sqlite:///`` file; the
+world there is replaced), then, through the library as each player, queues for every
+village: one build, a training line of 5 units, a raid on the next player, 2 scouts to the
+player after, and a shipment of 100 wood to the next player. The world clock stands still
+meanwhile; then ``run_until(start + 30 days)`` is timed, by one engine or by ``--workers``
+engines in threads sharing the world: every build, every unit, every arrival (battles with
+reports, scouting), every return home, every delivery and every merchant's return.
+
+Beside events/s it prints the SQL statements per event and the floor: the same row changes
+(the tables' difference before and after the run) applied again by hand-written batched SQL
+on the world as it was, timed in the same run. ``--profile`` prints cProfile's top
+functions of a one-worker run. Figures are printed, never asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import sys
+import threading
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -24,9 +33,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import sqlalchemy  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 
 import travian_repo as tr  # noqa: E402
 from common import DEFAULT_URL, ensure_database  # noqa: E402
+from floor import Floor  # noqa: E402
 from travian_repo.domain.errors import TravianError  # noqa: E402
 from travian_repo.domain.values import Event, Resources  # noqa: E402
 from travian_repo.rules import units  # noqa: E402
@@ -58,43 +70,108 @@ def queue_everything(world: tr.World, players: int) -> Counter[str]:
     return made
 
 
+class Statements:
+    """Counts the SQL statements an engine sends (executemany counted once)."""
+
+    def __init__(self, engine: sqlalchemy.Engine) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+        sqlalchemy.event.listen(engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, *args: object) -> None:
+        with self._lock:
+            self.count += 1
+
+
+def run_engines(database: tr.sql.Database, clock: Clock, until: datetime, workers: int
+                ) -> int:
+    """``workers`` engines in threads over one world, each until nothing is due."""
+    if workers == 1:  # in this thread (what --profile sees)
+        return Engine(database, clock=clock).run_until(until)
+    totals = [0] * workers
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            totals[i] = Engine(database, clock=clock).run_until(until)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return sum(totals)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--database-url", default=DEFAULT_URL)
     parser.add_argument("--players", type=int, default=500)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="engines in threads sharing the world (PostgreSQL)")
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile the run (one worker): the top functions")
+    parser.add_argument("--no-floor", action="store_true", help="skip the floor")
     args = parser.parse_args()
 
-    ensure_database(args.database_url, who='bench_engine.py')
+    url = args.database_url
+    if make_url(url).get_backend_name() == "postgresql":
+        ensure_database(url, who="bench_engine.py")
     t0 = time.perf_counter()
-    create_world(args.database_url, players=args.players, seed=SEED, start="developed",
-                 replace=True, now=START)
+    create_world(url, players=args.players, seed=SEED, start="developed", replace=True,
+                 now=START)
     print(f"world: {args.players} players, developed, built in {time.perf_counter() - t0:.1f} s")
 
     clock = Clock(START)
-    with tr.connect(args.database_url, player_id=1, clock=clock, prefer="sql") as world:
+    with tr.connect(url, player_id=1, clock=clock, prefer="sql") as world:
         t0 = time.perf_counter()
         made = queue_everything(world, args.players)
         print(f"queued through the library in {time.perf_counter() - t0:.1f} s: "
               + ", ".join(f"{k} {v}" for k, v in sorted(made.items())))
 
+        database = world.database
+        floor = None if args.no_floor else Floor(database.engine)
         seen: Counter[str] = Counter()
 
         def count(events: list[Event]) -> None:
             seen.update(e.kind for e in events)
 
-        world.database.add_commit_listener(count)
-        engine = Engine(world.database, clock=clock)
+        database.add_commit_listener(count)
+        statements = Statements(database.engine)
         until = START + timedelta(days=30)
+        profiler = cProfile.Profile() if args.profile else None
         t0 = time.perf_counter()
-        processed = engine.run_until(until)
+        if profiler is not None:
+            profiler.enable()
+        processed = run_engines(database, clock, until, args.workers)
+        if profiler is not None:
+            profiler.disable()
         elapsed = time.perf_counter() - t0
-        print(f"Engine.run_until(start + 30 days): {processed} events in {elapsed:.2f} s "
-              f"= {processed / elapsed:.0f} events/s ({1000 * elapsed / max(processed, 1):.2f} ms each)")
+        sent = statements.count
+        print(f"run_until(start + 30 days), {args.workers} worker(s): {processed} events in "
+              f"{elapsed:.2f} s = {processed / elapsed:.0f} events/s "
+              f"({1000 * elapsed / max(processed, 1):.3f} ms each), "
+              f"{sent / max(processed, 1):.2f} statements/event ({sent} statements)")
         print("domain events published: " + ", ".join(f"{k} {v}" for k, v in sorted(seen.items())))
+        engine = Engine(database, clock=clock)
         t0 = time.perf_counter()
         again = engine.run_until(until)
         print(f"second run_until (nothing due): {again} events in "
               f"{1000 * (time.perf_counter() - t0):.1f} ms; overdue left: {engine.overdue(until)}")
+        if floor is not None:
+            floor_s, floor_statements, rows = floor.measure()
+            print(f"floor (the same {rows} row changes by batched SQL): {floor_s:.3f} s, "
+                  f"{floor_statements} statements = {processed / floor_s:.0f} events/s; "
+                  f"engine / floor = {elapsed / floor_s:.2f}x")
+        if profiler is not None:
+            print("\nprofile, top functions by own time:")
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+            print("profile, top functions by cumulative time:")
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(35)
 
 
 if __name__ == "__main__":
