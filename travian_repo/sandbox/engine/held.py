@@ -8,6 +8,7 @@ one transaction per event would have computed.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable
@@ -18,7 +19,7 @@ from travian_repo.domain.errors import Conflict
 from travian_repo.domain.values import Building, Resources
 from travian_repo.rules.buildings import RESOURCE_FIELDS
 from travian_repo.rules.stock import Stock, settle_stock
-from travian_repo.rules.village import village_economy
+from travian_repo.rules.village import VillageEconomy, village_economy
 from travian_repo.sql import schema
 from travian_repo.sql.schema import as_utc
 from travian_repo.sql.village_state import VILLAGE_SELECT, VillageState, state_from_row
@@ -139,7 +140,7 @@ class Held:
     def set_level(self, state: VillageState, slot: int, name: str, level: int) -> None:
         """A building's level now (at 0 a building goes; a resource field stays at 0), and
         the economy recomputed: the troops' upkeep is what the stored wheat says it is."""
-        old = village_economy(((b.name, b.level) for b in state.buildings), server_speed=self.speed)
+        old = _economy(tuple((b.name, b.level) for b in state.buildings), self.speed)
         upkeep = old.production.wheat - state.production.wheat
         if level > 0 or name in RESOURCE_FIELDS:
             rest = [b for b in state.buildings if b.slot != slot] + [Building(slot, name, level)]
@@ -149,12 +150,9 @@ class Held:
             rest = [b for b in state.buildings if b.slot != slot]
         state.buildings = sorted(rest, key=lambda b: b.slot)
         self.store(state, state.stock)  # bank what the old rates produced until now
-        econ = village_economy(((b.name, b.level) for b in state.buildings),
-                               troop_upkeep=max(0, upkeep), server_speed=self.speed)
-        state.production = econ.production
-        if upkeep < 0:  # keep the stored figure's own difference (never seen in a true world)
-            p = econ.production
-            state.production = Resources(p.wood, p.clay, p.iron, p.wheat - upkeep)
+        econ = _economy(tuple((b.name, b.level) for b in state.buildings), self.speed)
+        p = econ.production  # net wheat is less the troops' upkeep, exactly
+        state.production = Resources(p.wood, p.clay, p.iron, p.wheat - upkeep)
         state.warehouse_capacity = econ.warehouse_capacity
         state.granary_capacity = econ.granary_capacity
         state.population = econ.population
@@ -190,3 +188,9 @@ class Held:
 
     def emit(self, kind: str, player_id: int, /, **data: Any) -> None:
         self.events.append((kind, player_id, data))
+
+
+@functools.lru_cache(maxsize=4096)
+def _economy(built: tuple[tuple[str, int], ...], speed: int) -> VillageEconomy:
+    """A village's economy without troops (villages alike share it)."""
+    return village_economy(built, server_speed=speed)

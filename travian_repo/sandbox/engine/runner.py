@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import heapq
 import threading
-import time
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -69,6 +68,8 @@ class Engine:
             self.database = Database(database, clock=clock)
         self.clock: ClockFn = clock or self.database.clock
         self._run_lock = threading.Lock()
+        # Set to stop a run between two batches (what is done stays done): a clean stop.
+        self.halt = threading.Event()
         self._session: SqlSession | None = None
 
     # -- public ---------------------------------------------------------------------------
@@ -86,14 +87,14 @@ class Engine:
         with self._run_lock:
             session = self._session = self.database.session()
             try:
-                while True:
+                while not self.halt.is_set():
                     heap = session.read(lambda conn: collect(conn, when))
                     if not heap:
                         break
                     heapq.heapify(heap)
                     done: set[tuple[str, int]] = set()
                     moved_on = 0
-                    while heap:
+                    while heap and not self.halt.is_set():
                         ahead = take(heap, self.batch, done, self.share)
                         if not ahead:
                             break
@@ -115,7 +116,7 @@ class Engine:
                     if moved_on == 0:
                         if self.share is None:
                             break  # all stale (a concurrent engine took them)
-                        time.sleep(0.01)  # the others hold them: look again
+                        self.halt.wait(0.01)  # the others hold them: look again
             finally:
                 self._session = None
                 session.close()

@@ -47,6 +47,7 @@ def serve(
     speed: float | None = None,
     rate_limit: float | None = DEFAULT_RATE,
     rate_burst: float | None = None,
+    engine_workers: int = 1,
 ) -> None:
     """Serve v1 over the world at ``database_url`` until interrupted (blocking).
 
@@ -58,6 +59,7 @@ def serve(
 
     ``speed``: the engine runs by itself, the world's time going ``speed`` times real time
     from now (1 = real time); None with ``manual_clock`` leaves time to the clients.
+    ``engine_workers``: engine threads sharing the due events.
     ``rate_limit`` / ``rate_burst``: the per-token limit, as for ``create_app``.
     """
     from travian_repo.sandbox.engine import AcceleratedClock, EngineThread
@@ -77,8 +79,8 @@ def serve(
     engine = None
     try:
         server = _listen(app, host, port, options, {})
-        engine = None if speed is None else EngineThread(database, clock=clock,
-                                                         interval=1.0).start()
+        engine = None if speed is None else EngineThread(
+            database, clock=clock, interval=1.0, workers=engine_workers).start()
         log.info("serving world %r on http://%s:%s%s", database.settings.world_id, host,
                  server.effective_port, PREFIX)
         server.run()
