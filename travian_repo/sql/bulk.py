@@ -33,7 +33,7 @@ def update_rows(conn: Connection, table: Table, keys: Sequence[str], columns: Se
     names = [*keys, *columns, *match]
     types = [table.c[n].type for n in names]
     dialect = conn.dialect
-    processors = [t.bind_processor(dialect) for t in types]
+    processors = [t.dialect_impl(dialect).bind_processor(dialect) for t in types]
     pg = dialect.name == "postgresql"
     if pg:
         fields = ", ".join(f"c{i} {t.compile(dialect)}" for i, t in enumerate(types))
