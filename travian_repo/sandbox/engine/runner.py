@@ -35,6 +35,9 @@ _PROCESSORS: dict[str, Callable[[Step, Due, Any], Outcome]] = {
     "deliver": deliver,
 }
 _r, _v = schema.village_resources, schema.villages
+# A batch processes up to this many times ``batch`` steps: what else is due in the villages
+# of its ``batch`` events comes with them (their state is read once).
+_STEPS = 16
 
 
 class Engine:
@@ -44,7 +47,7 @@ class Engine:
     every event), an SQLAlchemy engine, or a database URL (an engine of the engine's own,
     closed by :meth:`close`). ``clock``: what :meth:`run_due` runs up to (default: the
     database's clock). ``batch``: the events a transaction starts from (it also processes
-    what else is due in their villages, up to ``batch`` steps). ``share`` = (index,
+    what else is due in their villages, up to 16 times ``batch`` steps). ``share`` = (index,
     workers): one of several engines sharing the world; it skips villages another holds
     (``SKIP LOCKED``) and prefers its own share of them, instead of waiting.
     """
@@ -177,7 +180,7 @@ class Engine:
         rows = {k: row for k, (_, row) in found.items()}
         blocked: dict[int, Due] = {}
         count = steps = 0
-        while heap and steps < self.batch:
+        while heap and steps < self.batch * _STEPS:
             due = heapq.heappop(heap)
             if due.kind == "merchants":
                 held.merchants.append(due.id)
