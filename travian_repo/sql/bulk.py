@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from sqlalchemy import Connection, Table, delete, insert, text, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
 
 # Rows per statement: well below SQLite's 32,766 bound parameters for the widest row.
 CHUNK = 500
@@ -24,23 +23,11 @@ def update_rows(conn: Connection, table: Table, keys: Sequence[str], columns: Se
     """Set ``columns`` of the rows with ``keys``: each row is its key values, then the new
     values (added to the old ones with ``add``), then the values the ``match`` columns must
     still have (a guard). ``where`` is a further condition on ``t``. The number of rows
-    changed.
-
-    The rows travel as one JSON parameter (one statement text per shape, compiled once):
-    ``json_to_recordset`` on PostgreSQL, ``json_each`` on SQLite."""
+    changed."""
     if not rows:
         return 0
     names = [*keys, *columns, *match]
-    types = [table.c[n].type for n in names]
-    dialect = conn.dialect
-    processors = [t.dialect_impl(dialect).bind_processor(dialect) for t in types]
-    pg = dialect.name == "postgresql"
-    if pg:
-        fields = ", ".join(f"c{i} {t.compile(dialect)}" for i, t in enumerate(types))
-        source = f"json_to_recordset(CAST(:rows AS JSON)) AS v({fields})"
-    else:
-        picks = ", ".join(f"json_extract(value, '$[{i}]') AS c{i}" for i in range(len(names)))
-        source = f"(SELECT {picks} FROM json_each(:rows)) AS v"
+    source, encode = _json_rows(conn, table, names)
     n_keys, n_cols = len(keys), len(columns)
     plus = "t.{} + " if add else ""
     sets = ", ".join(f"{c} = {plus.format(c)}v.c{n_keys + j}" for j, c in enumerate(columns))
@@ -52,12 +39,34 @@ def update_rows(conn: Connection, table: Table, keys: Sequence[str], columns: Se
                      f"WHERE {' AND '.join(conds)}")
     changed = 0
     for start in range(0, len(rows), CHUNK * 4):
-        chunk = rows[start:start + CHUNK * 4]
-        encoded = [[_plain(p(v) if p else v) for p, v in zip(processors, row)] for row in chunk]
-        data = [dict(zip((f"c{i}" for i in range(len(names))), r)) for r in encoded] if pg \
-            else encoded
-        changed += conn.execute(statement, {"rows": json.dumps(data)}).rowcount
+        changed += conn.execute(statement, {"rows": encode(rows[start:start + CHUNK * 4])}
+                                ).rowcount
     return changed
+
+
+def _json_rows(conn: Connection, table: Table, names: Sequence[str]
+               ) -> tuple[str, Callable[[Sequence[Sequence[Any]]], str]]:
+    """A row source ``v`` (columns ``c0``, ``c1``...) reading the rows from one JSON
+    parameter ``:rows`` (one statement text per shape, compiled once): ``json_to_recordset``
+    on PostgreSQL, ``json_each`` on SQLite; and the encoder of the rows."""
+    types = [table.c[n].type for n in names]
+    dialect = conn.dialect
+    processors = [t.dialect_impl(dialect).bind_processor(dialect) for t in types]
+    pg = dialect.name == "postgresql"
+    if pg:
+        fields = ", ".join(f"c{i} {t.compile(dialect)}" for i, t in enumerate(types))
+        source = f"json_to_recordset(CAST(:rows AS JSON)) AS v({fields})"
+    else:
+        picks = ", ".join(f"json_extract(value, '$[{i}]') AS c{i}" for i in range(len(names)))
+        source = f"(SELECT {picks} FROM json_each(:rows)) AS v"
+
+    def encode(rows: Sequence[Sequence[Any]]) -> str:
+        out = [[_plain(p(v) if p else v) for p, v in zip(processors, row)] for row in rows]
+        if pg:
+            return json.dumps([{f"c{i}": v for i, v in enumerate(r)} for r in out])
+        return json.dumps(out)
+
+    return source, encode
 
 
 def _plain(value: Any) -> Any:
@@ -99,11 +108,17 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]],
 
 def upsert_rows(conn: Connection, table: Table, keys: Sequence[str],
                 rows: Sequence[dict[str, Any]]) -> None:
-    """Insert the rows, or set the other columns of those whose keys exist."""
-    make = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    for start in range(0, len(rows), CHUNK):
-        chunk = list(rows[start:start + CHUNK])
-        stmt = make(table).values(chunk)
-        others = [c for c in chunk[0] if c not in keys]
-        conn.execute(stmt.on_conflict_do_update(
-            index_elements=list(keys), set_={c: stmt.excluded[c] for c in others}))
+    """Insert the rows, or set the other columns of those whose keys exist (rows of one
+    shape)."""
+    if not rows:
+        return
+    names = list(rows[0])
+    source, encode = _json_rows(conn, table, names)
+    picks = ", ".join(f"v.c{i}" for i in range(len(names)))
+    sets = ", ".join(f"{c} = excluded.{c}" for c in names if c not in keys)
+    # "WHERE true": SQLite reads ON CONFLICT after a SELECT's FROM as a join's ON otherwise.
+    statement = text(f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {picks} FROM "
+                     f"{source} WHERE true ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}")
+    for start in range(0, len(rows), CHUNK * 4):
+        chunk = rows[start:start + CHUNK * 4]
+        conn.execute(statement, {"rows": encode([[r[n] for n in names] for r in chunk])})
