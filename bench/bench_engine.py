@@ -10,7 +10,7 @@ world there is replaced), then, through the library as each player, queues for e
 village: one build, a training line of 5 units, a raid on the next player, 2 scouts to the
 player after, and a shipment of 100 wood to the next player. The world clock stands still
 meanwhile; then ``run_until(start + 30 days)`` is timed, by one engine or by ``--workers``
-engines in threads sharing the world: every build, every unit, every arrival (battles with
+engine processes sharing the world: every build, every unit, every arrival (battles with
 reports, scouting), every return home, every delivery and every merchant's return.
 
 Beside events/s it prints the SQL statements per event and the floor: the same row changes
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import multiprocessing
 import pstats
 import sys
 import threading
@@ -30,6 +31,7 @@ import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -83,28 +85,51 @@ class Statements:
             self.count += 1
 
 
-def run_engines(database: tr.sql.Database, clock: Clock, until: datetime, workers: int
-                ) -> int:
-    """``workers`` engines in threads over one world, each until nothing is due."""
+def run_engines(database: tr.sql.Database, clock: Clock, until: datetime, workers: int,
+                profiler: cProfile.Profile | None) -> tuple[int, int, float]:
+    """One engine in this thread, or ``workers`` engine processes sharing the world (each
+    with its share); the events processed, the statements sent and the seconds taken."""
     if workers == 1:  # in this thread (what --profile sees)
-        return Engine(database, clock=clock).run_until(until)
-    totals = [0] * workers
-    errors: list[BaseException] = []
+        statements = Statements(database.engine)
+        engine = Engine(database, clock=clock)
+        t0 = time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
+        done = engine.run_until(until)
+        if profiler is not None:
+            profiler.disable()
+        return done, statements.count, time.perf_counter() - t0
+    url = database.engine.url.render_as_string(hide_password=False)
+    spawn = multiprocessing.get_context("spawn")
+    out = spawn.Queue()
+    ready, go = spawn.Barrier(workers + 1), spawn.Event()
+    procs = [spawn.Process(target=_worker, args=(url, i, workers, until, out, ready, go))
+             for i in range(workers)]
+    for p in procs:
+        p.start()
+    ready.wait()  # every worker started and connected: the timing starts here
+    t0 = time.perf_counter()
+    go.set()
+    results = [out.get() for _ in procs]
+    elapsed = time.perf_counter() - t0
+    for p in procs:
+        p.join()
+    if any(isinstance(r, str) for r in results):
+        raise RuntimeError(next(r for r in results if isinstance(r, str)))
+    return sum(r[0] for r in results), sum(r[1] for r in results), elapsed
 
-    def work(i: int) -> None:
-        try:
-            totals[i] = Engine(database, clock=clock).run_until(until)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return sum(totals)
+def _worker(url: str, index: int, workers: int, until: datetime, out: Any, ready: Any,
+            go: Any) -> None:
+    try:
+        with Engine(url, share=(index, workers)) as engine:
+            engine.overdue(until)  # connected
+            ready.wait()
+            go.wait()
+            statements = Statements(engine.database.engine)
+            out.put((engine.run_until(until), statements.count))
+    except BaseException as exc:  # noqa: BLE001 - reported by the parent
+        out.put(f"worker {index}: {type(exc).__name__}: {exc}")
 
 
 def main() -> None:
@@ -112,7 +137,7 @@ def main() -> None:
     parser.add_argument("--database-url", default=DEFAULT_URL)
     parser.add_argument("--players", type=int, default=500)
     parser.add_argument("--workers", type=int, default=1,
-                        help="engines in threads sharing the world (PostgreSQL)")
+                        help="engine processes sharing the world (PostgreSQL)")
     parser.add_argument("--profile", action="store_true",
                         help="cProfile the run (one worker): the top functions")
     parser.add_argument("--no-floor", action="store_true", help="skip the floor")
@@ -141,22 +166,16 @@ def main() -> None:
             seen.update(e.kind for e in events)
 
         database.add_commit_listener(count)
-        statements = Statements(database.engine)
         until = START + timedelta(days=30)
         profiler = cProfile.Profile() if args.profile else None
-        t0 = time.perf_counter()
-        if profiler is not None:
-            profiler.enable()
-        processed = run_engines(database, clock, until, args.workers)
-        if profiler is not None:
-            profiler.disable()
-        elapsed = time.perf_counter() - t0
-        sent = statements.count
+        processed, sent, elapsed = run_engines(database, clock, until, args.workers, profiler)
         print(f"run_until(start + 30 days), {args.workers} worker(s): {processed} events in "
               f"{elapsed:.2f} s = {processed / elapsed:.0f} events/s "
               f"({1000 * elapsed / max(processed, 1):.3f} ms each), "
               f"{sent / max(processed, 1):.2f} statements/event ({sent} statements)")
-        print("domain events published: " + ", ".join(f"{k} {v}" for k, v in sorted(seen.items())))
+        if args.workers == 1:  # the workers' processes publish in their own
+            print("domain events published: "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(seen.items())))
         engine = Engine(database, clock=clock)
         t0 = time.perf_counter()
         again = engine.run_until(until)

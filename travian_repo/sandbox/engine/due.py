@@ -135,11 +135,21 @@ def key(due: Due) -> tuple[str, int]:
     return due.kind, due.id
 
 
+# Villages are shared among workers in blocks of neighbouring ids: a world's villages made
+# together (a player's, a region's) raid, trade and reinforce each other more often.
+BLOCK = 32
+
+
+def owner(due: Due, workers: int) -> int:
+    """The worker whose share an event is in: its lowest village's block of ids."""
+    return (min(villages_of(due) or {due.id}) // BLOCK) % workers
+
+
 def take(heap: list[Due], count: int, done: set[tuple[str, int]],
          share: tuple[int, int] | None = None) -> list[Due]:
     """Up to ``count`` first events of the heap not ``done`` (popped; ``done`` ones are
     dropped). With ``share`` = (index, workers), the worker's own events first: those whose
-    lowest village is ``index`` modulo ``workers``, from the first ``count * workers``."""
+    lowest village falls to ``index`` (``owner``), from the first ``count * workers``."""
     ahead: list[Due] = []
     while heap and len(ahead) < count * (share[1] if share else 1):
         due = heapq.heappop(heap)
@@ -148,7 +158,7 @@ def take(heap: list[Due], count: int, done: set[tuple[str, int]],
     if share is None:
         return ahead
     index, workers = share
-    mine = [d for d in ahead if min(villages_of(d) or {d.id}) % workers == index][:count]
+    mine = [d for d in ahead if owner(d, workers) == index][:count]
     chosen = mine or ahead[:count]
     picked = set(map(id, chosen))
     for due in ahead:

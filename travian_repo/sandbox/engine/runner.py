@@ -101,6 +101,7 @@ class Engine:
                         ahead = take(heap, self.batch, done, self.share)
                         if not ahead:
                             break
+                        finished: set[tuple[str, int]] = set()
                         try:
                             count, finished = session.write(functools.partial(
                                 self._process_batch, ahead=ahead, when=when))
@@ -109,12 +110,16 @@ class Engine:
                             session.rollback()
                             raise
                         finally:
-                            for due in ahead:
-                                heapq.heappush(heap, due)
+                            # Alone, what waited is tried again at once (its batch will
+                            # hold what it waited for); sharing, at the next round, so as
+                            # not to spin on villages another worker holds.
+                            if self.share is None:
+                                for due in ahead:
+                                    heapq.heappush(heap, due)
                         done |= finished
                         processed += count
                         moved_on += len(finished)
-                        if not finished:
+                        if not finished and self.share is None:
                             break
                     if moved_on == 0:
                         if self.share is None:
