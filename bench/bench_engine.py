@@ -86,12 +86,12 @@ class Statements:
 
 
 def run_engines(database: tr.sql.Database, clock: Clock, until: datetime, workers: int,
-                profiler: cProfile.Profile | None) -> tuple[int, int, float]:
+                profiler: cProfile.Profile | None, batch: int) -> tuple[int, int, float]:
     """One engine in this thread, or ``workers`` engine processes sharing the world (each
     with its share); the events processed, the statements sent and the seconds taken."""
     if workers == 1:  # in this thread (what --profile sees)
         statements = Statements(database.engine)
-        engine = Engine(database, clock=clock)
+        engine = Engine(database, clock=clock, batch=batch)
         t0 = time.perf_counter()
         if profiler is not None:
             profiler.enable()
@@ -103,7 +103,7 @@ def run_engines(database: tr.sql.Database, clock: Clock, until: datetime, worker
     spawn = multiprocessing.get_context("spawn")
     out = spawn.Queue()
     ready, go = spawn.Barrier(workers + 1), spawn.Event()
-    procs = [spawn.Process(target=_worker, args=(url, i, workers, until, out, ready, go))
+    procs = [spawn.Process(target=_worker, args=(url, i, workers, until, out, ready, go, batch))
              for i in range(workers)]
     for p in procs:
         p.start()
@@ -120,9 +120,9 @@ def run_engines(database: tr.sql.Database, clock: Clock, until: datetime, worker
 
 
 def _worker(url: str, index: int, workers: int, until: datetime, out: Any, ready: Any,
-            go: Any) -> None:
+            go: Any, batch: int) -> None:
     try:
-        with Engine(url, share=(index, workers)) as engine:
+        with Engine(url, share=(index, workers), batch=batch) as engine:
             engine.overdue(until)  # connected
             ready.wait()
             go.wait()
@@ -140,6 +140,8 @@ def main() -> None:
                         help="engine processes sharing the world (PostgreSQL)")
     parser.add_argument("--profile", action="store_true",
                         help="cProfile the run (one worker): the top functions")
+    parser.add_argument("--batch", type=int, default=256,
+                        help="events a transaction starts from (Engine's batch, default 256)")
     parser.add_argument("--no-floor", action="store_true", help="skip the floor")
     args = parser.parse_args()
 
@@ -168,7 +170,8 @@ def main() -> None:
         database.add_commit_listener(count)
         until = START + timedelta(days=30)
         profiler = cProfile.Profile() if args.profile else None
-        processed, sent, elapsed = run_engines(database, clock, until, args.workers, profiler)
+        processed, sent, elapsed = run_engines(database, clock, until, args.workers, profiler,
+                                               args.batch)
         print(f"run_until(start + 30 days), {args.workers} worker(s): {processed} events in "
               f"{elapsed:.2f} s = {processed / elapsed:.0f} events/s "
               f"({1000 * elapsed / max(processed, 1):.3f} ms each), "
@@ -176,7 +179,7 @@ def main() -> None:
         if args.workers == 1:  # the workers' processes publish in their own
             print("domain events published: "
                   + ", ".join(f"{k} {v}" for k, v in sorted(seen.items())))
-        engine = Engine(database, clock=clock)
+        engine = Engine(database, clock=clock, batch=batch)
         t0 = time.perf_counter()
         again = engine.run_until(until)
         print(f"second run_until (nothing due): {again} events in "
