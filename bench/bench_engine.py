@@ -140,8 +140,8 @@ def main() -> None:
                         help="engine processes sharing the world (PostgreSQL)")
     parser.add_argument("--profile", action="store_true",
                         help="cProfile the run (one worker): the top functions")
-    parser.add_argument("--batch", type=int, default=256,
-                        help="events a transaction starts from (Engine's batch, default 256)")
+    parser.add_argument("--batch", type=int, default=512,
+                        help="events a transaction starts from (Engine's batch, default 512)")
     parser.add_argument("--no-floor", action="store_true", help="skip the floor")
     args = parser.parse_args()
 

@@ -8,7 +8,7 @@ then by id, per village. A run of units of one training line with nothing else d
 between is handled as one step and counts one event per unit.
 
 Work is done set-wise, a batch per transaction: the villages of the next ``batch`` events
-(256 by default) are locked in one statement (``SELECT ... FOR UPDATE`` on their resources
+(512 by default) are locked in one statement (``SELECT ... FOR UPDATE`` on their resources
 rows, lowest id first, ``SKIP LOCKED`` when engines share the world; SQLite's ``BEGIN
 IMMEDIATE`` takes the whole database); then, after the lock, the villages' state and
 everything due in them are read in a few statements; the events are processed in memory in

@@ -53,7 +53,7 @@ class Engine:
     """
 
     def __init__(self, database: Database | sqlalchemy.Engine | str, *,
-                 clock: ClockFn | None = None, batch: int = 256,
+                 clock: ClockFn | None = None, batch: int = 512,
                  share: tuple[int, int] | None = None) -> None:
         if batch < 1:
             raise ValueError("batch must be at least 1")
