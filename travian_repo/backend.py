@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from travian_repo.domain.errors import ConfigurationError
 from travian_repo.domain.values import Event
@@ -67,6 +67,11 @@ class Backend(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release what the backend opened itself (never what it was handed)."""
+
+    def events(self, player_id: int, timeout: float | None) -> Iterator[Event] | None:
+        """``player_id``'s events from the backend's own source (the API's event stream), or
+        None: the world's event bus serves them (the commits happen in reach of it)."""
+        return None
 
     def describe(self) -> str:
         """Where it connects, for ``repr(world)``."""

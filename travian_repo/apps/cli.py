@@ -173,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--rate-burst", type=float, default=None, metavar="N",
                        help="requests a token may send at once before the rate applies "
                        "(default: five times --rate-limit)")
+    serve.add_argument("--max-streams", type=int, default=32, metavar="N",
+                       help="event streams (GET /v1/player/ID/events) open at once, on threads "
+                       "of their own; one more is answered 503 (default 32)")
+    serve.add_argument("--heartbeat", type=float, default=15.0, metavar="S",
+                       help="an event stream sends a heartbeat comment every S seconds, at "
+                       "most 30 (default 15)")
     serve.add_argument("--manual-clock", action="store_true",
                        help="sandbox: time stands still (from the world's creation) until a "
                        "client calls POST /v1/sandbox/advance {\"seconds\": N}, which moves "
@@ -246,6 +252,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
           connection_limit=args.connection_limit, header_timeout=args.header_timeout,
           request_timeout=args.request_timeout, idle_timeout=args.idle_timeout,
           rate_limit=args.rate_limit or None, rate_burst=args.rate_burst,
+          max_streams=args.max_streams, heartbeat_s=args.heartbeat,
           engine_workers=args.engine_workers)
     return 0
 
