@@ -179,7 +179,7 @@ def main() -> None:
         if args.workers == 1:  # the workers' processes publish in their own
             print("domain events published: "
                   + ", ".join(f"{k} {v}" for k, v in sorted(seen.items())))
-        engine = Engine(database, clock=clock, batch=batch)
+        engine = Engine(database, clock=clock, batch=args.batch)
         t0 = time.perf_counter()
         again = engine.run_until(until)
         print(f"second run_until (nothing due): {again} events in "
