@@ -99,6 +99,12 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]],
         chunk = list(rows[start:start + CHUNK])
         if returning is None:
             conn.execute(insert(table), chunk)
+        elif conn.dialect.name == "sqlite" and returning is table.c.id:
+            # One multi-row INSERT gives consecutive rowids after the largest, and the
+            # transaction holds the database's write lock: the ids are the last one's run.
+            conn.execute(insert(table).values(chunk))
+            last = int(conn.execute(text("SELECT last_insert_rowid()")).scalar_one())
+            out.extend(range(last - len(chunk) + 1, last + 1))
         else:
             result = conn.execute(
                 insert(table).returning(returning, sort_by_parameter_order=True), chunk)
