@@ -175,3 +175,39 @@ def test_four_engine_processes_share_a_busy_world(postgres_url: str) -> None:
                     village, before, after)
     finally:
         raw.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_batch_write_that_misses_its_row_is_a_conflict_and_undone(database_url: str) -> None:
+    """Every set-wise write counts the rows it changed: a movement no longer in the state
+    the batch read it in (only if something bypassed the village locks) fails the whole
+    batch with Conflict, and nothing of it is written."""
+    from travian_repo.sandbox.engine.flush import flush
+    from travian_repo.sandbox.engine.held import Held
+
+    busy_world(database_url, 3)
+    raw = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+    m, r = schema.movements, schema.village_resources
+    try:
+        with raw.begin() as conn:
+            moving = [int(i) for i in conn.execute(
+                sa.select(m.c.id).where(m.c.state == "underway").order_by(m.c.id).limit(2)
+            ).scalars()]
+            conn.execute(sa.update(m).where(m.c.id == moving[1]).values(state="done"))
+            before = list(conn.execute(sa.select(r).order_by(r.c.village_id)))
+        with raw.connect() as conn:
+            tx = conn.begin()
+            held = Held.load(conn, [1, 2, 3], 1)
+            state = held.settle(1, START + timedelta(hours=1))
+            held.store(state, (0.0, 0.0, 0.0, 0.0))
+            for mid in moving:
+                held.move(mid, "underway", state="done")
+            with pytest.raises(tr.Conflict, match="1 of 2 rows"):
+                flush(conn, held, START + timedelta(days=1), lambda *a, **k: None)
+            tx.rollback()
+        with raw.connect() as conn:
+            assert list(conn.execute(sa.select(r).order_by(r.c.village_id))) == before
+            assert conn.execute(sa.select(m.c.state).where(m.c.id == moving[0])
+                                ).scalar_one() == "underway"
+    finally:
+        raw.dispose()
