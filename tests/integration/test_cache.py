@@ -277,7 +277,7 @@ def test_sixteen_threads_missing_one_key_load_it_once(cached_world: tr.World) ->
     lock = threading.Lock()
 
     def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if "villages" in statement:
+        if "villages" in statement or "tr_village" in statement:  # plain, or prepared
             with lock:
                 statements.append(statement)
 

@@ -55,7 +55,7 @@ def make_v1_world(url: str, tmp_path: Path, *, players: int = 4,
                         for pid, token in summary.tokens.items()
                     ]
                 else:
-                    rows = [dict(r) for r in src.execute(
+                    rows = [{k: v for k, v in r.items() if k in table.c} for r in src.execute(
                         sa.select(schema.metadata.tables[table.name])).mappings()]
                 if table.name == "world_settings":
                     rows = [{**r, "schema_version": 1} for r in rows]
@@ -154,8 +154,8 @@ def test_upgrade_world_keeps_the_data_and_the_tokens_and_adds_the_rules(
 
     code, out, err = run_cli("upgrade-world", "--database-url", database_url)
     assert code == 0, err
-    assert "from schema version 1 to 2" in out
-    assert settings_row(database_url) == (2, HEAD)
+    assert f"from schema version 1 to {schema.SCHEMA_VERSION}" in out
+    assert settings_row(database_url) == (schema.SCHEMA_VERSION, HEAD)
 
     after = snapshot(database_url)
     for name, table in before.items():  # every row is still there (tokens now hashed)
@@ -253,7 +253,8 @@ def test_an_upgrade_refuses_data_that_breaks_a_new_rule_and_changes_nothing(
     finally:
         engine.dispose()
     result = upgrade_world(database_url)
-    assert (result.from_version, result.to_version, result.changed) == (1, 2, True)
+    assert (result.from_version, result.to_version, result.changed) == (
+        1, schema.SCHEMA_VERSION, True)
     with ServerThread(database_url) as server:
         assert me(server.url, tokens[3]).json()["id"] == 3
 
@@ -279,8 +280,39 @@ def test_two_upgrades_at_once_run_one_after_the_other(
         for thread in threads:
             thread.join(timeout=60)
         assert sorted(map(repr, outcomes)) == ["False", "True"], outcomes
-        assert settings_row(database_url) == (2, HEAD)
+        assert settings_row(database_url) == (schema.SCHEMA_VERSION, HEAD)
         make_v1_world(database_url, tmp_path, players=2)
+
+
+def make_v2_world(url: str) -> None:
+    """A version-2 world at ``url``: today's, without the morale setting version 3 added."""
+    create_world(url, players=2, seed=5, start="developed", now=START, replace=True)
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE world_settings DROP COLUMN morale"))
+            conn.execute(sa.text("UPDATE world_settings SET schema_version = 2"))
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = '0002'"))
+    finally:
+        engine.dispose()
+
+
+def test_a_version_2_world_gets_morale_on(database_url: str) -> None:
+    make_v2_world(database_url)
+    with pytest.raises(tr.SchemaMismatch, match="schema version 2"):
+        tr.connect(database_url, player_id=1)
+    result = upgrade_world(database_url)
+    assert (result.from_version, result.to_version) == (2, 3)
+    assert settings_row(database_url) == (3, HEAD)
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(schema.world_settings.c.morale)).scalar() is True
+    finally:
+        engine.dispose()
+    with tr.connect(database_url, player_id=1, clock=Clock(START)) as world:
+        assert world.villages.build_queue(1) == []
+    assert upgrade_world(database_url).changed is False
 
 
 def test_upgrade_world_says_what_is_not_a_world(tmp_path: Path) -> None:

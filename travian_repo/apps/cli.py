@@ -3,7 +3,7 @@
     travian-repo demo [--players N] [--days D] [--seed S] [--database-url URL]
                       [--api-url URL --tokens FILE] [--quiet]
     travian-repo create-world --database-url URL [--players N] [--seed S] [--speed X]
-                              [--start standard|developed] [--replace]
+                              [--start standard|developed] [--no-morale] [--replace]
     travian-repo tokens --database-url URL
     travian-repo upgrade-world --database-url URL
     travian-repo serve --database-url URL [--host H] [--port P] [--threads N] [--manual-clock]
@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--start", choices=("standard", "developed"), default="standard",
                         help="standard: 18 fields at 0 and 750 of each resource; developed: "
                         "fields at 3, military buildings, some troops (default standard)")
+    create.add_argument("--no-morale", dest="morale", action="store_false",
+                        help="battles without morale (the defender's population against the "
+                        "attacker's; on by default)")
     create.add_argument("--replace", action="store_true",
                         help="replace a world already at the URL")
     create.set_defaults(run=cmd_create_world)
@@ -275,6 +278,7 @@ def cmd_create_world(args: argparse.Namespace, out: TextIO) -> int:
             seed=args.seed,
             speed=args.speed,
             start=args.start,
+            morale=args.morale,
             replace=args.replace,
         )
     except tr.Conflict as exc:

@@ -36,7 +36,7 @@ from travian_repo.sql.engines import (
     utc_now,
 )
 from travian_repo.sql.error_mapping import translate
-from travian_repo.sql.session import NOT_APPLIED, SqlSession
+from travian_repo.sql.session import NOT_APPLIED, SqlSession, pipeline
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,9 @@ class Database:
     ) -> None:
         if engine.dialect.name == "sqlite":
             prepare_sqlite(engine)
-        elif engine.dialect.name != "postgresql":
+        elif engine.dialect.name == "postgresql":
+            pipeline(engine)
+        else:
             raise SchemaMismatch(
                 f"unsupported database {engine.dialect.name}: use PostgreSQL or SQLite"
             )

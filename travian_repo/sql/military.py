@@ -8,10 +8,12 @@ error therefore leaves nothing behind (and the session rolls the step back in an
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, select, union_all, update
+from sqlalchemy.sql.dml import Insert
 
 from travian_repo.domain import events
 from travian_repo.domain.errors import (
@@ -40,7 +42,7 @@ from travian_repo.sql.base import SqlRepository
 from travian_repo.sql.database import WorldSettings
 from travian_repo.sql.schema import as_utc
 from travian_repo.sql.troops import home_troops, insert_movement, remove_troops
-from travian_repo.sql.village_state import check_owner, lock_village, spend
+from travian_repo.sql.village_state import VillageState, check_owner, lock_village, spend, spend_with
 
 _v = schema.villages
 _t = schema.troops
@@ -121,39 +123,19 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
 
         def run(conn: Connection) -> TrainingOrder:
             now = self.now
-            state = lock_village(conn, village_id, actor, now, action="train troops")
+            state = lock_village(conn, village_id, actor, now, action="train troops",
+                                 training=True)
             plans = plan_training(state.tribe, requested, state.levels(),
                                   server_speed=self.settings.speed)
             cost = sum((p.spec.cost * p.count for p in plans), Resources())
-
-            latest: dict[str, datetime] = {
-                str(b): as_utc(t)
-                for b, t in conn.execute(
-                    select(_tq.c.building_name, func.max(_tq.c.completes_at))
-                    .where(_tq.c.village_id == village_id)
-                    .group_by(_tq.c.building_name)
-                )
-                if t is not None
-            }
             lines: list[dict[str, Any]] = [
                 dict(unit=line.plan.spec.name, count=line.plan.count, trained=0,
                      building_name=line.plan.building, seconds_each=line.plan.seconds_each,
                      started_at=line.started_at, completes_at=line.completes_at)
-                for line in schedule_training(plans, latest, now)
+                for line in schedule_training(plans, state.training_ends, now)
             ]
 
-            spend(conn, state, cost)  # InsufficientResources before anything is written
-            order_id = int(
-                conn.execute(
-                    insert(_to)
-                    .values(village_id=village_id, wood=cost.wood, clay=cost.clay,
-                            iron=cost.iron, wheat=cost.wheat, created_at=now)
-                    .returning(_to.c.id)
-                ).scalar_one()
-            )
-            conn.execute(
-                insert(_tq), [dict(line, order_id=order_id, village_id=village_id) for line in lines]
-            )
+            order_id = queue_training(conn, state, cost, lines)  # InsufficientResources first
             self._emit(events.TRAINING_QUEUED, actor, village_id=village_id, order_id=order_id)
             return TrainingOrder(
                 id=order_id,
@@ -344,6 +326,46 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
                             Troops(stored), now, arrives)
 
         return self._write(run)
+
+
+_LINE = ("unit", "count", "trained", "building_name", "seconds_each", "started_at",
+         "completes_at")
+# A training order, built once (see spend_with).
+_ORDER = insert(_to).values(
+    village_id=bindparam("p_village"), wood=bindparam("p_wood"), clay=bindparam("p_clay"),
+    iron=bindparam("p_iron"), wheat=bindparam("p_wheat"),
+    created_at=bindparam("p_created", type_=schema.UTCDateTime()),
+).returning(_to.c.id)
+
+
+@functools.cache
+def _order_with_lines(count: int) -> Insert:
+    """PostgreSQL: a training order and its ``count`` lines in one statement (the order a
+    CTE the lines are selected from), built once per line count."""
+    made = _ORDER.cte("made")
+    rows = [select(made.c.id, bindparam("p_village", type_=_tq.c.village_id.type),
+                   *(bindparam(f"p{i}_{name}", type_=_tq.c[name].type) for name in _LINE))
+            for i in range(count)]
+    return insert(_tq).from_select(
+        ["order_id", "village_id", *_LINE], rows[0] if count == 1 else union_all(*rows)
+    ).returning(_tq.c.order_id)
+
+
+def queue_training(
+    conn: Connection, state: VillageState, cost: Resources, lines: list[dict[str, Any]]
+) -> int:
+    """Spend ``cost`` and insert the training order with its lines; the order's id."""
+    params = {"p_village": state.id, "p_wood": cost.wood, "p_clay": cost.clay,
+              "p_iron": cost.iron, "p_wheat": cost.wheat, "p_created": state.now}
+    if conn.dialect.name != "postgresql":
+        order_id = int(spend_with(conn, state, cost, _ORDER, params).scalar_one())
+        conn.execute(insert(_tq), [dict(line, order_id=order_id, village_id=state.id)
+                                   for line in lines])
+        return order_id
+    for i, line in enumerate(lines):
+        params.update({f"p{i}_{name}": line[name] for name in _LINE})
+    statement = _order_with_lines(len(lines))
+    return int(spend_with(conn, state, cost, statement, params).scalars().all()[0])
 
 
 def send_troops(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, delete, insert
+from sqlalchemy import Connection, bindparam, delete, insert
 
 from travian_repo.domain import events
 from travian_repo.domain.errors import Conflict, NotFound, RuleViolation
@@ -24,9 +24,19 @@ from travian_repo.sql.village_state import (
     lock_village,
     move_order,
     spend,
+    spend_with,
 )
 
 _q = schema.build_queue
+# A build order, built once (see spend_with).
+_QUEUE = insert(_q).values(
+    village_id=bindparam("p_village"), queue_position=bindparam("p_position"),
+    slot=bindparam("p_slot"), building_name=bindparam("p_building"),
+    target_level=bindparam("p_level"), wood=bindparam("p_wood"), clay=bindparam("p_clay"),
+    iron=bindparam("p_iron"), wheat=bindparam("p_wheat"),
+    started_at=bindparam("p_starts", type_=schema.UTCDateTime()),
+    completes_at=bindparam("p_completes", type_=schema.UTCDateTime()),
+).returning(_q.c.id)
 
 
 class SqlVillageRepository(SqlRepository, VillageRepository):
@@ -90,8 +100,7 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
             )
             if instant:
                 placement.check_instant(state.queue, target_slot)
-            spend(conn, state, cost)
-            if instant:
+                spend(conn, state, cost)
                 apply_level(conn, state, target_slot, name, target_level)
                 self._emit(events.BUILD_COMPLETED, actor, village_id=village_id, building=name,
                            level=target_level)
@@ -99,23 +108,12 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
                                   state.now, state.now)
             place = build_queue.next_place(state.queue, state.now, seconds)
             position, starts, completes = place.position, place.started_at, place.completes_at
-            order_id = conn.execute(
-                insert(_q)
-                .values(
-                    village_id=village_id,
-                    queue_position=position,
-                    slot=target_slot,
-                    building_name=name,
-                    target_level=target_level,
-                    wood=cost.wood,
-                    clay=cost.clay,
-                    iron=cost.iron,
-                    wheat=cost.wheat,
-                    started_at=starts,
-                    completes_at=completes,
-                )
-                .returning(_q.c.id)
-            ).scalar_one()
+            order_id = spend_with(conn, state, cost, _QUEUE, {
+                "p_village": village_id, "p_position": position, "p_slot": target_slot,
+                "p_building": name, "p_level": target_level, "p_wood": cost.wood,
+                "p_clay": cost.clay, "p_iron": cost.iron, "p_wheat": cost.wheat,
+                "p_starts": starts, "p_completes": completes,
+            }).scalar_one()
             self._emit(events.BUILD_QUEUED, actor, village_id=village_id, position=position,
                        building=name, target_level=target_level,
                        completes_at=completes.isoformat())

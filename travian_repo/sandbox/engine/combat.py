@@ -1,5 +1,5 @@
-"""What battles and scouting share: the groups defending a village, and the survivors' way
-home."""
+"""What battles and scouting share: the groups defending a village, the players'
+populations for morale, and the survivors' way home."""
 
 from __future__ import annotations
 
@@ -64,6 +64,19 @@ def stationed_losses(step: Step, target: VillageState, movement_id: int,
                 g.troops = dict(sorted(alive.items()))
             else:
                 groups.remove(g)
+
+
+def morale_populations(step: Step, attacker: VillageState, target: VillageState
+                       ) -> dict[str, int]:
+    """The two players' total populations (their villages' sum), as the keyword arguments
+    of ``battle.fight`` and ``battle.scout``; none when the world plays without morale.
+    The batch read the sums when it began (the players' villages it does not hold, without
+    a lock: their last committed population counts) and follows its own villages' changes."""
+    held = step.held
+    if not held.morale:
+        return {}
+    return dict(attacker_population=held.population_of(attacker.player_id),
+                defender_population=held.population_of(target.player_id))
 
 
 def send_back(step: Step, mv: Any, troops: Mapping[str, int], loot: Resources,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from travian_repo.domain.errors import Conflict
 from travian_repo.domain.values import Building, Resources
@@ -59,6 +59,8 @@ class Held:
     villages: dict[int, Village]
     stationed: dict[int, list[Stationed]]  # target -> groups, by movement id
     speed: int
+    morale: bool = False  # the world plays with morale: battles need the populations
+    populations: dict[int, int] = field(default_factory=dict)  # player -> as read
     owners: dict[int, int] = field(default_factory=dict)  # village -> player (any village)
     troops_changed: set[tuple[int, str]] = field(default_factory=set)
     moved: dict[int, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # id -> (was, values)
@@ -102,6 +104,23 @@ class Held:
         held = cls(villages, stationed, speed)
         held.owners = {vid: v.state.player_id for vid, v in villages.items()}
         return held
+
+    def read_populations(self, conn: Connection) -> None:
+        """The morale setting, and the held villages' players' populations (the sum of
+        their villages, those not held read without a lock as last committed)."""
+        ws = schema.world_settings
+        self.morale = bool(conn.execute(select(ws.c.morale)).scalar())
+        players = sorted({v.state.player_id for v in self.villages.values()})
+        if self.morale and players:
+            self.populations = {int(p): int(n) for p, n in conn.execute(
+                select(_v.c.player_id, func.sum(_v.c.population))
+                .where(_v.c.player_id.in_(players)).group_by(_v.c.player_id))}
+
+    def population_of(self, player_id: int) -> int:
+        """The player's population now: as read, with the batch's changes to its villages."""
+        return self.populations.get(player_id, 0) + sum(
+            v.state.population - v.population for v in self.villages.values()
+            if v.state.player_id == player_id)
 
     def homes_in(self, target: int) -> set[int]:
         return {g.home for g in self.stationed.get(target, ())}

@@ -171,6 +171,8 @@ class Engine:
             ids.update(int(r[0]) for r in conn.execute(stationed_homes(targets)))
         locked = _lock(conn, ids, skip=self.share is not None)
         held = Held.load(conn, locked, conn_speed(conn)) if locked else None
+        if held is not None:
+            held.read_populations(conn)
         found = collect_held(conn, sorted(locked), when)
         finished = {key(d) for d in ahead if d.kind != "merchants" and villages_of(d) & locked
                     and key(d) not in found}
