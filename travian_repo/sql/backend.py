@@ -10,7 +10,7 @@ from travian_repo.backend import Backend, BackendRequest
 from travian_repo.domain.errors import ConfigurationError
 from travian_repo.domain.values import Event
 from travian_repo.infra.retry import RetryPolicy
-from travian_repo.sql.database import Clock, Database, WorldSettings, make_engine
+from travian_repo.sql.database import Database, TimeSource, WorldSettings, make_engine
 
 if TYPE_CHECKING:
     from travian_repo.infra.cache import Cache
@@ -38,7 +38,7 @@ class SqlBackend(Backend):
             raise ConfigurationError("prefer='sql' needs database_url= (or TRAVIAN_DATABASE_URL)")
         options = request.options
         database, owns = open_database(
-            request.database_url, cast("Clock | None", options.get("clock")),
+            request.database_url, cast("TimeSource | None", options.get("clock")),
             options.get("retry"), options.get("pool_size"),
             {name: options[name] for name in DATABASE_OPTIONS if name in options},
         )
@@ -76,7 +76,7 @@ class SqlBackend(Backend):
 
 
 def open_database(
-    database_url: Any, clock: Clock | None, retry: RetryPolicy | None,
+    database_url: Any, clock: TimeSource | None, retry: RetryPolicy | None,
     pool_size: int | None, bounds: dict[str, Any] | None = None,
 ) -> tuple[Database, bool]:
     """The database at ``database_url`` (a URL or a caller's Engine) and whether we own its

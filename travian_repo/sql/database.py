@@ -40,9 +40,6 @@ from travian_repo.sql.session import NOT_APPLIED, SqlSession, pipeline
 
 log = logging.getLogger(__name__)
 
-# The older name of TimeSource (not the settable travian_repo.sandbox.Clock class).
-Clock = TimeSource
-
 
 class Database:
     """An engine plus what every session on it shares: settings, clock, retry policy."""
@@ -130,5 +127,5 @@ class Database:
 
 __all__ = ["CONNECT_TIMEOUT_S", "KEEPALIVES_IDLE_S", "NOT_APPLIED", "POOL_TIMEOUT_S",
            "PRE_PING_IDLE_S", "REPLY_GRACE_S", "SQLITE_BUSY_TIMEOUT_MS", "STATEMENT_TIMEOUT_S",
-           "Clock", "Database", "SqlSession", "TimeSource", "WorldSettings", "make_engine", "prepare_sqlite",
+           "Database", "SqlSession", "TimeSource", "WorldSettings", "make_engine", "prepare_sqlite",
            "read_created_at", "read_settings", "translate", "utc_now"]

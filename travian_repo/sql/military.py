@@ -25,7 +25,6 @@ from travian_repo.domain.errors import (
 from travian_repo.domain.values import (
     ATTACK_KINDS, Movement, Resources, TrainingOrder, Troops, movement_kind,
 )
-from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import MilitaryRepository
 from travian_repo.rules import buildings, travel
 from travian_repo.rules import units as unit_rules
@@ -38,7 +37,7 @@ from travian_repo.rules.military import (
     schedule_training,
 )
 from travian_repo.sql import schema
-from travian_repo.sql.base import SqlRepository
+from travian_repo.sql.repository import SqlRepository
 from travian_repo.sql.database import WorldSettings
 from travian_repo.sql.schema import as_utc
 from travian_repo.sql.troops import home_troops, insert_movement, remove_troops
@@ -71,7 +70,6 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
         Errors: InvalidRequest (bad id), Forbidden (not the acting player's village, or acting
         as nobody), NotFound (no such village). One query (the village joined to its troops).
         """
-        village_id = v.check_id(village_id, "village_id")
         actor = self._actor_id("read troops")
 
         def run(conn: Connection) -> Troops:
@@ -117,8 +115,7 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
         ``completes_at`` its latest line completion. Trained units are not at home until the
         engine delivers them.
         """
-        village_id = v.check_id(village_id, "village_id")
-        requested = v.check_troops(troops)
+        requested = dict(troops)
         actor = self._actor_id("train troops")
 
         def run(conn: Connection) -> TrainingOrder:
@@ -171,15 +168,13 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
         RuleViolation "not enough troops" with ``details`` ``requested`` / ``available`` /
         ``missing`` (unit -> count) when the troops are not at home.
         """
-        from_village_id, to_village_id = v.check_route(from_village_id, to_village_id)
-        requested = v.check_troops(troops)
-        stored_kind = movement_kind(v.check_attack_kind(kind))
+        stored_kind = movement_kind(kind)
         actor = self._actor_id("send an attack")
         return self._write(
             lambda conn: send_troops(
                 conn, actor=actor, now=self.now, settings=self.settings,
                 from_village_id=from_village_id, to_village_id=to_village_id,
-                kind=stored_kind, troops=requested, emit=self._emit,
+                kind=stored_kind, troops=dict(troops), emit=self._emit,
             )
         )
 
@@ -192,8 +187,7 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
         target may be the sender's own village and scouts alone may go; settlers may not
         reinforce (RuleViolation).
         """
-        from_village_id, to_village_id = v.check_route(from_village_id, to_village_id)
-        requested = v.check_troops(troops)
+        requested = dict(troops)
         actor = self._actor_id("send reinforcements")
         return self._write(
             lambda conn: send_troops(
@@ -223,7 +217,6 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
         return self._movements(village_id, incoming=False)
 
     def _movements(self, village_id: int, *, incoming: bool) -> list[Movement]:
-        village_id = v.check_id(village_id, "village_id")
         action = "read incoming movements" if incoming else "read outgoing movements"
         actor = self._actor_id(action)
         if incoming:
@@ -262,8 +255,6 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
         troops); NotFound (troops of another of the player's villages); Conflict (not a
         stationed reinforcement: still under way, recalled already, or another kind).
         """
-        village_id = v.check_id(village_id, "village_id")
-        movement_id = v.check_id(movement_id, "movement_id")
         action = "send reinforcements home"
         actor = self._actor_id(action)
         settings = self.settings
