@@ -320,6 +320,7 @@ def _wait_for_build(url: str, server: Any, deadline: float) -> None:
         raw.dispose()
 
 
+@pytest.mark.slow  # Python processes of their own, waiting for the engine in real time
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
 @pytest.mark.parametrize("workers", [1, 3])
 def test_engine_command_runs_the_world_and_stops_on_a_signal(
@@ -359,6 +360,7 @@ def test_engine_command_refuses_workers_on_sqlite(tmp_path: Path,
     assert "needs PostgreSQL" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a server process, waiting for the engine in real time
 def test_serve_with_engine_workers_stops_cleanly_on_sigterm(postgres_url: str) -> None:
     """`serve --speed N --engine-workers 2`: the engine threads complete builds, and SIGTERM
     stops the server and its engine (exit 0)."""

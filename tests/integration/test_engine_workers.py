@@ -60,6 +60,7 @@ def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
         engine.dispose()
 
 
+@pytest.mark.slow  # a simulated day, twice
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_one_long_run_plays_the_game_of_many_short_ones(database_url: str, tmp_path: Any
                                                         ) -> None:
@@ -117,7 +118,7 @@ CREATE TRIGGER audit_ship AFTER UPDATE ON shipments FOR EACH ROW EXECUTE FUNCTIO
 """
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # four Python processes of their own over a busy world
 def test_four_engine_processes_share_a_busy_world(postgres_url: str) -> None:
     """Four engine processes over one busy PostgreSQL world: every event is processed once
     (none twice, none left), the processes share the work, and in every village the
