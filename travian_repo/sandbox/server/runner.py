@@ -70,6 +70,7 @@ def serve(
     rate_burst: float | None = None,
     max_streams: int = DEFAULT_MAX_STREAMS,
     heartbeat_s: float = DEFAULT_HEARTBEAT_S,
+    engine_workers: int = 1,
 ) -> None:
     """Serve v1 over the world at ``database_url`` until interrupted (blocking).
 
@@ -81,6 +82,7 @@ def serve(
 
     ``speed``: the engine runs by itself, the world's time going ``speed`` times real time
     from now (1 = real time); None with ``manual_clock`` leaves time to the clients.
+    ``engine_workers``: engine threads sharing the due events.
     ``rate_limit`` / ``rate_burst``: the per-token limit, ``max_streams`` / ``heartbeat_s``:
     the event streams, as for ``create_app``.
     """
@@ -102,8 +104,8 @@ def serve(
     engine = None
     try:
         server = _listen(app, host, port, options, {})
-        engine = None if speed is None else EngineThread(database, clock=clock,
-                                                         interval=1.0).start()
+        engine = None if speed is None else EngineThread(
+            database, clock=clock, interval=1.0, workers=engine_workers).start()
         log.info("serving world %r on http://%s:%s%s", database.settings.world_id, host,
                  server.effective_port, PREFIX)
         server.run()
