@@ -13,7 +13,8 @@ from travian_repo.sql.backend import SqlBackend
 
 if TYPE_CHECKING:
     from travian_repo.infra.cache import Cache
-    from travian_repo.sql.database import WorldSettings
+    from travian_repo.sql.catch_up import Processor
+    from travian_repo.sql.database import Database, WorldSettings
     from travian_repo.unit_of_work import UnitOfWork
 
 
@@ -28,7 +29,7 @@ class AutoBackend(Backend):
 
     @classmethod
     def open(cls, request: BackendRequest) -> AutoBackend:
-        sql = SqlBackend.open(request)
+        sql = open_sql(request)
         try:
             http = HttpBackend.open(replace(request, world_id=sql.world_id))
         except BaseException:
@@ -61,7 +62,21 @@ class AutoBackend(Backend):
         return f"{self.sql.describe()} + {self.http.describe()}"
 
 
-register_backend("sql", SqlBackend.open)
+def engine_processor(database: Database) -> Processor:
+    """The sandbox engine's public entry point, processing what is due in ``database``.
+
+    The library core's one edge into ``sandbox/``: the engine imports only ``sql/``,
+    ``rules/`` and ``domain/``, so nothing of the server or world generation is loaded."""
+    from travian_repo.sandbox.engine import Engine
+
+    return Engine(database).run_until
+
+
+def open_sql(request: BackendRequest) -> SqlBackend:
+    return SqlBackend.open(request, engine_processor)
+
+
+register_backend("sql", open_sql)
 register_backend("http", HttpBackend.open)
 register_backend("auto", AutoBackend.open)
 

@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 R = TypeVar("R")
 
 KNOWN_OPTIONS = frozenset(
-    {"rate_limit", "cache", "cache_ttls", "retry", "timeout", "clock", "pool_size", "http_session"}
+    {"rate_limit", "cache", "cache_ttls", "retry", "timeout", "clock", "pool_size", "http_session",
+     "catch_up"}
 ) | DATABASE_OPTIONS
 
 

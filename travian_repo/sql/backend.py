@@ -10,6 +10,7 @@ from travian_repo.backend import Backend, BackendRequest
 from travian_repo.domain.errors import ConfigurationError
 from travian_repo.domain.values import Event
 from travian_repo.infra.retry import RetryPolicy
+from travian_repo.sql.catch_up import CatchUp, Processor
 from travian_repo.sql.database import Clock, Database, WorldSettings, make_engine
 
 if TYPE_CHECKING:
@@ -33,7 +34,10 @@ class SqlBackend(Backend):
         self.player_id = player_id
 
     @classmethod
-    def open(cls, request: BackendRequest) -> SqlBackend:
+    def open(cls, request: BackendRequest,
+             processor: Callable[[Database], Processor] | None = None) -> SqlBackend:
+        """``processor``: what processes the world's due events (the engine's
+        ``run_until``), run before each unit of work unless ``catch_up=False`` was given."""
         if request.database_url is None:
             raise ConfigurationError("prefer='sql' needs database_url= (or TRAVIAN_DATABASE_URL)")
         options = request.options
@@ -42,6 +46,8 @@ class SqlBackend(Backend):
             options.get("retry"), options.get("pool_size"),
             {name: options[name] for name in DATABASE_OPTIONS if name in options},
         )
+        if processor is not None and options.get("catch_up", True):
+            database.catch_up = CatchUp(database, processor(database))
         served = database.settings.world_id
         if request.world_id not in ("default", served):
             if owns:

@@ -45,8 +45,9 @@ class SqlSession:
     saying whether it did not (safe to retry) or could not be found out.
     """
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, catch_up: bool = False) -> None:
         self.database = database
+        self._catch_up = catch_up
         self._conn: Connection | None = None
         self._in_transaction = False
         self._wrote = False
@@ -83,6 +84,10 @@ class SqlSession:
 
     def connection(self) -> Connection:
         if self._conn is None:
+            if self._catch_up:
+                self._catch_up = False
+                if self.database.catch_up is not None:
+                    self.database.catch_up()
             try:
                 conn = self.database.engine.connect()
                 if not self.database.autocommit_engine:
