@@ -178,8 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "client calls POST /v1/sandbox/advance {\"seconds\": N}, which moves "
                        "it and runs the engine; what `demo --api-url` needs")
     serve.add_argument("--speed", type=float, default=None, metavar="N",
-                       help="run the engine by itself, the world's time going N times real "
-                       "time (1 = real time); without it, nothing completes on its own")
+                       help="the world's time goes N times real time (default 1: real time)")
+    serve.add_argument("--no-engine", action="store_true",
+                       help="run no engine thread (an engine of your own runs the world; "
+                       "each request still processes what is due first)")
     serve.set_defaults(run=cmd_serve)
     return parser
 
@@ -203,7 +205,8 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
           redis_url=args.redis_url, manual_clock=manual, speed=args.speed,
           connection_limit=args.connection_limit, header_timeout=args.header_timeout,
           request_timeout=args.request_timeout, idle_timeout=args.idle_timeout,
-          rate_limit=args.rate_limit or None, rate_burst=args.rate_burst)
+          rate_limit=args.rate_limit or None, rate_burst=args.rate_burst,
+          engine=not args.no_engine)
     return 0
 
 

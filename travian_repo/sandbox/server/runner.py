@@ -47,6 +47,7 @@ def serve(
     speed: float | None = None,
     rate_limit: float | None = DEFAULT_RATE,
     rate_burst: float | None = None,
+    engine: bool = True,
 ) -> None:
     """Serve v1 over the world at ``database_url`` until interrupted (blocking).
 
@@ -56,8 +57,10 @@ def serve(
     request within ``request_timeout``; a keep-alive connection idle for ``idle_timeout``
     seconds is closed. See ``travian_repo.sandbox.serving``.
 
-    ``speed``: the engine runs by itself, the world's time going ``speed`` times real time
-    from now (1 = real time); None with ``manual_clock`` leaves time to the clients.
+    The engine runs by itself in real time, or with ``speed`` the world's time going
+    ``speed`` times real time from now; ``manual_clock`` leaves time to the clients (POST
+    /v1/sandbox/advance). ``engine=False``: no engine thread, for a world whose engine runs
+    elsewhere (each request still processes what is due first, see ``connect(catch_up=)``).
     ``rate_limit`` / ``rate_burst``: the per-token limit, as for ``create_app``.
     """
     from travian_repo.sandbox.engine import AcceleratedClock, EngineThread
@@ -74,17 +77,17 @@ def serve(
     database = app_world(app).database
     # The engine commits through the server's own Database, so its events reach the same
     # commit listeners (event bus, cache) as the players' writes.
-    engine = None
+    thread = None
     try:
         server = _listen(app, host, port, options, {})
-        engine = None if speed is None else EngineThread(database, clock=clock,
-                                                         interval=1.0).start()
+        if engine and not manual_clock:
+            thread = EngineThread(database, clock=clock, interval=1.0).start()
         log.info("serving world %r on http://%s:%s%s", database.settings.world_id, host,
                  server.effective_port, PREFIX)
         server.run()
     finally:
-        if engine is not None:
-            engine.stop()
+        if thread is not None:
+            thread.stop()
         app_world(app).close()
 
 
