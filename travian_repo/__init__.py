@@ -40,6 +40,7 @@ from travian_repo.domain.values import (
     Troops,
     Village,
 )
+from travian_repo.domain.settings import Settings
 from travian_repo.infra.retry import RetryPolicy
 from travian_repo.repositories.base import (
     DiplomacyRepository,
@@ -84,6 +85,7 @@ __all__ = [
     "Repository",
     "Resources",
     "RetryPolicy",
+    "Settings",
     "RuleViolation",
     "SchemaMismatch",
     "Shipment",

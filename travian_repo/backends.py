@@ -4,9 +4,11 @@ reads on the database, writes through the API."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from travian_repo.backend import BACKENDS, Backend, BackendRequest, register_backend
+from travian_repo.domain.settings import Settings
 from travian_repo.domain.values import Event
 from travian_repo.http.backend import HttpBackend
 from travian_repo.sql.backend import SqlBackend
@@ -48,6 +50,12 @@ class AutoBackend(Backend):
     @property
     def settings(self) -> WorldSettings:
         return self.sql.settings
+
+    def world_settings(self) -> Settings:
+        return self.sql.world_settings()
+
+    def advance(self, seconds: float) -> datetime:
+        return self.http.advance(seconds)  # the server owns the clock its writes run on
 
     def add_commit_listener(self, listener: Callable[[list[Event]], None]) -> None:
         self.sql.add_commit_listener(listener)

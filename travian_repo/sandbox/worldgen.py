@@ -177,7 +177,15 @@ def _check_args(
 
 
 def _prepare_schema(conn: Connection, replace: bool) -> None:
-    existing = inspect(conn).has_table("world_settings")
+    tables = set(inspect(conn).get_table_names())
+    existing = "world_settings" in tables
+    taken = sorted(tables & (set(schema.metadata.tables) | {"alembic_version"}))
+    if taken and not existing:
+        # Not a world: those tables are someone else's data, never dropped nor mixed with.
+        raise Conflict(
+            f"the database is not a travian_repo world but has tables of the same names "
+            f"({', '.join(taken)}); nothing was changed: use an empty database or file",
+            details={"tables": taken})
     if existing and not replace:
         raise Conflict("the database already holds a world; pass replace=True to start over")
     if existing or replace:

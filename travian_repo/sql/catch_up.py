@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from sqlalchemy import Connection, text
 
@@ -131,6 +131,6 @@ class CatchUp:
                 self._next_due = earliest
 
 
-def _due_time(data: dict[str, Any]) -> datetime | None:
+def _due_time(data: Mapping[str, Any]) -> datetime | None:
     found = [as_utc(data[key]) for key in DUE_KEYS if isinstance(data.get(key), str)]
     return min(found, default=None)

@@ -17,9 +17,11 @@ registers its handlers from it, so the two cannot drift apart. Request bodies (J
     trade.accept_offer        POST   {} (or no body)
     military.send_home        POST   {} (or no body)
 
-GET parameters travel in the query string (``limit``, ``unread_only``, ``x``, ``y``).
-Writes carry an ``Idempotency-Key`` header; every request carries ``Authorization: Bearer``
-and ``X-World-Id``.
+GET parameters travel in the query string (``limit``, ``unread_only``, ``x``, ``y``); the
+server also takes them from a GET's JSON object body (the original async client sends them
+so). Writes answer 200 with the created value; they carry an ``Idempotency-Key`` header.
+Every request carries ``Authorization: Bearer``; ``X-World-Id`` may be left out (the
+server's own world).
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ from dataclasses import dataclass
 from travian_repo.repositories.base import declared_operations
 
 PREFIX = "/v1"
+# Beside the operations' table: the world's settings (public, no token needed).
+WORLD_PATH = f"{PREFIX}/world"
+# A sandbox's manual clock (servers started with --manual-clock only).
+ADVANCE_PATH = f"{PREFIX}/sandbox/advance"
 
 
 @dataclass(frozen=True)
