@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from travian_repo.backend import BACKENDS, Backend, BackendRequest, register_backend
+from travian_repo.domain.errors import ConfigurationError, NotFound
 from travian_repo.domain.settings import Settings
 from travian_repo.domain.values import Event
 from travian_repo.http.backend import HttpBackend
@@ -34,6 +35,11 @@ class AutoBackend(Backend):
         sql = open_sql(request)
         try:
             http = HttpBackend.open(replace(request, world_id=sql.world_id))
+            try:
+                _check_same_world(sql, http)
+            except BaseException:
+                http.close()
+                raise
         except BaseException:
             sql.close()
             raise
@@ -82,6 +88,23 @@ def engine_processor(database: Database) -> Processor:
 
 def open_sql(request: BackendRequest) -> SqlBackend:
     return SqlBackend.open(request, engine_processor)
+
+
+def _check_same_world(sql: SqlBackend, http: HttpBackend) -> None:
+    """Reads on one world and writes on another would mix two games: the identities in the
+    database's settings and the API's GET /v1/world must be the same."""
+    database = sql.settings.world_uid
+    try:
+        served = http.world_settings().world_uid
+    except NotFound:
+        raise ConfigurationError(
+            f"{http.describe()} does not say which world it serves (no GET /v1/world), so "
+            "reading its world from the database cannot be checked; use prefer='http'") from None
+    if served != database:
+        raise ConfigurationError(
+            f"the database {sql.describe()} and the API {http.describe()} hold different "
+            f"worlds (identities {database} and {served}); connect to one of them",
+            details={"database_world_uid": database, "api_world_uid": served})
 
 
 register_backend("sql", open_sql)

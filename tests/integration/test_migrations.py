@@ -55,7 +55,7 @@ def make_v1_world(url: str, tmp_path: Path, *, players: int = 4,
                         for pid, token in summary.tokens.items()
                     ]
                 else:
-                    rows = [dict(r) for r in src.execute(
+                    rows = [{k: v for k, v in r.items() if k in table.c} for r in src.execute(
                         sa.select(schema.metadata.tables[table.name])).mappings()]
                 if table.name == "world_settings":
                     rows = [{**r, "schema_version": 1} for r in rows]
@@ -154,8 +154,8 @@ def test_upgrade_world_keeps_the_data_and_the_tokens_and_adds_the_rules(
 
     code, out, err = run_cli("upgrade-world", "--database-url", database_url)
     assert code == 0, err
-    assert "from schema version 1 to 2" in out
-    assert settings_row(database_url) == (2, HEAD)
+    assert f"from schema version 1 to {schema.SCHEMA_VERSION}" in out
+    assert settings_row(database_url) == (schema.SCHEMA_VERSION, HEAD)
 
     after = snapshot(database_url)
     for name, table in before.items():  # every row is still there (tokens now hashed)
@@ -169,7 +169,7 @@ def test_upgrade_world_keeps_the_data_and_the_tokens_and_adds_the_rules(
         queue = world.villages.build_queue(1)
         assert [(o.position, o.building) for o in queue] == [(1, "main_building"),
                                                              (2, "warehouse")]
-    with ServerThread(database_url) as server:
+    with ServerThread(database_url, clock=Clock(START)) as server:
         for pid, token in tokens.items():
             answer = me(server.url, token)
             assert answer.status_code == 200, answer.text
@@ -253,7 +253,7 @@ def test_an_upgrade_refuses_data_that_breaks_a_new_rule_and_changes_nothing(
     finally:
         engine.dispose()
     result = upgrade_world(database_url)
-    assert (result.from_version, result.to_version, result.changed) == (1, 2, True)
+    assert (result.from_version, result.to_version, result.changed) == (1, schema.SCHEMA_VERSION, True)
     with ServerThread(database_url) as server:
         assert me(server.url, tokens[3]).json()["id"] == 3
 
@@ -279,7 +279,7 @@ def test_two_upgrades_at_once_run_one_after_the_other(
         for thread in threads:
             thread.join(timeout=60)
         assert sorted(map(repr, outcomes)) == ["False", "True"], outcomes
-        assert settings_row(database_url) == (2, HEAD)
+        assert settings_row(database_url) == (schema.SCHEMA_VERSION, HEAD)
         make_v1_world(database_url, tmp_path, players=2)
 
 
@@ -379,3 +379,28 @@ def test_the_library_keeps_the_queue_dense_under_the_unique_positions(database_u
         assert Engine(world.database, clock=clock).run_due() == 2
         assert [(o.position, o.building) for o in world.villages.build_queue(1)] == [
             (1, "cropland"), (2, "warehouse")]
+
+
+def test_a_version_2_world_gets_an_identity_of_its_own(database_url: str,
+                                                       tmp_path: Path) -> None:
+    """Upgrading a version-2 world adds world_settings.world_uid; two upgraded worlds (both
+    called "default") are told apart by it."""
+    uids = []
+    for url in (database_url, f"sqlite:///{tmp_path / 'second.db'}"):
+        create_world(url, players=2, seed=3, replace=True, now=START)
+        engine = sa.create_engine(url)
+        try:
+            with engine.begin() as conn:  # back to version 2: no identity column
+                with conn.begin_nested():
+                    conn.execute(sa.text("UPDATE world_settings SET schema_version = 2"))
+                    conn.execute(sa.text("UPDATE alembic_version SET version_num = '0002'"))
+                conn.execute(sa.text("ALTER TABLE world_settings DROP COLUMN world_uid"))
+        finally:
+            engine.dispose()
+        with pytest.raises(tr.SchemaMismatch, match="upgrade-world"):
+            tr.connect(url, player_id=1)
+        assert upgrade_world(url).to_version == schema.SCHEMA_VERSION
+        with tr.connect(url, player_id=1) as world:
+            uids.append(world.settings.world_uid)
+            assert world.settings.world_id == "default"
+    assert len(set(uids)) == 2 and all(len(uid) == 32 for uid in uids)

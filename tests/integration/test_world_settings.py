@@ -95,3 +95,17 @@ def test_advance_moves_a_manual_clock_on_both_backends(make_world: MakeWorld,
             tr.connect(api_url=server.url, token=summary.tokens[1]) as http:
         with pytest.raises(tr.ConfigurationError, match="manual"):
             http.advance(60)
+
+
+def test_auto_refuses_a_database_and_an_api_of_different_worlds(
+    make_world: MakeWorld, database_url: str, clock: Clock, tmp_path: Path
+) -> None:
+    summary = make_world()
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    create_world(other, players=6, seed=7, start="developed")  # same name, same map
+    with ServerThread(create_app(database_url, clock=clock, rate_limit=None)) as server:
+        with pytest.raises(tr.ConfigurationError, match="different worlds"):
+            tr.connect(other, api_url=server.url, token=summary.tokens[1])
+        with tr.connect(database_url, api_url=server.url, token=summary.tokens[1],
+                        clock=clock) as same:
+            assert same.prefer == "auto" and same.villages.get(1).id == 1

@@ -10,7 +10,8 @@ from datetime import datetime
 class Settings:
     """A world's settings and the server's time when they were read.
 
-    ``world_id``: the name clients send as ``X-World-Id``; ``speed``: the server speed (times
+    ``world_id``: the name clients send as ``X-World-Id``; ``world_uid``: the world's
+    identity, made with it (worlds may share a name, never this); ``speed``: the server speed (times
     normal); ``map_radius``: coordinates run from -radius to +radius on both axes (the map
     wraps); ``tournament_square_bonus_percent``: troop speed bonus per level past 20
     squares; ``build_queue_limit``: orders a village's build queue holds; ``server_time``:
@@ -18,6 +19,7 @@ class Settings:
     """
 
     world_id: str
+    world_uid: str
     speed: int
     map_radius: int
     tournament_square_bonus_percent: int

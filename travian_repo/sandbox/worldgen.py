@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Sequence
@@ -99,6 +100,7 @@ def create_world(
                 schema.world_settings.insert().values(
                     id=1,
                     world_id=world_id,
+                    world_uid=uuid.uuid4().hex,
                     schema_version=schema.SCHEMA_VERSION,
                     speed=speed,
                     map_radius=map_radius,

@@ -42,6 +42,7 @@ def utc_now() -> datetime:
 @dataclass(frozen=True)
 class WorldSettings:
     world_id: str
+    world_uid: str
     schema_version: int
     speed: int
     map_radius: int
@@ -234,7 +235,13 @@ def read_settings(engine: Engine) -> WorldSettings:
                     "create one with travian_repo.sandbox.create_world(url) or "
                     "`travian-repo create-world --database-url URL`",
                 )
-            row = conn.execute(select(schema.world_settings)).mappings().first()
+            # The version first: an older world lacks columns the full row would name.
+            found_version = conn.execute(select(schema.world_settings.c.schema_version)).scalar()
+            row: Mapping[str, Any] | None = None
+            if found_version == schema.SCHEMA_VERSION:
+                row = conn.execute(select(schema.world_settings)).mappings().first()
+            elif found_version is not None:
+                row = {"schema_version": found_version}
     except sa_exc.SQLAlchemyError as exc:
         cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
         raise BackendUnavailable(
@@ -260,6 +267,7 @@ def read_settings(engine: Engine) -> WorldSettings:
         )
     return WorldSettings(
         world_id=row["world_id"],
+        world_uid=row["world_uid"],
         schema_version=row["schema_version"],
         speed=row["speed"],
         map_radius=row["map_radius"],
