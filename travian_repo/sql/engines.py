@@ -237,7 +237,7 @@ def read_settings(engine: Engine) -> WorldSettings:
                 )
             # The version first: an older world lacks columns the full row would name.
             found_version = conn.execute(select(schema.world_settings.c.schema_version)).scalar()
-            row: Mapping[str, Any] | None = None
+            row: Mapping[Any, Any] | None = None
             if found_version == schema.SCHEMA_VERSION:
                 row = conn.execute(select(schema.world_settings)).mappings().first()
             elif found_version is not None:
