@@ -104,3 +104,34 @@ def test_a_write_of_this_process_due_sooner_is_seen_at_once(world: tr.World,
     clock.set(order.completes_at)
     with world.unit_of_work(2) as uow:
         assert uow.villages.get(2).build_queue == ()
+
+
+@pytest.mark.parametrize("engine", [True, False], ids=["engine", "no-engine"])
+def test_serve_runs_its_engine_by_default(tmp_path: Any, engine: bool) -> None:
+    """`travian-repo serve` moves the world on with no request at all; --no-engine does not."""
+    import subprocess
+    import sys
+    import time
+
+    from travian_repo.sandbox import create_world
+    from tests.conftest import free_port
+
+    url = f"sqlite:///{tmp_path / 'served.db'}"
+    create_world(url, players=2, seed=3, start="developed", speed=1000)
+    with tr.connect(url, player_id=1, catch_up=False) as world:
+        order = world.villages.queue_building(1, "woodcutter")  # due within a second
+        command = [sys.executable, "-m", "travian_repo", "serve", "--database-url", url,
+                   "--port", str(free_port())] + ([] if engine else ["--no-engine"])
+        server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                queue = world.villages.build_queue(1)  # this world never catches up itself
+                if not queue or not engine and time.monotonic() > deadline - 12:
+                    break
+                time.sleep(0.2)
+        finally:
+            server.terminate()
+            server.wait(10)
+        assert order.completes_at < world.settings.server_time
+        assert [o.id for o in queue] == ([] if engine else [order.id])
