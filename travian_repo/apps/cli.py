@@ -221,7 +221,8 @@ def cmd_create_world(args: argparse.Namespace, out: TextIO) -> int:
             replace=args.replace,
         )
     except tr.Conflict as exc:
-        return _fail(f"Conflict: {exc} (run again with --replace)")
+        hint = "" if args.replace or "tables" in exc.details else " (run again with --replace)"
+        return _fail(f"Conflict: {exc}{hint}")
     out.write(
         f"Created world {summary.world_id!r} at {summary.url}: {summary.players} players, "
         f"{summary.villages} villages (seed {summary.seed}, speed x{args.speed}, "
