@@ -135,3 +135,20 @@ def test_serve_runs_its_engine_by_default(tmp_path: Any, engine: bool) -> None:
             server.wait(10)
         assert order.completes_at < world.settings.server_time
         assert [o.id for o in queue] == ([] if engine else [order.id])
+
+
+def test_a_quick_call_inside_an_open_unit_does_not_wait_on_its_own_locks(
+    world: tr.World, clock: Clock
+) -> None:
+    """Catching up from a thread that holds a transaction would wait on that thread's own
+    locks (SQLite's write lock, PostgreSQL's row locks): it is left to the next call."""
+    import time
+
+    order = world.villages.queue_building(1, "woodcutter")
+    with world.unit_of_work(1) as uow:
+        uow.villages.queue_building(1, "cropland")  # holds village 1 until the block ends
+        clock.set(order.completes_at)  # the woodcutter falls due meanwhile
+        started = time.monotonic()
+        world.villages.get(2)
+        assert time.monotonic() - started < 2
+    assert [o.building for o in world.villages.build_queue(1)] == ["cropland"]

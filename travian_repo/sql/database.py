@@ -79,6 +79,19 @@ class Database:
         # Run before a unit of work's first statement: the world catching up to now (set by
         # the SQL backend, see travian_repo.sql.catch_up), or None.
         self.catch_up: CatchUp | None = None
+        self._held: dict[int, int] = {}  # thread id -> transactions it holds open
+
+    def hold(self, thread: int, change: int) -> None:
+        """Count a transaction opened (+1) or ended (-1) by ``thread``."""
+        with self._lock:
+            count = self._held.get(thread, 0) + change
+            if count > 0:
+                self._held[thread] = count
+            else:
+                self._held.pop(thread, None)
+
+    def holds_transaction(self, thread: int) -> bool:
+        return thread in self._held
 
     def add_commit_listener(self, listener: Callable[[list[Event]], None]) -> None:
         """Call ``listener(events)`` after every commit that wrote (cache, event bus)."""

@@ -10,6 +10,7 @@ savepoint, so a write that fails leaves nothing behind even when the caller goes
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
@@ -49,7 +50,8 @@ class SqlSession:
         self.database = database
         self._catch_up = catch_up
         self._conn: Connection | None = None
-        self._in_transaction = False
+        self._open = False  # see _in_transaction
+        self._holder = 0  # the thread that opened the transaction
         self._wrote = False
         self._savepoints = 0
         self._events: list[Event] = []
@@ -59,6 +61,21 @@ class SqlSession:
         # Set when the connection dropped under an open transaction: its writes are gone, so
         # the unit of work may not go on writing or commit as if they were there.
         self._lost: str | None = None
+
+    @property
+    def _in_transaction(self) -> bool:
+        return self._open
+
+    @_in_transaction.setter
+    def _in_transaction(self, value: bool) -> None:
+        # The database counts the transactions each thread holds open: catching the world
+        # up from a thread that holds one would wait on its own locks.
+        if value and not self._open:
+            self._holder = threading.get_ident()
+            self.database.hold(self._holder, 1)
+        elif self._open and not value:
+            self.database.hold(self._holder, -1)
+        self._open = value
 
     def emit(self, kind: str, player_id: int, /, **data: Any) -> None:
         """Record a domain event of the current write; published only after the commit."""
@@ -86,7 +103,8 @@ class SqlSession:
         if self._conn is None:
             if self._catch_up:
                 self._catch_up = False
-                if self.database.catch_up is not None:
+                if (self.database.catch_up is not None
+                        and not self.database.holds_transaction(threading.get_ident())):
                     self.database.catch_up()
             try:
                 conn = self.database.engine.connect()
