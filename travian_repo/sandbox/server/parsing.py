@@ -147,7 +147,7 @@ def _query_text(name: str, value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, str)):
         return str(value)
-    raise InvalidRequest(f"parameter {name!r} must be a number, a string or a boolean, "
+    raise InvalidRequest(f"parameter {name!r} must be an integer, a string or a boolean, "
                          f"got {json_kind(value)}", details={"parameter": name})
 
 
@@ -159,10 +159,7 @@ def request_body(route: Route) -> tuple[Any, Body | None]:
     raw = request.get_data(cache=False)
     if route.method == "DELETE":
         if raw.strip():
-            raise InvalidRequest(
-                f"{route.method} {PREFIX}{route.path} takes no body"
-                + ("; GET parameters travel in the query string" if not route.is_write else "")
-            )
+            raise InvalidRequest(f"{route.method} {PREFIX}{route.path} takes no body")
         return None, None
     if not raw.strip():
         if route.operation in EMPTY_BODY_WRITES:  # nothing to say but the path
