@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from travian_repo.domain.errors import ConfigurationError
 from travian_repo.domain.settings import Settings
@@ -78,6 +78,11 @@ class Backend(ABC):
         """Move a sandbox's manual clock on by ``seconds`` and process what fell due; the
         world's time after. ConfigurationError where time is not the caller's to move."""
         raise ConfigurationError(f"{type(self).__name__} has no manual clock to move")
+
+    def events(self, player_id: int, timeout: float | None) -> Iterator[Event] | None:
+        """``player_id``'s events from the backend's own source (the API's event stream), or
+        None: the world's event bus serves them (the commits happen in reach of it)."""
+        return None
 
     def describe(self) -> str:
         """Where it connects, for ``repr(world)``."""

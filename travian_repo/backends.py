@@ -66,6 +66,10 @@ class AutoBackend(Backend):
     def add_commit_listener(self, listener: Callable[[list[Event]], None]) -> None:
         self.sql.add_commit_listener(listener)
 
+    def events(self, player_id: int, timeout: float | None) -> Iterator[Event] | None:
+        """The API's event stream: the writes (and the engine) commit on the server."""
+        return self.http.events(player_id, timeout)
+
     def close(self) -> None:
         try:
             self.http.close()

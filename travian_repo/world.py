@@ -20,7 +20,7 @@ from datetime import datetime
 from travian_repo.domain.errors import ConfigurationError, Forbidden, InvalidRequest
 from travian_repo.domain.settings import Settings
 from travian_repo.domain.values import Event
-from travian_repo.infra.event_bus import event_bus_for
+from travian_repo.infra.event_bus import EventBus, event_bus_for
 from travian_repo.infra.cache import Cache, build_cache, resolve_ttls
 from travian_repo.infra.metrics import Metrics
 from travian_repo.infra.retry import RetryPolicy
@@ -88,6 +88,11 @@ class World:
         backend.add_commit_listener(self._event_bus.publish)
 
     @property
+    def event_bus(self) -> EventBus:
+        """Where this process's commits publish their events (the server streams its log)."""
+        return self._event_bus
+
+    @property
     def database(self) -> Database:
         if self._database is None:
             raise ConfigurationError("this world has no database connection")
@@ -105,11 +110,15 @@ class World:
 
     def events(self, player_id: int, *, timeout: float | None = None) -> Iterator[Event]:
         """A blocking iterator of ``player_id``'s events from now on; ``timeout``: stop after
-        that many seconds without one (None: never). Close it (or ``with``) when done."""
+        that many seconds without one (None: never). Close it (or ``with``) when done.
+        Through an API (``http``, ``auto``) it reads the server's event stream."""
         player_id = check_id(player_id, "player_id")
         if self._token_player is not None and player_id != self._token_player:
             raise Forbidden(f"the API token belongs to player {self._token_player}, "
                             f"not player {player_id}: its events are not yours to read")
+        streamed = self.backend.events(player_id, timeout)  # over HTTP, the server's stream
+        if streamed is not None:
+            return streamed
         return self._event_bus.subscribe(player_id, timeout=timeout)
 
     def advance(self, seconds: float) -> datetime:

@@ -161,6 +161,7 @@ def test_create_world_then_tokens(capsys: pytest.CaptureFixture[str], tmp_path: 
     assert "5 players" in out
     with tr.connect(url) as world:
         assert world.database.settings.speed == 3
+        assert world.database.settings.morale is True
         assert world.villages.get(1).population > 0
 
     code, out, err = run(capsys, "tokens", "--database-url", url)
@@ -182,9 +183,11 @@ def test_create_world_then_tokens(capsys: pytest.CaptureFixture[str], tmp_path: 
     code, _, err = run(capsys, "create-world", "--database-url", url)
     assert code == 2 and "--replace" in err
     code, out, err = run(capsys, "create-world", "--database-url", url, "--players", "2",
-                         "--replace")
+                         "--no-morale", "--replace")
     assert code == 0, err
     assert len(player_tokens(url)) == 2
+    with tr.connect(url) as world:
+        assert world.database.settings.morale is False
 
 
 @pytest.mark.parametrize(

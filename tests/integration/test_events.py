@@ -342,7 +342,7 @@ def test_the_local_server_publishes_an_http_clients_write(
                        world_id=world_id, prefer="http") as http_world:
         assert http_world.world_id == world_id
         defender = Collector(watcher.subscribe(2, timeout=2.0))
-        attacker = Collector(http_world.events(1, timeout=2.0))  # its own events, over Redis
+        attacker = Collector(http_world.events(1, timeout=2.0))  # its own, from the server
         with pytest.raises(Forbidden):
             http_world.events(2)  # the token is player 1's
         source = http_world.villages.list_by_player(1)[0].id

@@ -253,7 +253,8 @@ def test_an_upgrade_refuses_data_that_breaks_a_new_rule_and_changes_nothing(
     finally:
         engine.dispose()
     result = upgrade_world(database_url)
-    assert (result.from_version, result.to_version, result.changed) == (1, schema.SCHEMA_VERSION, True)
+    assert (result.from_version, result.to_version, result.changed) == (
+        1, schema.SCHEMA_VERSION, True)
     with ServerThread(database_url) as server:
         assert me(server.url, tokens[3]).json()["id"] == 3
 
@@ -281,6 +282,39 @@ def test_two_upgrades_at_once_run_one_after_the_other(
         assert sorted(map(repr, outcomes)) == ["False", "True"], outcomes
         assert settings_row(database_url) == (schema.SCHEMA_VERSION, HEAD)
         make_v1_world(database_url, tmp_path, players=2)
+
+
+def make_v2_world(url: str) -> None:
+    """A version-2 world at ``url``: today's, without the morale setting version 3 added nor
+    the identity version 4 added."""
+    create_world(url, players=2, seed=5, start="developed", now=START, replace=True)
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE world_settings DROP COLUMN morale"))
+            conn.execute(sa.text("ALTER TABLE world_settings DROP COLUMN world_uid"))
+            conn.execute(sa.text("UPDATE world_settings SET schema_version = 2"))
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = '0002'"))
+    finally:
+        engine.dispose()
+
+
+def test_a_version_2_world_gets_morale_on(database_url: str) -> None:
+    make_v2_world(database_url)
+    with pytest.raises(tr.SchemaMismatch, match="schema version 2"):
+        tr.connect(database_url, player_id=1)
+    result = upgrade_world(database_url)
+    assert (result.from_version, result.to_version) == (2, schema.SCHEMA_VERSION)
+    assert settings_row(database_url) == (schema.SCHEMA_VERSION, HEAD)
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(schema.world_settings.c.morale)).scalar() is True
+    finally:
+        engine.dispose()
+    with tr.connect(database_url, player_id=1, clock=Clock(START)) as world:
+        assert world.villages.build_queue(1) == []
+    assert upgrade_world(database_url).changed is False
 
 
 def test_upgrade_world_says_what_is_not_a_world(tmp_path: Path) -> None:
@@ -381,19 +415,19 @@ def test_the_library_keeps_the_queue_dense_under_the_unique_positions(database_u
             (1, "cropland"), (2, "warehouse")]
 
 
-def test_a_version_2_world_gets_an_identity_of_its_own(database_url: str,
+def test_a_version_3_world_gets_an_identity_of_its_own(database_url: str,
                                                        tmp_path: Path) -> None:
-    """Upgrading a version-2 world adds world_settings.world_uid; two upgraded worlds (both
+    """Upgrading a version-3 world adds world_settings.world_uid; two upgraded worlds (both
     called "default") are told apart by it."""
     uids = []
     for url in (database_url, f"sqlite:///{tmp_path / 'second.db'}"):
         create_world(url, players=2, seed=3, replace=True, now=START)
         engine = sa.create_engine(url)
         try:
-            with engine.begin() as conn:  # back to version 2: no identity column
+            with engine.begin() as conn:  # back to version 3: no identity column
                 with conn.begin_nested():
-                    conn.execute(sa.text("UPDATE world_settings SET schema_version = 2"))
-                    conn.execute(sa.text("UPDATE alembic_version SET version_num = '0002'"))
+                    conn.execute(sa.text("UPDATE world_settings SET schema_version = 3"))
+                    conn.execute(sa.text("UPDATE alembic_version SET version_num = '0003'"))
                 conn.execute(sa.text("ALTER TABLE world_settings DROP COLUMN world_uid"))
         finally:
             engine.dispose()

@@ -745,7 +745,8 @@ def test_openapi_document_covers_every_route(spec: dict[str, Any]) -> None:
     served_apart = {("GET", f"{PREFIX}/openapi.yaml", "openapi"),
                     ("GET", f"{PREFIX}/health", "health"),
                     ("GET", f"{PREFIX}/world", "world.settings"),
-                    ("POST", f"{PREFIX}/sandbox/advance", "sandbox.advance")}
+                    ("POST", f"{PREFIX}/sandbox/advance", "sandbox.advance"),
+                    ("GET", f"{PREFIX}/player/{{player_id}}/events", "events.stream")}
     assert routed == documented - served_apart
     for path, item in spec["paths"].items():
         for method, op in item.items():
@@ -768,7 +769,7 @@ def test_openapi_schemas_mirror_the_domain_values(spec: dict[str, Any]) -> None:
     for cls in (values.Resources, values.Building, values.BuildOrder, values.Village,
                 values.TrainingOrder, values.Movement, values.TradeOffer, values.Shipment,
                 values.Report, values.Message, values.Alliance, values.Invitation,
-                values.Player, values.RankingEntry):
+                values.Player, values.RankingEntry, values.Event):
         names = [f.name for f in dataclasses.fields(cls)]
         documented = schemas[cls.__name__]
         assert sorted(documented["properties"]) == sorted(names), cls.__name__

@@ -7,6 +7,9 @@ defend 20 when scouting. K (the Mfactor) is 1.5 for every battle below (N <= ~10
 
 from __future__ import annotations
 
+import doctest
+from pathlib import Path
+
 import pytest
 
 from travian_repo.domain.values import Resources
@@ -73,15 +76,15 @@ def test_wall_bonus_changes_the_outcome() -> None:
     assert open_.defence == 3510
     assert open_.attacker.survivors == {"swordsman": 9}
     assert open_.defenders[0].survivors == {"legionnaire": 0}
-    # City wall 10: flat 10 x 10 = 100, multiplier 1.03**10 = 1.343916
-    # D = (3500 + 10 + 100) x 1.343916 = 3610 x 1.343916 = 4851.54
-    # x = (3900/4851.54)**1.5 = 0.80387**1.5 = 0.72075 -> attacker wiped out; defender
-    # loses 0.72075: survivors round(100 x 0.27925) = round(27.93) = 28
+    # City wall 10: flat 10 x 10 = 100, multiplier round(1.03**10, 3) = round(1.343916) = 1.344
+    # D = (3500 + 10 + 100) x 1.344 = 3610 x 1.344 = 4851.84
+    # x = (3900/4851.84)**1.5 = 0.80382**1.5 = 0.72067 -> attacker wiped out; defender
+    # loses 0.72067: survivors round(100 x 0.27933) = round(27.93) = 28
     wall = battle.wall("romans", 10)
-    assert (wall.name, wall.flat) == ("city_wall", 100)
-    assert wall.multiplier == approx(1.343916)
+    assert (wall.name, wall.flat, wall.multiplier) == ("city_wall", 100, 1.344)
     walled = battle.fight(attacker, defenders, wall_effect=wall)
-    assert walled.defence == approx(4851.54)
+    assert walled.defence == approx(4851.84)
+    assert walled.losses.defender == approx(0.72067)
     assert walled.attacker.survivors == {"swordsman": 0}
     assert walled.defenders[0].survivors == {"legionnaire": 28}
 
@@ -102,21 +105,26 @@ def test_defence_is_weighted_by_the_attackers_mix() -> None:
 
 def test_rams_lower_the_wall_and_catapults_a_building() -> None:
     # A = 100 x 40 + 10 x 60 (rams) + 10 x 75 (catapults) = 5350, all infantry
-    # palisade 5: flat 8 x 5 = 40, multiplier 1.025**5 = 1.131408
-    # D = (10 phalanx x 40 + 10 + 40) x 1.131408 = 450 x 1.131408 = 509.13
-    # ratio = 5350 / 509.13 = 10.508; sigma = (2 - 10.508**-1.5) / 2 = (2 - 0.02936)/2 = 0.98532
-    # points = 4 x 0.98532 x 10 = 39.41, minus 0.5 = 38.91 of damage
-    # wall 5: 5 + 4 + 3 + 2 + 1 = 15 <= 38.91 -> level 0
-    # building 10: 10 + 9 + 8 + 7 = 34 <= 38.91, the next level costs 6 > 4.91 -> level 6
+    # palisade 5: flat 8 x 5 = 40, multiplier round(1.025**5, 3) = 1.131, durability 2
+    # Full wall: D = (10 phalanx x 40 + 10 + 40) x 1.131 = 450 x 1.131 = 508.95, ratio 10.5118
+    # Early: sigma = (2 - 10.5118**-1.5)/2 = 0.98533, 4 x 0.98533 x 10 = 39.41, -0.5 = 38.91;
+    # palisade 5 down 1, 2, 3 levels costs 9, 14, 35 (x 2 = 18, 28, 70): it falls to 3
+    # Battle at palisade 3: D = 450 x round(1.025**3, 3) = 450 x 1.077 = 484.65
+    # ratio = 5350 / 484.65 = 11.0389; sigma = (2 - 11.0389**-1.5)/2 = (2 - 0.027265)/2
+    # = 0.98637; points = 4 x 0.98637 x 10 = 39.455
+    # wall 5 (durability 2): (39.455 - 0.5) / 2 = 19.48 >= 5 + 4 + 3 + 2 + 1 = 15 -> level 0
+    # building 10: 38.955 of damage: 10 + 9 + 8 + 7 = 34, the next level costs 6 > 4.955 -> 6
     attacker = Army("romans", {"legionnaire": 100, "battering_ram": 10, "fire_catapult": 10})
     r = battle.fight(attacker, [Army("gauls", {"phalanx": 10})],
                      wall_effect=battle.wall("gauls", 5), target_level=10)
-    assert r.defence == approx(509.13)
-    assert battle.sigma(r.attack / r.defence) == approx(0.98532)
-    assert battle.demolish_points(10, r.attack / r.defence) == approx(39.41)
+    assert r.wall_during == 3
+    assert r.defence == approx(484.65)
+    assert r.ratio == approx(11.0389)
+    assert battle.sigma(r.ratio) == approx(0.98637)
+    assert battle.demolish_points(10, r.ratio) == approx(39.455)
     assert (r.wall_before, r.wall_after) == (5, 0)
     assert (r.target_before, r.target_after) == (10, 6)
-    # attacker loses 1/x = 10.508**-1.5 = 0.02936: round(100 x 0.97064) = 97 legionnaires
+    # attacker loses 1/x = 11.0389**-1.5 = 0.027265: round(100 x 0.972735) = 97 legionnaires
     assert r.attacker.survivors == {"battering_ram": 10, "fire_catapult": 10, "legionnaire": 97}
 
 
@@ -165,11 +173,12 @@ def test_scouts_succeed() -> None:
     assert r.loss == approx(0.20076)
     assert r.attacker.survivors == {"pathfinder": 4}
     assert r.success
-    # The wall helps: city wall 10 -> D = 60 x 1.343916 = 80.63; loss = (80.63/175)**1.5
-    # = 0.46076**1.5 = 0.31276; survivors round(5 x 0.68724) = round(3.44) = 3
+    # The wall helps: city wall 10 -> D = 60 x 1.344 = 80.64; loss = (80.64/175)**1.5
+    # = 0.460800**1.5 = 0.31280; survivors round(5 x 0.68720) = round(3.44) = 3
     walled = battle.scout(Army("gauls", {"pathfinder": 5}), [Army("romans", {"equites_legati": 3})],
                           battle.wall("romans", 10))
-    assert walled.loss == approx(0.31276)
+    assert walled.defence == approx(80.64)
+    assert walled.loss == approx(0.31280)
     assert walled.attacker.survivors == {"pathfinder": 3}
 
 
@@ -204,3 +213,9 @@ def test_a_lone_weak_attacker_dies() -> None:
 def test_bad_kind() -> None:
     with pytest.raises(ValueError):
         battle.fight(Army("gauls", {"haeduan": 1}), [], kind="siege")
+
+
+def test_the_calculators_example_in_the_docs_runs() -> None:
+    rules_md = Path(__file__).resolve().parents[2] / "docs" / "rules.md"
+    result = doctest.testfile(str(rules_md), module_relative=False)
+    assert result.attempted >= 5 and result.failed == 0

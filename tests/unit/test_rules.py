@@ -139,6 +139,42 @@ def test_known_build_times() -> None:
     assert build_time("clay_pit", 20, main_building_level=1) == 4180540
 
 
+@pytest.mark.parametrize(
+    "name, level, mb, seconds",
+    [
+        # stable 18: a x k**17 - b = 4075 x 1.16**17 - 1875 = 48930.816 s at MB 1; at MB 6
+        # x 0.964**5 = 0.83250178 -> 40734.991 -> 40730 (the table's rounded 0.832502 gives
+        # 40735.0007 -> 40740)
+        ("stable", 18, 6, 40730),
+        ("great_stable", 18, 6, 40730),
+        ("wonder_of_the_world", 88, 6, 134140),
+        # marketplace 19: 51274.741 x 0.964**13 = 51274.741 x 0.62087109 = 31835.004 -> 31840
+        # (the table's 0.620871 gives 31834.998 -> 31830)
+        ("marketplace", 19, 14, 31840),
+        ("wonder_of_the_world", 90, 14, 103620),
+        # palace 15: 53039.186 x 0.964**14 = 53039.186 x 0.59851973 = 31744.9996 -> 31740
+        # (the table's 0.59852 gives 31745.013 -> 31750)
+        ("palace", 15, 15, 31740),
+    ],
+)
+def test_main_building_factor_is_exact_not_the_rounded_table(
+    name: str, level: int, mb: int, seconds: int
+) -> None:
+    assert build_time(name, level, main_building_level=mb) == seconds
+
+
+def test_main_building_factor_agrees_with_the_data_files_table() -> None:
+    from travian_repo.rules.buildings import main_building_factor
+
+    table = json.loads(
+        resources.files("travian_repo.rules").joinpath("data", "t4_rules.json").read_text("utf-8")
+    )["main_building_time_factor"]["by_level"]
+    assert main_building_factor(0) == table["0"] == 5.0
+    for level in range(1, 21):
+        assert main_building_factor(level) == pytest.approx(table[str(level)], abs=5e-7)
+
+
+
 def test_aliases_are_accepted() -> None:
     assert building_spec("blacksmith").name == "smithy"
     assert building_spec("arena").name == "tournament_square"

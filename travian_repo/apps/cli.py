@@ -3,7 +3,7 @@
     travian-repo demo [--players N] [--days D] [--seed S] [--database-url URL]
                       [--api-url URL --tokens FILE] [--quiet]
     travian-repo create-world --database-url URL [--players N] [--seed S] [--speed X]
-                              [--start standard|developed] [--replace]
+                              [--start standard|developed] [--no-morale] [--replace]
     travian-repo tokens --database-url URL
     travian-repo upgrade-world --database-url URL
     travian-repo serve --database-url URL [--host H] [--port P] [--threads N] [--manual-clock]
@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--start", choices=("standard", "developed"), default="standard",
                         help="standard: 18 fields at 0 and 750 of each resource; developed: "
                         "fields at 3, military buildings, some troops (default standard)")
+    create.add_argument("--no-morale", dest="morale", action="store_false",
+                        help="battles without morale (the defender's population against the "
+                        "attacker's; on by default)")
     create.add_argument("--replace", action="store_true",
                         help="replace a world already at the URL")
     create.set_defaults(run=cmd_create_world)
@@ -173,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--rate-burst", type=float, default=None, metavar="N",
                        help="requests a token may send at once before the rate applies "
                        "(default: five times --rate-limit)")
+    serve.add_argument("--max-streams", type=int, default=32, metavar="N",
+                       help="event streams (GET /v1/player/ID/events) open at once, on threads "
+                       "of their own; one more is answered 503 (default 32)")
+    serve.add_argument("--heartbeat", type=float, default=15.0, metavar="S",
+                       help="an event stream sends a heartbeat comment every S seconds, at "
+                       "most 30 (default 15)")
     serve.add_argument("--manual-clock", action="store_true",
                        help="sandbox: time stands still (from the world's creation) until a "
                        "client calls POST /v1/sandbox/advance {\"seconds\": N}, which moves "
@@ -206,7 +215,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
           connection_limit=args.connection_limit, header_timeout=args.header_timeout,
           request_timeout=args.request_timeout, idle_timeout=args.idle_timeout,
           rate_limit=args.rate_limit or None, rate_burst=args.rate_burst,
-          engine=not args.no_engine)
+          max_streams=args.max_streams, heartbeat_s=args.heartbeat, engine=not args.no_engine)
     return 0
 
 
@@ -218,6 +227,7 @@ def cmd_create_world(args: argparse.Namespace, out: TextIO) -> int:
             seed=args.seed,
             speed=args.speed,
             start=args.start,
+            morale=args.morale,
             replace=args.replace,
         )
     except tr.Conflict as exc:

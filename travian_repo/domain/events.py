@@ -26,3 +26,6 @@ MESSAGE_RECEIVED = "message_received"  # message_id, from_player_id
 REPORT_CREATED = "report_created"  # report_id, kind, village_id
 ALLIANCE_CREATED = "alliance_created"  # alliance_id
 ALLIANCE_INVITATION = "alliance_invitation"  # alliance_id, invitation_id, invited_by
+# Never committed: the HTTP event stream's notice that the server's event log no longer held
+# events after the reader's last one (it resumes with the oldest it has).
+EVENTS_LOST = "events_lost"  # last_event_id, reason

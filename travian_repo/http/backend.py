@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from travian_repo.backend import Backend, BackendRequest
 from datetime import datetime
@@ -89,6 +89,12 @@ class HttpBackend(Backend):
 
     def add_commit_listener(self, listener: Callable[[list[Event]], None]) -> None:
         """The server commits and publishes the API's writes; nothing commits here."""
+
+    def events(self, player_id: int, timeout: float | None) -> Iterator[Event] | None:
+        """The server's event stream: its commits (and its engine's) happen there."""
+        from travian_repo.http.events import HttpEventSubscription
+
+        return HttpEventSubscription(self.transport, player_id, timeout)
 
     def close(self) -> None:
         self.transport.close()

@@ -19,11 +19,15 @@ A subscription is an iterator of ``Event``. ``timeout`` is the idle limit: the i
 subscription is live from the moment ``subscribe()`` returns (not from the first ``next``),
 and it releases its queue or its Redis connection when it is exhausted, closed (``close()``,
 ``with``, ``break`` out of a ``with`` block) or garbage-collected.
+
+Beside the live delivery, a bus keeps an ordered, bounded log of each player's recent events
+(``event_log()``, see ``event_log.py``): the Redis bus appends every event to the player's
+Redis stream in the same pipeline as the ``PUBLISH``; the in-process bus keeps a ring once a
+server asks for it. The server's event stream reads it to resume a reader.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -36,9 +40,16 @@ import redis
 
 from travian_repo.domain.validators import check_timeout
 from travian_repo.domain.values import Event
+from travian_repo.infra.event_log import (
+    DEFAULT_LOG_SIZE,
+    EventLog,
+    MemoryEventLog,
+    RedisEventLog,
+    decode_event,
+    encode_event,
+)
 from travian_repo.infra.keys import events_channel
 from travian_repo.infra.redis_breaker import RedisBreaker
-from travian_repo.wire.serializer import decode, encode
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +63,6 @@ def channel_name(world_id: str, player_id: int) -> str:
     return events_channel(world_id, player_id)
 
 
-def encode_event(event: Event) -> str:
-    return json.dumps(encode(event), separators=(",", ":"), ensure_ascii=False)
-
-
-def decode_event(payload: str | bytes) -> Event:
-    if isinstance(payload, bytes):
-        payload = payload.decode("utf-8")
-    return decode(Event, json.loads(payload))
-
-
 @runtime_checkable
 class EventBus(Protocol):
     """Where committed domain events go, and where ``world.events()`` reads them."""
@@ -72,6 +73,11 @@ class EventBus(Protocol):
 
     def subscribe(self, player_id: int, *, timeout: float | None = None) -> Subscription:
         """An iterator of the events published for ``player_id`` from now on."""
+        ...
+
+    def event_log(self, size: int | None = None) -> EventLog:
+        """The bus's ordered log of each player's last ``size`` events (default
+        ``DEFAULT_LOG_SIZE``), which the server's event stream resumes readers from."""
         ...
 
 
@@ -174,6 +180,7 @@ class InProcessEventBus(EventBus):
 
     def __init__(self, *, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
         self.queue_size = queue_size
+        self._log: MemoryEventLog | None = None  # kept once a server asks for it
         self._lock = threading.Lock()
         # weak: a subscription dropped by its reader is collected, and closes itself
         self._subscribers: dict[int, list[weakref.ref[_QueueSubscription]]] = {}
@@ -187,8 +194,21 @@ class InProcessEventBus(EventBus):
                 bus = cls._worlds[world_id] = cls()
             return bus
 
+    def event_log(self, size: int | None = None) -> EventLog:
+        """The in-memory ring, kept from the first call on (a bus nobody streams from keeps
+        none)."""
+        with self._lock:
+            if self._log is None:
+                self._log = MemoryEventLog(size or DEFAULT_LOG_SIZE)
+            elif size is not None:
+                self._log.size = size  # new players' rings take it
+            return self._log
+
     def publish(self, events: list[Event]) -> None:
         try:
+            log_ = self._log
+            if log_ is not None and events:
+                log_.append(events)
             for event in events:
                 with self._lock:
                     targets = [ref() for ref in self._subscribers.get(event.player_id, ())]
@@ -343,6 +363,8 @@ class RedisEventBus(EventBus):
         self._lock = threading.Lock()
         self.published = 0
         self.dropped = 0
+        # Every publisher logs too, so the log holds what any process of the world commits.
+        self.log = RedisEventLog(client, world_id)
 
     @property
     def recheck_s(self) -> float:
@@ -364,8 +386,10 @@ class RedisEventBus(EventBus):
             return
         try:
             pipe = self.client.pipeline(transaction=False)
-            for event in events:
-                pipe.publish(self.channel(event.player_id), encode_event(event))
+            encoded = [(event, encode_event(event)) for event in events]
+            for event, text in encoded:
+                pipe.publish(self.channel(event.player_id), text)
+            self.log.add_to(pipe, encoded)
             pipe.execute()
         except redis.RedisError as exc:
             self._drop(len(events))
@@ -385,6 +409,12 @@ class RedisEventBus(EventBus):
 
     def subscribe(self, player_id: int, *, timeout: float | None = None) -> Subscription:
         return _RedisSubscription(self.client, self.channel(player_id), player_id, timeout)
+
+    def event_log(self, size: int | None = None) -> EventLog:
+        """The per-player Redis streams this bus appends to on every publish."""
+        if size is not None:
+            self.log.size = size
+        return self.log
 
 
 def event_bus_for(redis_client: redis.Redis | None, world_id: str) -> EventBus:

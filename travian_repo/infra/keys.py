@@ -39,11 +39,17 @@ def events_channel(world_id: str, player_id: int) -> str:
     return f"{KEY_PREFIX}:{_LAYOUT}:{world_id}:events:{player_id}"
 
 
+def events_log_key(world_id: str, player_id: int) -> str:
+    """The stream (``XADD``) holding one player's recent events in ``world_id``."""
+    return f"{KEY_PREFIX}:{_LAYOUT}:{world_id}:eventlog:{player_id}"
+
+
 __all__ = [
     "CACHE_FORMAT_VERSION",
     "KEY_PREFIX",
     "cache_prefix",
     "events_channel",
+    "events_log_key",
     "rate_limit_key",
     "server_rate_limit_prefix",
 ]

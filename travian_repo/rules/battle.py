@@ -1,9 +1,23 @@
-"""Battles: the classic Travian (T3/T4) combat formula as pure functions.
+"""The battle calculator: the classic Travian 4 combat formula as pure functions.
 
-Source: the combat simulator of kirilloid/travian (``src/model/base/combat/{combat,fns,army}.ts``,
-used unchanged for T4 by ``src/model/t4/combat/combat.ts``), which reproduces the game's
-published formula; unit numbers come from ``data/t4_rules.json``, the wall's effect from its
-``effect`` entries (``defense_bonus`` and ``base_defense_per_level``).
+This is what the sandbox engine fights with, and what an NPC calls to simulate an attack
+before sending it (``fight`` for attacks, sieges and raids, ``scout`` for scouting)::
+
+    from travian_repo.rules import battle
+
+    result = battle.fight(
+        battle.Army("teutons", {"clubswinger": 300, "ram": 15}),
+        [battle.Army("romans", {"legionnaire": 120})],
+        wall_effect=battle.wall("romans", 4),
+        attacker_population=900, defender_population=300,
+    )
+    result.attacker.survivors  # {'clubswinger': 218, 'ram': 11}
+    result.morale, result.wall_during, result.wall_after  # (0.803, 1, 0)
+
+Source: the combat simulator of kirilloid/travian (``src/model/base/combat``, used for T4)
+and the public TravianT4.6 clone (``BattleSetter``) for the wall, the rams and morale; unit
+numbers come from ``data/t4_rules.json``. Walls, rams and catapults are in
+:mod:`travian_repo.rules.siege`, morale in :mod:`travian_repo.rules.morale`.
 
 The steps, each a small function below:
 
@@ -15,13 +29,19 @@ The steps, each a small function below:
    attacker's mix: ``D = Di x (Ai/A) + Dc x (Ac/A)``, the shares rounded to 1e-4 as the
    simulator does. Then the village's base defence (10, kirilloid ``BASE_VILLAGE_DEF``) and
    the wall's flat defence (``base_defense_per_level x level``) are added, and the whole is
-   multiplied by the wall bonus (``1 + defense_bonus(level)``, e.g. city wall ``1.030**L``):
+   multiplied by the wall's multiplier (``round(1.030**L, 3)`` for a city wall):
    ``D' = (D + 10 + wall_flat) x wall_multiplier``.
-3. **The "Mfactor"** (:func:`mfactor`): ``K = 2 x (1.8592 - N**0.015)`` with ``N`` the total
+3. **Morale** (only when both players' populations are given): the attack points are
+   multiplied by :func:`~travian_repo.rules.morale.morale` of the ratio ``A / D'``.
+4. **Rams strike first** (normal attacks and sieges): the wall is lowered to
+   :func:`~travian_repo.rules.siege.wall_during` with the ratio at the full wall; ``D'``
+   and the morale are computed again with that wall's multiplier, and the rest of the
+   battle uses them.
+5. **The "Mfactor"** (:func:`mfactor`): ``K = 2 x (1.8592 - N**0.015)`` with ``N`` the total
    number of units in the battle (attacker plus every defender), bounded to
    ``[1.2578, 1.5]`` and rounded to 0.0002 (kirilloid ``immensity``). Up to ~1000 units
    ``K`` is 1.5.
-4. **Losses** with ``x = (A / D') ** K``:
+6. **Losses** with ``x = (A x morale / D') ** K``:
 
    - normal attack and siege (:func:`normal_losses`): attacker loses ``min(1/x, 1)``,
      defender ``min(x, 1)`` -- the winner loses ``(loser/winner)**K``, the loser everything;
@@ -30,41 +50,49 @@ The steps, each a small function below:
 
    A side's survivors per unit type are ``round(n x (1 - loss))`` (kirilloid
    ``applyLosses``), rounded half up; the dead are the rest.
-   A lone attacking unit with less than 84.5 attack points dies (kirilloid
+   A lone attacking unit with less than 84.5 attack points (after morale) dies (kirilloid
    ``loneAttackerDies``).
-5. **Rams and catapults** (normal attacks and sieges only, never raids), kirilloid
-   ``demolishPoints``/``demolish``: ``points = 4 x sigma(A/D') x count`` with
-   ``sigma(r) = r**1.5 / 2`` for ``r <= 1`` and ``(2 - r**-1.5) / 2`` above; then levels fall
-   one by one, level ``L`` costing ``L`` points, after taking 0.5 off (``damage = points -
-   0.5; while damage >= L: damage -= L; L -= 1``). Simplifications (documented choices): no
-   smithy upgrades or stonemason (factor 1), no "early ram" step lowering the wall *during* the
-   battle (the battle uses the wall at its level before the fight), every catapult fires
-   at the one target.
-6. **Scouting** (:func:`scout_losses`): attacker scouting points ``35 x scouts`` against
-   defender ``20 x scouts`` (kirilloid ``units.ts`` ``s: 35, ds: 20`` for every scout unit)
-   times the wall multiplier (no base defence). Attacker scouts lose
-   ``min((D/A)**1.5, 1)``; defending scouts lose nothing; the scouting succeeds when at
+7. **Rams and catapults** after the battle (normal attacks and sieges only, never raids):
+   :func:`~travian_repo.rules.siege.demolish_points` of the battle's ratio; the rams'
+   damage the full wall (divided by its durability), the catapults' the target (times the
+   catapult morale). Every catapult fires at the one target.
+8. **Scouting** (:func:`scout_losses`): attacker scouting points ``35 x scouts`` (times the
+   morale at ratio 1) against defender ``20 x scouts`` (kirilloid ``units.ts`` ``s: 35, ds:
+   20`` for every scout unit) times the wall multiplier (no base defence). Attacker scouts
+   lose ``min((D/A)**1.5, 1)``; defending scouts lose nothing; the scouting succeeds when at
    least one scout survives.
-7. **Bounty** (:func:`bounty`): survivors carry ``sum(carry x count)``; of each resource the
+9. **Bounty** (:func:`bounty`): survivors carry ``sum(carry x count)``; of each resource the
    cranny hides its capacity (gauls' 1.5 comes from ``economy.cranny_capacity``; against
    teuton attackers a cranny hides only 80 %, the T4 teuton bonus); the capacity is shared
    evenly over the resources, what one resource cannot fill going to the others.
 
-Not simulated: morale (population ratio), heroes, smithy upgrades, residence/palace defence,
-artefacts, traps.
+Not simulated: heroes, smithy upgrades, the stonemason, residence/palace defence,
+artefacts, traps. docs/rules.md lists every choice that differs from a public calculator.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
+from travian_repo.domain.errors import InvalidRequest
 from travian_repo.domain.values import Resources
 from travian_repo.rules import units as unit_rules
-from travian_repo.rules.buildings import WALLS
-from travian_repo.rules.data_file import round_half_up, rules_data
+from travian_repo.rules.data_file import round_half_up
+from travian_repo.rules.morale import catapult_morale, morale
+from travian_repo.rules.siege import (
+    WALL_DURABILITY,
+    Wall,
+    demolish,
+    demolish_points,
+    early_ram_costs,
+    lowered,
+    sigma,
+    wall,
+    wall_during,
+    wall_multiplier,
+)
 
 BASE_VILLAGE_DEFENCE = 10  # kirilloid combat.ts BASE_VILLAGE_DEF (T3 onward, T4 unchanged)
 MFACTOR_MIN = 1.2578
@@ -101,16 +129,6 @@ class Points:
 
 
 @dataclass(frozen=True)
-class Wall:
-    """A wall's effect at a level: flat defence added, then a multiplier on the total."""
-
-    name: str | None = None
-    level: int = 0
-    flat: float = 0.0
-    multiplier: float = 1.0
-
-
-@dataclass(frozen=True)
 class Losses:
     """Fractions (0..1) of each side that die."""
 
@@ -126,9 +144,16 @@ class Casualties:
 
 @dataclass(frozen=True)
 class BattleResult:
+    """What a battle did. ``attack``: the attacking army's points (before morale);
+    ``defence``: the defence points the battle was fought against (the wall at
+    ``wall_during``, base defence included); ``morale``: the factor on the attack (1.0
+    without populations); ``ratio``: ``attack x morale / defence``. Wall levels: before the
+    attack, during the battle (after the rams' early strike), after it. Catapult target:
+    ``target_before``/``target_after`` (None: no target)."""
+
     kind: str
-    attack: float  # attack points
-    defence: float  # defence points after wall and base defence
+    attack: float
+    defence: float
     mfactor: float
     losses: Losses
     attacker: Casualties
@@ -137,19 +162,30 @@ class BattleResult:
     wall_after: int
     target_before: int | None = None
     target_after: int | None = None
+    morale: float = 1.0
+    wall_during: int | None = None  # fight() always sets it
+    catapult_morale: float = 1.0
 
     @property
     def attacker_won(self) -> bool:
         return any(self.attacker.survivors.values())
 
+    @property
+    def ratio(self) -> float:
+        return self.attack * self.morale / self.defence if self.defence > 0 else math.inf
+
 
 @dataclass(frozen=True)
 class ScoutResult:
+    """A scouting: ``attack`` the scouts' points (before morale), ``defence`` the defending
+    scouts' points with the wall, ``loss`` the fraction of scouts lost."""
+
     attack: float
     defence: float
     loss: float
     attacker: Casualties
     success: bool
+    morale: float = 1.0
 
 
 def attack_points(army: Army) -> Points:
@@ -173,26 +209,6 @@ def defence_points(armies: Sequence[Army]) -> Points:
             infantry += spec.def_infantry * count
             cavalry += spec.def_cavalry * count
     return Points(infantry, cavalry)
-
-
-_BONUS = re.compile(r"^\s*([0-9.]+)\s*\*\*\s*level\s*-\s*1\s*$")
-
-
-def wall(tribe: str, level: int) -> Wall:
-    """The tribe's wall at ``level`` (its flat defence and multiplier from the data file)."""
-    name = WALLS[unit_rules.check_tribe(tribe)]
-    if level <= 0:
-        return Wall(name, 0)
-    effect = rules_data()["buildings"][name]["effect"]
-    match = _BONUS.match(str(effect["defense_bonus"]))
-    if match is None:  # pragma: no cover - the data file's form is fixed
-        raise ValueError(f"cannot read the wall bonus {effect['defense_bonus']!r}")
-    return Wall(
-        name=name,
-        level=level,
-        flat=float(effect["base_defense_per_level"]) * level,
-        multiplier=float(match.group(1)) ** level,
-    )
 
 
 def infantry_share(attack: Points) -> float:
@@ -244,29 +260,33 @@ def casualties(troops: Mapping[str, int], loss: float) -> Casualties:
     return Casualties(survivors, lost)
 
 
-def sigma(ratio: float) -> float:
-    """kirilloid ``sigma``: the demolition strength of a points ratio."""
-    return float((2 - ratio ** -1.5) / 2 if ratio > 1 else ratio ** 1.5 / 2)
-
-
-def demolish_points(count: int, ratio: float) -> float:
-    """``4 x sigma(A/D) x count`` (no upgrades, no stonemason)."""
-    return 4 * sigma(ratio) * count if count > 0 else 0.0
-
-
-def demolish(level: int, points: float) -> int:
-    """The level left: 0.5 is taken off, then each level ``L`` costs ``L`` points."""
-    damage = points - 0.5
-    while level > 0 and damage >= level:
-        damage -= level
-        level -= 1
-    return level
-
-
 def _count_role(army: Army, role: str) -> int:
     return sum(
         n for name, n in army.troops.items() if unit_rules.unit_spec(army.tribe, name).role == role
     )
+
+
+def populations(attacker_population: int | None, defender_population: int | None
+                ) -> tuple[int, int] | None:
+    """Both populations (morale applies) or neither (it does not); one alone is an error."""
+    if attacker_population is None and defender_population is None:
+        return None
+    if attacker_population is None or defender_population is None:
+        raise InvalidRequest(
+            "morale needs both attacker_population and defender_population (or neither)",
+            details={"field": "attacker_population" if attacker_population is None
+                     else "defender_population"},
+        )
+    morale(attacker_population, defender_population)  # the one check of both values
+    return attacker_population, defender_population
+
+
+def _fought(off: Points, defence: Points, wall_effect: Wall,
+            pops: tuple[int, int] | None) -> tuple[float, float]:
+    """The defence behind ``wall_effect`` and the morale against it."""
+    dfn = effective_defence(off, defence, wall_effect)
+    factor = morale(pops[0], pops[1], off.total / dfn) if pops else 1.0
+    return dfn, factor
 
 
 def fight(
@@ -276,28 +296,45 @@ def fight(
     kind: str = NORMAL,
     wall_effect: Wall | None = None,
     target_level: int | None = None,
+    attacker_population: int | None = None,
+    defender_population: int | None = None,
 ) -> BattleResult:
-    """One battle. ``kind``: ``normal`` (attacks and sieges) or ``raid``. ``target_level``:
-    the level of the catapults' target building (None: no target)."""
+    """One battle. ``kind``: ``normal`` (attacks and sieges) or ``raid``. ``wall_effect``:
+    the defender's wall (:func:`wall`; None: no wall). ``target_level``: the level of the
+    catapults' target building (None: no target). ``attacker_population`` and
+    ``defender_population``: the two players' total populations; morale applies only when
+    both are given."""
     if kind not in (NORMAL, RAID):
         raise ValueError(f"battle kind must be {NORMAL!r} or {RAID!r}, got {kind!r}")
-    wall_effect = wall_effect or Wall()
+    pops = populations(attacker_population, defender_population)
+    full = wall_effect or Wall()
     off = attack_points(attacker)
-    dfn = effective_defence(off, defence_points(defenders), wall_effect)
+    defence = defence_points(defenders)
+    dfn, factor = _fought(off, defence, full, pops)
+    during = full
+    rams = _count_role(attacker, "ram") if kind == NORMAL else 0
+    if rams and full.level:
+        level = wall_during(full.level, rams, off.total * factor / dfn, full.durability)
+        if level != full.level:
+            during = lowered(full, level)
+            dfn, factor = _fought(off, defence, during, pops)
+    attack = off.total * factor
     k = mfactor(attacker.size + sum(d.size for d in defenders))
-    losses = (raid_losses if kind == RAID else normal_losses)(off.total, dfn, k)
-    if attacker.size == 1 and off.total < LONE_ATTACKER_MIN_POINTS:
+    losses = (raid_losses if kind == RAID else normal_losses)(attack, dfn, k)
+    lone = morale(*pops) if pops else 1.0  # the lone attacker's morale: at ratio 1
+    if attacker.size == 1 and off.total * lone < LONE_ATTACKER_MIN_POINTS:
         losses = Losses(1.0, losses.defender)
-    ratio = off.total / dfn
-    wall_after = wall_effect.level
+    ratio = attack / dfn
+    wall_after = full.level
     target_after = target_level
+    cata_factor = catapult_morale(*pops) if pops else 1.0
     if kind == NORMAL:
-        rams = _count_role(attacker, "ram")
-        if rams and wall_effect.level:
-            wall_after = demolish(wall_effect.level, demolish_points(rams, ratio))
+        if rams and full.level:
+            wall_after = demolish(full.level, demolish_points(rams, ratio), full.durability)
         catapults = _count_role(attacker, "catapult")
         if catapults and target_level:
-            target_after = demolish(target_level, demolish_points(catapults, ratio))
+            target_after = demolish(target_level,
+                                    demolish_points(catapults, ratio) * cata_factor)
     return BattleResult(
         kind=kind,
         attack=off.total,
@@ -306,10 +343,13 @@ def fight(
         losses=losses,
         attacker=casualties(attacker.troops, losses.attacker),
         defenders=[casualties(d.troops, losses.defender) for d in defenders],
-        wall_before=wall_effect.level,
+        wall_before=full.level,
         wall_after=wall_after,
         target_before=target_level,
         target_after=target_after,
+        morale=factor,
+        wall_during=during.level,
+        catapult_morale=cata_factor,
     )
 
 
@@ -317,23 +357,28 @@ def scouts_of(army: Army) -> int:
     return _count_role(army, "scout")
 
 
-def scout_losses(attacking_scouts: int, defending_scouts: int, wall_effect: Wall | None = None
-                 ) -> float:
-    """Fraction of the attacking scouts lost: ``min((D/A)**1.5, 1)``."""
+def scout_losses(attacking_scouts: int, defending_scouts: int, wall_effect: Wall | None = None,
+                 morale_factor: float = 1.0) -> float:
+    """Fraction of the attacking scouts lost: ``min((D/A)**1.5, 1)``, ``A`` times the
+    morale."""
     if attacking_scouts <= 0:
         return 1.0
     multiplier = (wall_effect or Wall()).multiplier
-    attack = SCOUT_ATTACK * attacking_scouts
+    attack = SCOUT_ATTACK * attacking_scouts * morale_factor
     defence = SCOUT_DEFENCE * defending_scouts * multiplier
     return min(float((defence / attack) ** 1.5), 1.0)
 
 
-def scout(attacker: Army, defenders: Sequence[Army], wall_effect: Wall | None = None
+def scout(attacker: Army, defenders: Sequence[Army], wall_effect: Wall | None = None, *,
+          attacker_population: int | None = None, defender_population: int | None = None,
           ) -> ScoutResult:
-    """A scouting: the attacker's scouts against every defending scout."""
+    """A scouting: the attacker's scouts against every defending scout (morale, at ratio 1,
+    only when both populations are given)."""
+    pops = populations(attacker_population, defender_population)
+    factor = morale(*pops) if pops else 1.0
     sent = scouts_of(attacker)
     defending = sum(scouts_of(d) for d in defenders)
-    loss = scout_losses(sent, defending, wall_effect)
+    loss = scout_losses(sent, defending, wall_effect, factor)
     result = casualties(attacker.troops, loss)
     return ScoutResult(
         attack=float(SCOUT_ATTACK * sent),
@@ -341,6 +386,7 @@ def scout(attacker: Army, defenders: Sequence[Army], wall_effect: Wall | None = 
         loss=loss,
         attacker=result,
         success=any(result.survivors.values()),
+        morale=factor,
     )
 
 
@@ -388,6 +434,7 @@ def bounty(capacity: int, stock: Resources, hidden: int) -> Bounty:
 
 __all__ = [
     "BASE_VILLAGE_DEFENCE",
+    "WALL_DURABILITY",
     "Army",
     "BattleResult",
     "Bounty",
@@ -402,18 +449,25 @@ __all__ = [
     "bounty",
     "carry_capacity",
     "casualties",
+    "catapult_morale",
     "defence_points",
     "demolish",
     "demolish_points",
+    "early_ram_costs",
     "effective_defence",
     "fight",
     "hidden_by_cranny",
     "infantry_share",
+    "lowered",
     "mfactor",
+    "morale",
     "normal_losses",
+    "populations",
     "raid_losses",
     "scout",
     "scout_losses",
     "sigma",
     "wall",
+    "wall_during",
+    "wall_multiplier",
 ]

@@ -181,8 +181,20 @@ def build_time(name: str, level: int, *, main_building_level: int, server_speed:
     speed = check_int(server_speed, "server_speed", minimum=1)
     params = _raw(spec.name)["build_time"]
     a, k, b = _thirds(float(params["a"])), float(params["k"]), _thirds(float(params["b"]))
-    factor = float(rules_data()["main_building_time_factor"]["by_level"][str(mb)])
-    return round_to_10((a * k ** (level - 1) - b) * factor / speed)
+    return round_to_10((a * k ** (level - 1) - b) * main_building_factor(mb) / speed)
+
+
+MAIN_BUILDING_TIME_BASE = 0.964
+MAIN_BUILDING_DESTROYED_FACTOR = 5.0
+
+
+def main_building_factor(level: int) -> float:
+    """The build time factor of a main building at ``level``: ``0.964**(L-1)``, computed
+    exactly (the data file's table is rounded to 6 decimals, which moves some times by 10 s);
+    5.0 at level 0 (destroyed)."""
+    if level <= 0:
+        return MAIN_BUILDING_DESTROYED_FACTOR
+    return float(MAIN_BUILDING_TIME_BASE ** (level - 1))
 
 
 def population_added(name: str, level: int) -> int:

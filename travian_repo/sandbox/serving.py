@@ -18,6 +18,9 @@ The slots are what this module guards (``connection_limit``, default 100):
 - **Database-free requests in their own lane**: ``light_paths`` (GET/HEAD), ``OPTIONS`` and
   waitress's own error answers run on ``LIGHT_THREADS`` threads of their own, so requests
   stuck on a stalled database, holding every worker thread, do not hold them up.
+- **Streams in their own lane**: requests ``stream_lane`` picks (the event streams, which
+  stay open) run on ``stream_threads`` threads of their own, so open streams never hold the
+  threads of the other routes; the app bounds the open streams below ``stream_threads``.
 - **JSON errors from waitress too**: a malformed request line or header (400), headers or a
   body over the limits (431, 413), an unsupported transfer coding (501) and waitress's
   internal 500 answer with the server's JSON error envelope instead of waitress's text
@@ -167,8 +170,15 @@ class GuardedServer(TcpWSGIServer):
     channel_class = GuardedChannel
 
     def __init__(self, application: Any, *, options: ServingOptions, error_body: ErrorBody,
-                 light_paths: Collection[str], map: dict[int, Any], **adjustments: Any) -> None:
+                 light_paths: Collection[str], map: dict[int, Any],
+                 stream_lane: Callable[[str], bool] | None = None, stream_threads: int = 0,
+                 **adjustments: Any) -> None:
         self.options = options
+        self.stream_lane = stream_lane
+        self.stream_dispatcher: ThreadedTaskDispatcher | None = None
+        if stream_lane is not None and stream_threads > 0:
+            self.stream_dispatcher = ThreadedTaskDispatcher()
+            self.stream_dispatcher.set_thread_count(stream_threads)
         self.socket_map = map
         self.error_body = error_body
         self.light_paths = frozenset(light_paths)
@@ -195,6 +205,9 @@ class GuardedServer(TcpWSGIServer):
         request = task.requests[0] if getattr(task, "requests", None) else None
         if request is not None and self._is_light(request):
             self.light_dispatcher.add_task(task)
+        elif request is not None and self._is_stream(request):
+            assert self.stream_dispatcher is not None
+            self.stream_dispatcher.add_task(task)
         else:
             self.task_dispatcher.add_task(task)
 
@@ -204,6 +217,10 @@ class GuardedServer(TcpWSGIServer):
         command = request.command
         return command == "OPTIONS" or (command in ("GET", "HEAD")
                                         and request.path in self.light_paths)
+
+    def _is_stream(self, request: Any) -> bool:
+        return (self.stream_dispatcher is not None and self.stream_lane is not None
+                and request.command == "GET" and self.stream_lane(request.path))
 
     # -- the guards, run by waitress's loop about once a second --
 
@@ -240,9 +257,11 @@ class GuardedServer(TcpWSGIServer):
         waitress_server.maintenance(now)  # waitress's channel_timeout, as a last resort
 
     def shutdown(self, timeout: float = 5.0) -> None:
-        """Stop both thread pools (the loop must be stopped first)."""
+        """Stop the thread pools (the loop must be stopped first)."""
         self.task_dispatcher.shutdown(timeout=int(timeout))
         self.light_dispatcher.shutdown(timeout=int(timeout))
+        if self.stream_dispatcher is not None:
+            self.stream_dispatcher.shutdown(timeout=int(timeout))
 
     def run(self) -> None:
         try:
@@ -255,10 +274,12 @@ class GuardedServer(TcpWSGIServer):
 def make_server(
     application: Any, *, host: str, port: int, options: ServingOptions, error_body: ErrorBody,
     light_paths: Collection[str] = (), map: dict[int, Any] | None = None, ident: str = "waitress",
+    stream_lane: Callable[[str], bool] | None = None, stream_threads: int = 0,
 ) -> GuardedServer:
     """A listening GuardedServer (not running yet: call ``.run()``)."""
     return GuardedServer(application, options=options, error_body=error_body,
                          light_paths=light_paths, map={} if map is None else map,
+                         stream_lane=stream_lane, stream_threads=stream_threads,
                          host=host, port=port, ident=ident)
 
 

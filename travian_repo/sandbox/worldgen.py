@@ -78,6 +78,7 @@ def create_world(
     instant_builds: bool = False,
     build_queue_limit: int = 2,
     tournament_square_bonus_percent: int = 20,
+    morale: bool = True,
     replace: bool = False,
     now: datetime | None = None,
 ) -> WorldSummary:
@@ -85,8 +86,11 @@ def create_world(
 
     ``start``: "standard" (18 fields at level 0, main building 1, 750 of each resource) or
     "developed" (fields at 3, barracks, academy, stable, marketplace, embassy ..., some troops).
+    ``morale``: whether battles weigh the defender's population against the attacker's.
     """
     _check_args(players, seed, speed, map_radius, tribes, start, world_id)
+    if not isinstance(morale, bool):
+        raise InvalidRequest(f"morale must be True or False, got {morale!r}")
     started = time.perf_counter()
     engine = make_engine(url) if isinstance(url, str) else url
     if engine.dialect.name == "sqlite":
@@ -107,6 +111,7 @@ def create_world(
                     tournament_square_bonus_percent=tournament_square_bonus_percent,
                     build_queue_limit=build_queue_limit,
                     instant_builds=instant_builds,
+                    morale=morale,
                     created_at=now,
                 )
             )

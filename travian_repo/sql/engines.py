@@ -6,7 +6,7 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from sqlalchemy import Engine, create_engine, event, inspect, select
 from sqlalchemy import exc as sa_exc
@@ -49,6 +49,7 @@ class WorldSettings:
     tournament_square_bonus_percent: int
     build_queue_limit: int
     instant_builds: bool
+    morale: bool = True
 
 
 def make_engine(
@@ -235,25 +236,22 @@ def read_settings(engine: Engine) -> WorldSettings:
                     "create one with travian_repo.sandbox.create_world(url) or "
                     "`travian-repo create-world --database-url URL`",
                 )
-            # The version first: an older world lacks columns the full row would name.
-            found_version = conn.execute(select(schema.world_settings.c.schema_version)).scalar()
-            row: Mapping[Any, Any] | None = None
-            if found_version == schema.SCHEMA_VERSION:
+            # The version first: another version's row may lack this one's columns.
+            found = conn.execute(select(schema.world_settings.c.schema_version)).scalar()
+            row = None
+            if found == schema.SCHEMA_VERSION:
                 row = conn.execute(select(schema.world_settings)).mappings().first()
-            elif found_version is not None:
-                row = {"schema_version": found_version}
     except sa_exc.SQLAlchemyError as exc:
         cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
         raise BackendUnavailable(
             f"cannot read the world database {_safe_url(engine)}: {str(cause).strip()[:200]}"
         ) from exc
-    if row is None:
+    if found is None:
         raise SchemaMismatch(
             f"{_safe_url(engine)} has an empty world_settings table; recreate the world with "
             "travian_repo.sandbox.create_world(url)"
         )
-    found = row["schema_version"]
-    if found != schema.SCHEMA_VERSION:
+    if found != schema.SCHEMA_VERSION or row is None:
         shown = _safe_url(engine)
         if found < schema.SCHEMA_VERSION:
             advice = (f"upgrade the world in place with `travian-repo upgrade-world "
@@ -274,6 +272,7 @@ def read_settings(engine: Engine) -> WorldSettings:
         tournament_square_bonus_percent=row["tournament_square_bonus_percent"],
         build_queue_limit=row["build_queue_limit"],
         instant_builds=bool(row["instant_builds"]),
+        morale=bool(row["morale"]),
     )
 
 

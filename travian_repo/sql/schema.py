@@ -27,13 +27,14 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     text,
+    true,
 )
 from sqlalchemy.types import TypeDecorator
 
 # Bump when a table or column changes, with a migration in sql/migrations/versions/ that
 # brings a world of the previous version here; a world with another version raises
 # SchemaMismatch (an older one says how to upgrade it).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -91,6 +92,8 @@ world_settings = Table(
     Column("tournament_square_bonus_percent", Integer, nullable=False, default=20),
     Column("build_queue_limit", Integer, nullable=False, default=2),
     Column("instant_builds", Boolean, nullable=False, default=False),
+    # Morale in battles (the defender's population against the attacker's).
+    Column("morale", Boolean, nullable=False, default=True, server_default=true()),
     Column("created_at", UTCDateTime, nullable=False),
     CheckConstraint("id = 1", name="single_row"),
 )

@@ -227,6 +227,17 @@ class Transport:
 
     # ---- plumbing -------------------------------------------------------------------------
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """What every request carries (``Authorization``, ``X-World-Id``): a copy, for the
+        event stream, which reads its answer as it comes instead of through ``request()``."""
+        return dict(self._headers)
+
+    @property
+    def owns_session(self) -> bool:
+        """Whether the session is the transport's own (then urllib3 retries the connect phase)."""
+        return self._owns_session
+
     def _url(self, path: str) -> str:
         if not isinstance(path, str) or "://" in path:
             raise InvalidRequest(f"path must be a path under the API, not {path!r}")

@@ -57,6 +57,7 @@ EVENT_INVALIDATES: dict[str, tuple[str, ...]] = {
     ev.REPORT_CREATED: ("reports:{player}",),
     ev.ALLIANCE_CREATED: ("player:{player}", "rank"),
     ev.ALLIANCE_INVITATION: ("player:{player}",),
+    ev.EVENTS_LOST: (),  # the event stream's notice, never committed: changes nothing
 }
 
 

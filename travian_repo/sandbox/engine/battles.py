@@ -18,7 +18,7 @@ from travian_repo.rules.buildings import WALLS
 from travian_repo.rules.economy import cranny_capacity
 from travian_repo.rules.units import upkeep
 from travian_repo.sandbox.engine import reports
-from travian_repo.sandbox.engine.combat import counts, defenders, send_back
+from travian_repo.sandbox.engine.combat import counts, defenders, morale_populations, send_back
 from travian_repo.sandbox.engine.step import Step, set_state
 from travian_repo.sql import schema
 from travian_repo.sql.derived import set_damaged_level, upkeep_changed
@@ -44,6 +44,7 @@ def resolve_battle(step: Step, mv: Any, states: dict[int, VillageState], at: dat
         kind=battle.RAID if mv.kind == "raid" else battle.NORMAL,
         wall_effect=battle.wall(target.tribe, wall_level),
         target_level=aimed.level if aimed else None,
+        **morale_populations(step, home, target),
     )
 
     # Defenders' losses: troops at home, then each stationed group.

@@ -1,5 +1,5 @@
-"""What battles and scouting share: the groups defending a village, and the survivors' way
-home."""
+"""What battles and scouting share: the groups defending a village, the players'
+populations for morale, and the survivors' way home."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Mapping
 
-from sqlalchemy import select
+from sqlalchemy import func, select, true
 
 from travian_repo.domain.values import Resources
 from travian_repo.rules import battle
@@ -18,6 +18,8 @@ from travian_repo.sql.troops import home_troops, insert_movement
 from travian_repo.sql.village_state import VillageState
 
 _m = schema.movements
+_v = schema.villages
+_ws = schema.world_settings
 
 
 @dataclass
@@ -65,6 +67,26 @@ def defenders(
         groups.append(Group(int(row.player_id), home.id, home.tribe, counts(row.troops),
                             int(row.id)))
     return groups, [battle.Army(g.tribe, g.troops) for g in groups]
+
+
+def morale_populations(step: Step, attacker: VillageState, target: VillageState
+                       ) -> dict[str, int]:
+    """The two players' total populations (their villages' sum), as the keyword arguments
+    of ``battle.fight`` and ``battle.scout``; none when the world plays without morale.
+    The players' other villages are read without a lock (locking them here would break
+    the batch's lock order): their last committed population counts."""
+    players = {attacker.player_id, target.player_id}
+    rows = step.conn.execute(
+        select(_ws.c.morale, _v.c.player_id, func.sum(_v.c.population).label("population"))
+        .select_from(_v.join(_ws, true()))
+        .where(_v.c.player_id.in_(sorted(players)))
+        .group_by(_ws.c.morale, _v.c.player_id)
+    ).all()
+    if not rows or not rows[0].morale:
+        return {}
+    total = {int(r.player_id): int(r.population) for r in rows}
+    return dict(attacker_population=total.get(attacker.player_id, 0),
+                defender_population=total.get(target.player_id, 0))
 
 
 def send_back(step: Step, mv: Any, troops: Mapping[str, int], loot: Resources,

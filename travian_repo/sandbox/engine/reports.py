@@ -53,6 +53,7 @@ def battle_reports(
         attack_points=round(result.attack, 2),
         defence_points=round(result.defence, 2),
         mfactor=result.mfactor,
+        morale=result.morale,
         losses=dict(attacker=round(result.losses.attacker, 6),
                     defender=round(result.losses.defender, 6)),
         wall=wall,

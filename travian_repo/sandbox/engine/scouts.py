@@ -10,7 +10,7 @@ from travian_repo.rules import battle
 from travian_repo.rules.buildings import WALLS
 from travian_repo.rules.units import upkeep
 from travian_repo.sandbox.engine import reports
-from travian_repo.sandbox.engine.combat import counts, defenders, send_back
+from travian_repo.sandbox.engine.combat import counts, defenders, morale_populations, send_back
 from travian_repo.sandbox.engine.step import Step, set_state
 from travian_repo.sql import schema
 from travian_repo.sql.derived import upkeep_changed
@@ -28,7 +28,8 @@ def scout(step: Step, mv: Any, states: dict[int, VillageState], at: datetime) ->
     wall_name = WALLS[target.tribe]
     wall_level = target.level(wall_name)
     result = battle.scout(battle.Army(home.tribe, sent), armies,
-                         battle.wall(target.tribe, wall_level))
+                          battle.wall(target.tribe, wall_level),
+                          **morale_populations(step, home, target))
     survivors = {u: n for u, n in result.attacker.survivors.items() if n}
     lost = {u: n for u, n in result.attacker.lost.items() if n}
     if survivors:

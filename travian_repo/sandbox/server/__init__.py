@@ -29,7 +29,8 @@ Anything that is not a ``TravianError`` is logged and answered ``500`` with a ge
 The modules, one job each: ``answers`` (the envelope and error answers), ``parsing`` (query
 string and body), ``auth`` (token and world id), ``handlers`` (the table from operation to
 repository call), ``idempotent_writes`` (once per key), ``app`` (the Flask app and its
-routes), ``clock_route`` (the manual clock), ``runner`` (``serve``, ``ServerThread``).
+routes), ``clock_route`` (the manual clock), ``events_stream`` (a player's events as Server-Sent
+Events), ``runner`` (``serve``, ``ServerThread``).
 """
 
 from travian_repo.sandbox.server.answers import Answer, error_answer

@@ -30,6 +30,12 @@ from travian_repo.sandbox.server.answers import (
 )
 from travian_repo.sandbox.server.auth import authenticate, check_world
 from travian_repo.sandbox.server.clock_route import add_clock_route, manual_clock_for
+from travian_repo.sandbox.server.events_stream import (
+    DEFAULT_HEARTBEAT_S,
+    DEFAULT_MAX_STREAMS,
+    EventStreams,
+    add_event_stream_route,
+)
 from travian_repo.sandbox.server.handlers import Op, check_table, parse
 from travian_repo.sandbox.server.idempotent_writes import IdempotentWrites
 from travian_repo.sandbox.server.parsing import Call, request_body, request_query
@@ -121,6 +127,8 @@ def create_app(
     manual_clock: bool = False,
     rate_limit: float | None = DEFAULT_RATE, rate_burst: float | None = None,
     idempotency_retention: timedelta | None = DEFAULT_RETENTION,
+    max_streams: int = DEFAULT_MAX_STREAMS, heartbeat_s: float = DEFAULT_HEARTBEAT_S,
+    event_retention: int | None = None,
 ) -> Flask:
     """The v1 API over the world at ``database_url`` (a URL or a SQLAlchemy Engine).
 
@@ -141,6 +149,10 @@ def create_app(
     ``429`` with ``Retry-After``. Shared through Redis when the server has one. None: no
     limit. ``idempotency_retention``: how long an ``Idempotency-Key`` replays its answer
     (by the world's clock; None keeps keys for ever).
+
+    ``GET /v1/player/{id}/events`` streams a player's events (``events_stream.py``): at most
+    ``max_streams`` at once, a heartbeat every ``heartbeat_s`` seconds, resumable within the
+    last ``event_retention`` events per player (default 1000).
     """
     check_table()
     manual = manual_clock_for(database_url, clock) if manual_clock else None
@@ -152,6 +164,8 @@ def create_app(
             rate_limit, rate_burst, redis_client=world.redis,
             world_id=world.database.settings.world_id)
         service = _Service(world, limit=limit, retention=idempotency_retention)
+        streams = EventStreams(world.event_bus.event_log(event_retention),
+                               max_streams=max_streams, heartbeat_s=heartbeat_s)
     except BaseException:
         world.close()
         raise
@@ -183,6 +197,7 @@ def create_app(
     app.add_url_rule(HEALTH_PATH, endpoint="health", view_func=health, methods=["GET"])
     if manual is not None:
         add_clock_route(app, world.database, service.world_id, manual)
+    add_event_stream_route(app, world.database, service.world_id, service.check_rate, streams)
 
     @app.after_request
     def private(response: Response) -> Response:

@@ -15,6 +15,12 @@ from travian_repo.domain.errors import ConfigurationError
 from travian_repo.sandbox.limits import DEFAULT_RATE
 from travian_repo.sandbox.server.answers import error_text
 from travian_repo.sandbox.server.app import DATABASE_FREE_PATHS, app_world, create_app
+from travian_repo.sandbox.server.events_stream import (
+    DEFAULT_HEARTBEAT_S,
+    DEFAULT_MAX_STREAMS,
+    app_streams,
+    is_stream_path,
+)
 from travian_repo.sandbox.serving import ServingOptions, make_server
 from travian_repo.sql.database import TimeSource
 from travian_repo.wire.routes import PREFIX
@@ -25,10 +31,25 @@ log = logging.getLogger(__name__)
 def _listen(app: Flask, host: str, port: int, options: ServingOptions,
             socket_map: dict[int, Any]) -> Any:
     # typed loosely: the waitress stubs miss effective_port and the trigger's thunks
+    streams = app_streams(app)
+    if streams is not None and streams.max_streams > options.connection_limit // 2:
+        # each stream holds a connection: leave at least half of them to the other clients
+        log.warning("max_streams %d lowered to %d, half of connection_limit %d",
+                    streams.max_streams, options.connection_limit // 2,
+                    options.connection_limit)
+        streams.max_streams = max(1, options.connection_limit // 2)
     server: Any = make_server(app, host=host, port=port, options=options,
                               error_body=error_text, light_paths=DATABASE_FREE_PATHS,
-                              map=socket_map, ident="travian_repo")
+                              map=socket_map, ident="travian_repo",
+                              stream_lane=is_stream_path if streams is not None else None,
+                              stream_threads=streams.threads if streams is not None else 0)
     return server
+
+
+def _end_streams(app: Flask) -> None:
+    streams = app_streams(app)
+    if streams is not None:
+        streams.close()
 
 
 def serve(
@@ -47,6 +68,8 @@ def serve(
     speed: float | None = None,
     rate_limit: float | None = DEFAULT_RATE,
     rate_burst: float | None = None,
+    max_streams: int = DEFAULT_MAX_STREAMS,
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S,
     engine: bool = True,
 ) -> None:
     """Serve v1 over the world at ``database_url`` until interrupted (blocking).
@@ -61,7 +84,8 @@ def serve(
     ``speed`` times real time from now; ``manual_clock`` leaves time to the clients (POST
     /v1/sandbox/advance). ``engine=False``: no engine thread, for a world whose engine runs
     elsewhere (each request still processes what is due first, see ``connect(catch_up=)``).
-    ``rate_limit`` / ``rate_burst``: the per-token limit, as for ``create_app``.
+    ``rate_limit`` / ``rate_burst``: the per-token limit, ``max_streams`` / ``heartbeat_s``:
+    the event streams, as for ``create_app``.
     """
     from travian_repo.sandbox.engine import AcceleratedClock, EngineThread
 
@@ -73,7 +97,8 @@ def serve(
     if speed is not None:
         clock = AcceleratedClock(speed)
     app = create_app(database_url, clock=clock, redis_url=redis_url, manual_clock=manual_clock,
-                     rate_limit=rate_limit, rate_burst=rate_burst)
+                     rate_limit=rate_limit, rate_burst=rate_burst, max_streams=max_streams,
+                     heartbeat_s=heartbeat_s)
     database = app_world(app).database
     # The engine commits through the server's own Database, so its events reach the same
     # commit listeners (event bus, cache) as the players' writes.
@@ -86,6 +111,7 @@ def serve(
                  server.effective_port, PREFIX)
         server.run()
     finally:
+        _end_streams(app)
         if thread is not None:
             thread.stop()
         app_world(app).close()
@@ -147,6 +173,7 @@ class ServerThread:
     def stop(self, timeout: float = 5.0) -> None:
         """Close the listening socket and every connection, stop the worker threads."""
         server = self._server
+        _end_streams(self.app)  # open streams end within a second, freeing their threads
         if self._started and self._thread.is_alive():
             # close_all runs in the server's own loop thread (the trigger's thunk), which
             # then finds its map empty and returns

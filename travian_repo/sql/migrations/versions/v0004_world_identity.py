@@ -1,11 +1,11 @@
-"""Schema version 3: a world's identity, ``world_settings.world_uid`` (random hex).
+"""Schema version 4: a world's identity, ``world_settings.world_uid`` (random hex).
 
 Worlds are often all called "default"; the identity tells two of them apart, so a client
 reading one world's database and writing through another world's API is refused. An
 upgraded world gets a fresh identity.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import uuid
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-VERSION = 3
+VERSION = 4
 
 
 def upgrade() -> None:
@@ -36,4 +36,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("world_settings") as batch:
         batch.drop_column("world_uid")
-    op.get_bind().execute(sa.text("UPDATE world_settings SET schema_version = 2"))
+    op.get_bind().execute(sa.text("UPDATE world_settings SET schema_version = 3"))
