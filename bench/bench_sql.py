@@ -8,6 +8,9 @@
 2. Round trips (statements reaching the server) per ``villages.get`` and per
    ``villages.list_by_player`` of 1, 10, 100 and 1000 villages.
 3. A tick of 500 NPC players on a thread pool: read own villages, queue one build, train one unit.
+4. The design it replaces: the original async design's village read (asyncpg, three queries)
+   beside the raw baseline and the library, per call and for a burst of 500 villages
+   (bench/async_baseline.py; asyncpg is bench-only: ``pip install -e '.[bench]'``).
 
 The benchmark builds its own world in its own database (``travian_bench`` by default, created
 when missing) so it never touches the ``test`` database the test suite recreates. Figures are
@@ -41,6 +44,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 import travian_repo as tr  # noqa: E402
 from common import DEFAULT_URL, npc_turn, report_turns, ensure_database, out, percentile, raw_connect_args  # noqa: E402
+import async_baseline  # noqa: E402
 from travian_repo.sandbox import create_world  # noqa: E402
 from travian_repo.sql import schema  # noqa: E402
 from travian_repo.sql.database import make_engine  # noqa: E402
@@ -99,6 +103,19 @@ def raw_get(conn: Any, village_id: int) -> dict[str, Any]:
     """One round trip; the row turned into plain Python data (stock not settled to now)."""
     with conn.cursor() as cur:
         cur.execute(RAW_SQL, (village_id,))
+        row = cur.fetchone()
+    if row is None:
+        raise LookupError(f"village {village_id} does not exist")
+    return raw_village(row)
+
+
+RAW_PREPARE = "PREPARE raw_village(bigint) AS " + RAW_SQL.replace("%s", "$1")
+
+
+def raw_get_prepared(conn: Any, village_id: int) -> dict[str, Any]:
+    """``raw_get`` on a connection that ran RAW_PREPARE: the server skips parse and plan."""
+    with conn.cursor() as cur:
+        cur.execute("EXECUTE raw_village(%s)", (village_id,))
         row = cur.fetchone()
     if row is None:
         raise LookupError(f"village {village_id} does not exist")
@@ -353,27 +370,31 @@ def bench_get(engine: Engine, url: str, player_id: int, ids: list[int], rounds: 
     world = tr.connect(engine, player_id=player_id)
     raw = psycopg2.connect(**raw_connect_args(url))
     raw.autocommit = True
+    prepared = psycopg2.connect(**raw_connect_args(url))
+    prepared.autocommit = True
+    with prepared.cursor() as cur:
+        cur.execute(RAW_PREPARE)
     try:
         problems = same_data(world.villages.get(ids[0]), raw_get(raw, ids[0]))
         uow_holder: dict[str, Any] = {}
 
-        def library(vid: int) -> Any:
-            return world.villages.get(vid)
-
-        def raw_call(vid: int) -> Any:
-            return raw_get(raw, vid)
-
         def in_uow(vid: int) -> Any:
             return uow_holder["uow"].villages.get(vid)
+
+        calls_of: dict[str, Callable[[int], Any]] = {
+            "library": world.villages.get,
+            "raw": lambda vid: raw_get(raw, vid),
+            "raw_prepared": lambda vid: raw_get_prepared(prepared, vid),
+        }
 
         def run(name: str, n: int) -> list[float]:
             if name == "uow":
                 with world.unit_of_work() as uow:
                     uow_holder["uow"] = uow
                     return timed_calls(in_uow, ids, n)
-            return timed_calls(library if name == "library" else raw_call, ids, n)
+            return timed_calls(calls_of[name], ids, n)
 
-        names = ["library", "raw", "uow"]
+        names = ["library", "raw", "uow", "raw_prepared"]
         for name in names:  # warm-up: pool, compiled-statement cache, rules data, JIT-free paths
             run(name, max(100, calls // 3))
         samples: dict[str, list[float]] = {name: [] for name in names}
@@ -388,6 +409,7 @@ def bench_get(engine: Engine, url: str, player_id: int, ids: list[int], rounds: 
         return {"samples": samples, "per_round": per_round, "problems": problems}
     finally:
         raw.close()
+        prepared.close()
 
 
 def report_get(result: dict[str, Any], rounds: int, calls: int, ids: list[int]) -> float:
@@ -402,9 +424,10 @@ def report_get(result: dict[str, Any], rounds: int, calls: int, ids: list[int]) 
         "raw": "raw psycopg2, one persistent autocommit connection",
         "library": "world.villages.get(vid)  (quick call: own unit of work)",
         "uow": "uow.villages.get(vid) inside one unit_of_work",
+        "raw_prepared": "raw psycopg2, the same query prepared (PREPARE / EXECUTE)",
     }
     out(f"  {'variant':<58} {'median us':>10} {'p90 us':>9}   per-round medians (us)")
-    for k in ("raw", "library", "uow"):
+    for k in ("raw", "library", "uow", "raw_prepared"):
         rounds_txt = " ".join(f"{x * 1e6:.0f}" for x in per_round[k])
         out(f"  {labels[k]:<58} {med[k]:>10.0f} {p90[k]:>9.0f}   {rounds_txt}")
     ratio: float = med["library"] / med["raw"]
@@ -413,6 +436,8 @@ def report_get(result: dict[str, Any], rounds: int, calls: int, ids: list[int]) 
     out(f"  ratio library/raw (quick call)      = {ratio:.2f}x   target <= {GET_TARGET}x   {verdict}")
     out(f"  ratio library/raw (inside one uow)  = {ratio_uow:.2f}x   "
         f"({'within' if ratio_uow <= GET_TARGET else 'over'} {GET_TARGET}x; extra line, not the target)")
+    out(f"  ratio library/raw prepared          = {med['library'] / med['raw_prepared']:.2f}x   "
+        "(the library prepares its reads on PostgreSQL; this baseline does too)")
     return ratio
 
 
@@ -701,6 +726,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     get_player = list_players[10]
     get_ids = village_ids_of(engine, get_player)
+    burst_ids = village_ids_of(engine, list_players[1000])[:TICK_PLAYERS]  # part 4
 
     out()
     out("1. villages.get: library vs one hand-written psycopg2 query (same data)")
@@ -725,6 +751,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     out()
     out(f"3. tick of {len(tick_players)} NPC players on PostgreSQL")
     bench_tick(url, tick_players, list_players[100], args.workers, not args.no_catch_up)
+
+    out()
+    out("4. against the original async design: asyncpg, three queries per village")
+    async_baseline.compare(url, list_players[1000], burst_ids, raw_get=raw_get,
+                           same_data=same_data, rounds=rounds, calls=calls,
+                           workers=args.workers)
 
     out()
     out(f"run took {time.perf_counter() - run_started:.1f} s")

@@ -7,11 +7,14 @@ which turns the skip into a failure.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
+import sqlite3
 import socket
 import subprocess
 import time
+from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -26,6 +29,15 @@ DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 REQUIRE_SERVICES = os.environ.get("TRAVIAN_REQUIRE_SERVICES") == "1"
 START = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test's PostgreSQL run is ``slow``: its SQLite run stays in the fast subset
+    (``-m "not slow"``), and each PostgreSQL world costs a schema of its own."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("backend") == "postgresql":
+            item.add_marker(pytest.mark.slow)
 
 
 def service_missing(message: str) -> None:
@@ -91,8 +103,34 @@ def clock() -> Clock:
 MakeWorld = Callable[..., WorldSummary]
 
 
+class WorldTemplates:
+    """SQLite worlds made once per run and copied: a test's first world on SQLite is a copy
+    of the world the same arguments made before (create_world is deterministic for them),
+    not a new one; that is most of a fast test's time saved."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.made: dict[str, tuple[Path, WorldSummary]] = {}
+
+    def copy(self, target: Path, url: str, kwargs: dict[str, Any]) -> WorldSummary:
+        key = repr(sorted(kwargs.items()))
+        if key not in self.made:
+            path = self.folder / f"template-{len(self.made)}.db"
+            self.made[key] = (path, create_world(f"sqlite:///{path}", **kwargs))
+        path, summary = self.made[key]
+        # the backup API copies a consistent snapshot, the WAL's pages included
+        with closing(sqlite3.connect(path)) as source, closing(sqlite3.connect(target)) as copy:
+            source.backup(copy)
+        return dataclasses.replace(summary, url=url)
+
+
+@pytest.fixture(scope="session")
+def world_templates(tmp_path_factory: pytest.TempPathFactory) -> WorldTemplates:
+    return WorldTemplates(tmp_path_factory.mktemp("world-templates"))
+
+
 @pytest.fixture
-def make_world(database_url: str) -> MakeWorld:
+def make_world(database_url: str, world_templates: WorldTemplates) -> MakeWorld:
     """Create a fresh world (replacing any) on the test's backend; kwargs go to create_world."""
 
     def make(**kwargs: Any) -> WorldSummary:
@@ -100,6 +138,9 @@ def make_world(database_url: str) -> MakeWorld:
         kwargs.setdefault("seed", 7)
         kwargs.setdefault("start", "developed")
         kwargs.setdefault("now", START)
+        target = sa.make_url(database_url).database if database_url.startswith("sqlite") else None
+        if target and target != ":memory:" and not Path(target).exists():
+            return world_templates.copy(Path(target), database_url, kwargs)
         return create_world(database_url, replace=True, **kwargs)
 
     return make

@@ -53,7 +53,7 @@ from travian_repo.repositories.base import (
     VillageRepository,
 )
 from travian_repo.unit_of_work import UnitOfWork
-from travian_repo.world import World, connect
+from travian_repo.world import World, WorldClosed, connect
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -100,5 +100,6 @@ __all__ = [
     "Village",
     "VillageRepository",
     "World",
+    "WorldClosed",
     "connect",
 ]

@@ -11,14 +11,8 @@ from types import TracebackType
 from typing import cast
 
 from travian_repo.domain.errors import Forbidden
-from travian_repo.http.base import HttpRepository
-from travian_repo.http.diplomacy import HttpDiplomacyRepository
-from travian_repo.http.intel import HttpIntelRepository
-from travian_repo.http.military import HttpMilitaryRepository
-from travian_repo.http.players import HttpPlayerRepository
-from travian_repo.http.trade import HttpTradeRepository
+from travian_repo.http.repositories import HTTP_REPOSITORIES
 from travian_repo.http.transport import Transport
-from travian_repo.http.villages import HttpVillageRepository
 from travian_repo.infra.cache import Cache, CacheView
 from travian_repo.infra.metrics import Metrics
 from travian_repo.repositories.base import (
@@ -32,7 +26,7 @@ from travian_repo.repositories.base import (
     VillageRepository,
 )
 from travian_repo.repositories.delegating import ROUTED
-from travian_repo.sql.base import SqlRepository
+from travian_repo.sql.repository import SqlRepository
 from travian_repo.sql.database import Database, SqlSession
 from travian_repo.sql.diplomacy import SqlDiplomacyRepository
 from travian_repo.sql.intel import SqlIntelRepository
@@ -45,6 +39,8 @@ class UnitOfWork(ABC):
     """One acting player, one transaction. Each repository is made on its first use (a
     quick call needs one, not six) and belongs to this unit: once the unit has ended, its
     repositories refuse every call with ``UnitOfWorkEnded`` (a TravianError)."""
+
+    backend_name = "?"  # the backend's name, for the repr
 
     def __init__(self, player_id: int | None) -> None:
         self.player_id = player_id
@@ -118,6 +114,10 @@ class UnitOfWork(ABC):
     def close(self) -> None:
         """End the unit: release the connection (rolls back what is not committed)."""
 
+    def __repr__(self) -> str:
+        return (f"<UnitOfWork {self.backend_name} player_id={self.player_id} "
+                f"{'ended' if self._closed else 'open'}>")
+
 
 _SQL_REPOSITORIES: dict[str, type[SqlRepository]] = {
     "villages": SqlVillageRepository,
@@ -130,6 +130,8 @@ _SQL_REPOSITORIES: dict[str, type[SqlRepository]] = {
 
 
 class SqlUnitOfWork(UnitOfWork):
+    backend_name = "sql"
+
     def __init__(
         self, database: Database, player_id: int | None, metrics: Metrics, cache: Cache | None = None
     ) -> None:
@@ -165,19 +167,11 @@ class SqlUnitOfWork(UnitOfWork):
         self._session.close()
 
 
-_HTTP_REPOSITORIES: dict[str, type[HttpRepository]] = {
-    "villages": HttpVillageRepository,
-    "military": HttpMilitaryRepository,
-    "trade": HttpTradeRepository,
-    "intel": HttpIntelRepository,
-    "diplomacy": HttpDiplomacyRepository,
-    "players": HttpPlayerRepository,
-}
-
-
 class HttpUnitOfWork(UnitOfWork):
     """Over the API each write is sent at once and is atomic on its own; the unit adds one
     acting player (the token's). The transport records the metrics of every request."""
+
+    backend_name = "http"
 
     def __init__(
         self, transport: Transport, player_id: int | None, token_player: int | None,
@@ -192,7 +186,7 @@ class HttpUnitOfWork(UnitOfWork):
         self._cache_view: CacheView | None = cache.view() if cache is not None else None
 
     def _build(self, domain: str) -> Repository:
-        repo = _HTTP_REPOSITORIES[domain](self._transport, self.player_id)
+        repo = HTTP_REPOSITORIES[domain](self._transport, self.player_id)
         repo._cache = self._cache_view
         return repo
 
@@ -213,6 +207,8 @@ class AutoUnitOfWork(UnitOfWork):
     Reads run in autocommit on the database, so a read after a write of the same unit sees
     it: the server committed the write before it answered.
     """
+
+    backend_name = "auto"
 
     def __init__(self, sql: SqlUnitOfWork, http: HttpUnitOfWork) -> None:
         super().__init__(http.player_id)

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from datetime import datetime
 
-from travian_repo.domain.errors import ConfigurationError, Forbidden, InvalidRequest
+from travian_repo.domain.errors import ConfigurationError, Forbidden, InvalidRequest, TravianError
 from travian_repo.domain.settings import Settings
 from travian_repo.domain.values import Event
 from travian_repo.infra.event_bus import EventBus, event_bus_for
@@ -51,8 +51,16 @@ KNOWN_OPTIONS = frozenset(
 ) | DATABASE_OPTIONS
 
 
+class WorldClosed(TravianError):
+    """A call on a ``World`` after its ``close()`` (or ``with`` block): nothing was read or
+    written."""
+
+    code = "world_closed"
+
+
 class World:
-    """A connected world. Use as a context manager, or call ``close()``."""
+    """A connected world. Use as a context manager, or call ``close()``; a closed world
+    refuses every call with ``WorldClosed``."""
 
     def __init__(
         self,
@@ -66,6 +74,7 @@ class World:
         # The Redis client shared by the cache, the rate limiter and the event bus (or None).
         self.redis = redis_client
         self._owns_redis = owns_redis
+        self._closed = False
         self.backend = backend
         self._database = backend.database
         self._token_player = backend.token_player
@@ -100,18 +109,21 @@ class World:
 
     def unit_of_work(self, player_id: int | None = None) -> UnitOfWork:
         """A unit of work acting as ``player_id`` (default: the world's player)."""
+        self._check_open()
         actor = self.player_id if player_id is None else check_id(player_id, "player_id")
         return self.backend.unit_of_work(actor, self.cache)
 
     def npc(self, player_id: int) -> NPCGameInterface:
         from travian_repo.npc import NPCGameInterface
 
+        self._check_open()
         return NPCGameInterface(self, check_id(player_id, "player_id"))
 
     def events(self, player_id: int, *, timeout: float | None = None) -> Iterator[Event]:
         """A blocking iterator of ``player_id``'s events from now on; ``timeout``: stop after
         that many seconds without one (None: never). Close it (or ``with``) when done.
         Through an API (``http``, ``auto``) it reads the server's event stream."""
+        self._check_open()
         player_id = check_id(player_id, "player_id")
         if self._token_player is not None and player_id != self._token_player:
             raise Forbidden(f"the API token belongs to player {self._token_player}, "
@@ -140,7 +152,21 @@ class World:
     def metrics(self) -> dict[str, Any]:
         return self._metrics.snapshot()
 
+    @property
+    def closed(self) -> bool:
+        """True after ``close()``."""
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise WorldClosed(f"this world ({self.world_id!r} at {self.backend.describe()}) is "
+                              "closed: it reads and writes nothing more; connect() again")
+
     def close(self) -> None:
+        """Release the connections; a second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         if self.cache is not None:
             self.cache.close()  # before the client goes: it may still owe Redis an invalidation
         if self.redis is not None and self._owns_redis:
@@ -160,7 +186,7 @@ class World:
 
     def __repr__(self) -> str:
         return (f"<World {self.world_id!r} prefer={self.prefer} at {self.backend.describe()} "
-                f"player_id={self.player_id}>")
+                f"player_id={self.player_id} {'closed' if self._closed else 'open'}>")
 
 
 def connect(
@@ -258,4 +284,4 @@ def _env(name: str) -> str | None:
     return os.environ.get(name) or None
 
 
-__all__ = ["World", "connect"]
+__all__ = ["World", "WorldClosed", "connect"]

@@ -88,6 +88,38 @@ def test_messages_are_private_and_checked(world: tr.World, as_player: AsPlayer,
             *[(lambda f=f: d.messages(1, unread_only=f)) for f in (1, 0, "yes", None)])
 
 
+def test_mark_read_marks_one_own_message_and_is_idempotent(
+        world: tr.World, as_player: AsPlayer, raw: sa.Engine, clock: Clock) -> None:
+    first = world.diplomacy.send_message(1, 2, "one", "a")
+    second = world.diplomacy.send_message(1, 2, "two", "b")
+    reader = as_player(2).diplomacy
+    marked = reader.mark_read(first.id)
+    assert marked == tr.Message(first.id, 1, 2, "one", "a", START, read=True)
+    assert reader.messages(2, unread_only=True) == [second]
+    assert [m.read for m in reader.messages(2)] == [False, True]
+    m = schema.messages
+    with raw.connect() as conn:
+        read_at = conn.execute(sa.select(m.c.read_at).where(m.c.id == first.id)).scalar_one()
+    clock.advance(60)
+    assert reader.mark_read(first.id) == marked  # already read: the same answer
+    with raw.connect() as conn:  # the first read time stays
+        assert conn.execute(
+            sa.select(m.c.read_at).where(m.c.id == first.id)).scalar_one() == read_at
+
+
+def test_mark_read_only_the_acting_players_messages(
+        world: tr.World, as_player: AsPlayer, raw: sa.Engine) -> None:
+    sent = world.diplomacy.send_message(1, 2, "mine to read", "")
+    d: Any = world.diplomacy
+    refuses(raw, tr.Forbidden, lambda: d.mark_read(sent.id),  # the sender's copy is not its
+            lambda: as_player(3).diplomacy.mark_read(sent.id))
+    refuses(raw, tr.Unauthorized, lambda: as_player(None).diplomacy.mark_read(sent.id))
+    (missing,) = refuses(raw, tr.NotFound, lambda: d.mark_read(sent.id + 999))
+    assert f"message {sent.id + 999}" in str(missing)
+    refuses(raw, tr.InvalidRequest, *[(lambda b=b: d.mark_read(b)) for b in BAD_IDS])
+    assert as_player(2).diplomacy.messages(2, unread_only=True) == [sent]
+
+
 # ---- alliances ----------------------------------------------------------------------------
 
 def test_create_alliance(world: tr.World) -> None:

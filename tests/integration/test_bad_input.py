@@ -207,6 +207,7 @@ def check(world: tr.World) -> Checker:
 # ---- villages ---------------------------------------------------------------------------------
 
 @FUZZ
+@pytest.mark.slow  # property-based: many examples, each a few writes
 @given(village_id=m_ids, building=m_buildings,
        slot=st.one_of(st.none(), st.integers(min_value=-1, max_value=42), counts),
        instant=st.one_of(st.booleans(), junk))
@@ -216,6 +217,7 @@ def test_queue_building_with_anything(check: Checker, village_id: Any, building:
 
 
 @FUZZ
+@pytest.mark.slow  # property-based: many examples, each a few writes
 @given(village_id=m_ids, position=st.one_of(st.integers(min_value=-1, max_value=4), counts))
 def test_cancel_building_with_anything(check: Checker, village_id: Any, position: Any) -> None:
     # keep something in the queue so that real positions exist now and then
@@ -226,6 +228,7 @@ def test_cancel_building_with_anything(check: Checker, village_id: Any, position
 
 
 @FUZZ
+@pytest.mark.slow  # property-based: many examples, each a few writes
 @given(village_id=m_ids, player_id=m_ids, x=st.one_of(st.integers(), counts), y=st.one_of(st.integers(), counts))
 def test_village_reads_with_anything(check: Checker, village_id: Any, player_id: Any, x: Any, y: Any) -> None:
     check(lambda: check.world.villages.get(village_id))
@@ -238,6 +241,7 @@ def test_village_reads_with_anything(check: Checker, village_id: Any, player_id:
 
 @requires("military", "train")
 @FUZZ
+@pytest.mark.slow  # property-based: many examples, each a few writes
 @given(village_id=m_ids, troops=m_troops)
 def test_train_with_anything(check: Checker, village_id: Any, troops: Any) -> None:
     check(lambda: check.world.military.train(village_id, troops))
@@ -245,6 +249,7 @@ def test_train_with_anything(check: Checker, village_id: Any, troops: Any) -> No
 
 @requires("military", "attack")
 @FUZZ
+@pytest.mark.slow  # property-based: many examples, each a few writes
 @given(from_id=m_ids, to_id=m_ids, troops=m_troops,
        kind=mostly(st.sampled_from(["normal", "raid", "siege"]),
                    st.one_of(st.sampled_from(["attack", "reinforcement", "Raid"]), names)))
@@ -254,6 +259,7 @@ def test_attack_with_anything(check: Checker, from_id: Any, to_id: Any, troops: 
 
 @requires("military", "reinforce")
 @FUZZ
+@pytest.mark.slow  # property-based: many examples, each a few writes
 @given(from_id=m_ids, to_id=m_ids, troops=m_troops)
 def test_reinforce_with_anything(check: Checker, from_id: Any, to_id: Any, troops: Any) -> None:
     check(lambda: check.world.military.reinforce(from_id, to_id, troops))
@@ -261,6 +267,7 @@ def test_reinforce_with_anything(check: Checker, from_id: Any, to_id: Any, troop
 
 @requires("intel", "send_scouts")
 @FUZZ
+@pytest.mark.slow  # property-based: many examples, each a few writes
 @given(from_id=m_ids, to_id=m_ids, count=m_counts)
 def test_send_scouts_with_anything(check: Checker, from_id: Any, to_id: Any, count: Any) -> None:
     check(lambda: check.world.intel.send_scouts(from_id, to_id, count))
@@ -270,6 +277,7 @@ def test_send_scouts_with_anything(check: Checker, from_id: Any, to_id: Any, cou
 
 @requires("trade", "create_offer")
 @FUZZ
+@pytest.mark.slow  # property-based: many examples, each a few writes
 @given(village_id=m_ids, offer=m_resource, offer_amount=m_amount, request=m_resource,
        request_amount=m_amount)
 def test_create_offer_with_anything(check: Checker, village_id: Any, offer: Any, offer_amount: Any,
@@ -279,6 +287,7 @@ def test_create_offer_with_anything(check: Checker, village_id: Any, offer: Any,
 
 @requires("trade", "send_resources")
 @FUZZ
+@pytest.mark.slow  # property-based: many examples, each a few writes
 @given(from_id=m_ids, to_id=m_ids, resources=m_resources)
 def test_send_resources_with_anything(check: Checker, from_id: Any, to_id: Any, resources: Any) -> None:
     check(lambda: check.world.trade.send_resources(from_id, to_id, resources))
@@ -288,6 +297,7 @@ def test_send_resources_with_anything(check: Checker, from_id: Any, to_id: Any, 
 
 @requires("diplomacy", "send_message")
 @FUZZ
+@pytest.mark.slow  # property-based: many examples, each a few writes
 @given(from_id=m_ids, to_id=m_ids, subject=m_texts, body=m_texts)
 def test_send_message_with_anything(check: Checker, from_id: Any, to_id: Any, subject: Any, body: Any) -> None:
     check(lambda: check.world.diplomacy.send_message(from_id, to_id, subject, body))
@@ -295,6 +305,7 @@ def test_send_message_with_anything(check: Checker, from_id: Any, to_id: Any, su
 
 @requires("diplomacy", "create_alliance")
 @FUZZ
+@pytest.mark.slow  # property-based: many examples, each a few writes
 @given(player_id=m_ids, name=m_texts, tag=m_tags)
 def test_create_alliance_with_anything(check: Checker, player_id: Any, name: Any, tag: Any) -> None:
     check(lambda: check.world.diplomacy.create_alliance(player_id, name, tag))
@@ -302,6 +313,7 @@ def test_create_alliance_with_anything(check: Checker, player_id: Any, name: Any
 
 @requires("diplomacy", "invite")
 @FUZZ
+@pytest.mark.slow  # property-based: many examples, each a few writes
 @given(alliance_id=m_ids, player_id=m_ids)
 def test_invite_with_anything(check: Checker, alliance_id: Any, player_id: Any) -> None:
     check(lambda: check.world.diplomacy.invite(alliance_id, player_id))

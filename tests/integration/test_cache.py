@@ -151,6 +151,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a Python process of its own
 def test_invalidation_after_commit_is_seen_by_a_second_process(
     cached_world: tr.World, database_url: str, redis_url: str, world_id: str
 ) -> None:
@@ -277,7 +278,7 @@ def test_sixteen_threads_missing_one_key_load_it_once(cached_world: tr.World) ->
     lock = threading.Lock()
 
     def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if "villages" in statement:
+        if "villages" in statement or "tr_village" in statement:  # plain, or prepared
             with lock:
                 statements.append(statement)
 
@@ -311,6 +312,7 @@ def test_sixteen_threads_missing_one_key_load_it_once(cached_world: tr.World) ->
 
 # ---- Redis down and back ---------------------------------------------------------------------
 
+@pytest.mark.slow  # stops and starts Redis
 def test_redis_stopped_and_started_in_a_run_of_reads_and_writes(
     make_world: Any, database_url: str, world_id: str, clock: Clock, private_redis: PrivateRedis,
     caplog: pytest.LogCaptureFixture,
@@ -352,6 +354,7 @@ def test_redis_stopped_and_started_in_a_run_of_reads_and_writes(
         assert len(back) == 1
 
 
+@pytest.mark.slow  # waits out a Redis outage
 def test_invalidation_lost_while_redis_refuses_writes_is_made_up_for(
     make_world: Any, database_url: str, world_id: str, clock: Clock, private_redis: PrivateRedis,
 ) -> None:

@@ -177,6 +177,7 @@ def test_a_failed_recovery_bump_is_retried_until_redis_takes_it(
         assert not writer.cache.store.pending
 
 
+@pytest.mark.slow  # waits out a Redis outage
 def test_writer_delivers_before_its_own_next_cache_use(
     sqlite_url: str, world_id: str, private_redis: PrivateRedis
 ) -> None:
@@ -193,6 +194,7 @@ def test_writer_delivers_before_its_own_next_cache_use(
         assert inbox(reader) == ["frozen"]
 
 
+@pytest.mark.slow  # waits out a Redis outage
 def test_closing_the_writer_delivers_what_it_lost(
     sqlite_url: str, world_id: str, private_redis: PrivateRedis
 ) -> None:
@@ -210,6 +212,7 @@ def test_closing_the_writer_delivers_what_it_lost(
 
 # ---- the races around the bump ---------------------------------------------------------------
 
+@pytest.mark.slow  # waits out a Redis outage
 @pytest.mark.parametrize("put_lands", ["before the bump", "after the bump"])
 def test_an_entry_loaded_before_the_write_is_dropped_by_the_bump(
     sqlite_url: str, world_id: str, private_redis: PrivateRedis, put_lands: str

@@ -50,6 +50,7 @@ def summary_table(output: str) -> dict[str, list[str]]:
     return {row[0]: row for row in parse_table(output)}
 
 
+@pytest.mark.slow  # two simulated days
 def test_demo_is_real_and_deterministic(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -81,9 +82,11 @@ def test_demo_is_real_and_deterministic(
         # the engine ran: builds completed, the clock is a day on
         assert world.players.get(1).population > 129
     assert "After 24 turns (2026-01-02 08:00 UTC" in first
+    assert "\n1 day of game time" in first and "1 days" not in first
     assert str(tmp_path / "d.db") in first
 
 
+@pytest.mark.slow  # two demo games
 def test_demo_seed_changes_the_game(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/d.db"
     _, one, _ = run(capsys, "demo", "--players", "3", "--seed", "1", "--days", "0.5",
@@ -93,6 +96,7 @@ def test_demo_seed_changes_the_game(capsys: pytest.CaptureFixture[str], tmp_path
     assert parse_table(one) != parse_table(two)
 
 
+@pytest.mark.slow  # a demo game
 def test_demo_defaults_to_a_file_in_the_current_directory(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -105,6 +109,7 @@ def test_demo_defaults_to_a_file_in_the_current_directory(
     assert code == 0 and again == out
 
 
+@pytest.mark.slow  # two demo games and a server
 def test_demo_through_a_server_with_a_manual_clock_plays_the_same_game(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -230,6 +235,7 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and "demo" in out and "create-world" in out and "tokens" in out
 
 
+@pytest.mark.slow  # a Python process of its own
 def test_python_dash_m(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/w.db"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -247,6 +253,7 @@ def test_python_dash_m(tmp_path: Path) -> None:
     assert done.returncode == 2 and "Traceback" not in done.stderr and done.stderr.strip()
 
 
+@pytest.mark.slow  # waits for the engine in real time
 def test_serve_with_a_speed_runs_the_engine_by_itself(tmp_path: Path) -> None:
     """`travian-repo serve --speed N`: builds complete on their own, N times faster."""
     import socket

@@ -40,6 +40,7 @@ def _operations(world: tr.World, tribe: str) -> list[Callable[[], Resources]]:
     return [build("woodcutter"), build("cropland"), build("main_building"), train, ship]
 
 
+@pytest.mark.slow  # a race of threads
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
 def test_parallel_spending_is_exact(make_world: MakeWorld, database_url: str, clock: Clock) -> None:
     make_world(build_queue_limit=1000)

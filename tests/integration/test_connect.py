@@ -219,6 +219,7 @@ def test_world_is_a_context_manager(world_url: str) -> None:
     world.close()  # closing twice is harmless
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])  # make_world must make the world it reads
 def test_repr_hides_the_password(make_world, postgres_url: str) -> None:  # type: ignore[no-untyped-def]
     """On PostgreSQL (the test server trusts local connections, so any password does)."""
     url = sa.make_url(postgres_url)

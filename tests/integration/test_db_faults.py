@@ -44,7 +44,7 @@ def is_commit(sql: str) -> bool:
 
 
 def is_training_insert(sql: str) -> bool:
-    return sql.lstrip().upper().startswith("INSERT INTO TRAINING_ORDERS")
+    return "INSERT INTO TRAINING_ORDERS" in sql.upper()  # alone, or as a CTE of the lines
 
 
 class Direct:

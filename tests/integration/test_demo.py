@@ -44,6 +44,7 @@ def _http_rows(url: str, days: float = 1) -> list[list[str]]:
     return result.rows
 
 
+@pytest.mark.slow  # three demo games
 @pytest.mark.postgres
 def test_the_same_seed_gives_the_same_table_on_sqlite_postgresql_and_http(
     tmp_path: Path, postgres_url: str
@@ -58,6 +59,7 @@ def test_the_same_seed_gives_the_same_table_on_sqlite_postgresql_and_http(
     assert any(int(row[8]) > 0 for row in on_sqlite), "nobody traded"
 
 
+@pytest.mark.slow  # two demo games
 def test_another_seed_plays_another_game(tmp_path: Path) -> None:
     one = _sql_rows(f"sqlite:///{tmp_path / 'a.db'}", days=0.5)
     sandbox = SqlSandbox(f"sqlite:///{tmp_path / 'b.db'}", players=PLAYERS, seed=SEED + 1)
@@ -151,6 +153,7 @@ def test_a_week_of_the_demo_world_on_postgresql_keeps_the_books(postgres_url: st
     assert time.perf_counter() - started < 90
 
 
+@pytest.mark.slow  # a demo game over HTTP
 def test_the_sandbox_clock_route(tmp_path: Path) -> None:
     """POST /v1/sandbox/advance: only with a manual clock; a token and the world id; seconds."""
     import requests

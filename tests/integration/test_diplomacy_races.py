@@ -74,6 +74,27 @@ def test_every_message_stored_once(arena: Arena, threads: int) -> None:
             f"round {round_} #{index}" for index in range(threads))
 
 
+def test_marking_one_message_read_at_once(arena: Arena, threads: int) -> None:
+    """Threads of the recipient mark the same message read at once: every one answers the
+    message read, the row is read once (one read time) and no other message changes."""
+    m = schema.messages
+    for round_ in range(ROUNDS):
+        arena.execute(sa.delete(m))
+        with arena.setup(1) as uow:
+            target = uow.diplomacy.send_message(1, 2, f"read me {round_}", "")
+            other = uow.diplomacy.send_message(1, 2, f"leave me {round_}", "")
+
+        def mark(index: int, act: Act) -> Any:
+            with act(2) as uow:
+                return uow.diplomacy.mark_read(target.id)
+
+        outcomes = arena.race(threads, mark)
+        assert errors(outcomes) == []
+        assert {(w.id, w.read) for w in winners(outcomes)} == {(target.id, True)}
+        rows = {r.id: r.read_at for r in arena.rows(m)}
+        assert rows[target.id] is not None and rows[other.id] is None
+
+
 # ---- founding ---------------------------------------------------------------------------------
 
 def test_one_player_founds_one_alliance(arena: Arena, threads: int) -> None:

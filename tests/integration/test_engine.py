@@ -410,6 +410,7 @@ def check_conservation(world: tr.World, initial: dict[int, int], published: list
     return lost
 
 
+@pytest.mark.slow  # a simulated busy day
 def test_busy_day_conserves_troops_and_stock(world: tr.World, clock: Clock, engine: Engine,
                                              published: list[Event]) -> None:
     rng = random.Random(5)
@@ -446,6 +447,7 @@ def test_busy_day_conserves_troops_and_stock(world: tr.World, clock: Clock, engi
     assert {row.village_id: row.wheat_production for row in rows(world, sa.select(r))} == stored
 
 
+@pytest.mark.slow  # the engine thread in real time
 def test_engine_thread_alongside_players(world: tr.World, clock: Clock,
                                          published: list[Event]) -> None:
     """The engine runs in its own thread while players act (row locks on PostgreSQL)."""

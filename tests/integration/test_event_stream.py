@@ -28,6 +28,9 @@ from travian_repo.sandbox import Clock
 from travian_repo.sandbox.server import ServerThread, create_app
 from travian_repo.sandbox.server.events_stream import app_streams
 
+# Real-time streams: heartbeats, cut connections and reconnects take seconds each.
+pytestmark = pytest.mark.slow
+
 FAST = tr.RetryPolicy(attempts=3, deadline_s=3.0, base_delay_s=0.01, max_delay_s=0.1)
 
 

@@ -90,6 +90,7 @@ def local_world(make_world: MakeWorld, database_url: str, clock: Clock) -> Itera
 
 # ---- the in-process bus (the embedded default) -----------------------------------------------
 
+@pytest.mark.slow  # a battle and its events
 def test_a_player_sees_the_attack_on_their_village_and_the_message(local_world: tr.World) -> None:
     defender = Collector(local_world.events(2, timeout=1.0))
     bystander = Collector(local_world.events(3, timeout=1.0))
@@ -108,6 +109,7 @@ def test_a_player_sees_the_attack_on_their_village_and_the_message(local_world: 
     assert [e.kind for e in attacker.finish()] == [kinds.MOVEMENT_SENT]
 
 
+@pytest.mark.slow  # waits to see that nothing comes
 def test_events_are_published_only_after_the_commit(local_world: tr.World) -> None:
     defender = Collector(local_world.events(2, timeout=5.0))
     with local_world.unit_of_work(1) as uow:
@@ -119,6 +121,7 @@ def test_events_are_published_only_after_the_commit(local_world: tr.World) -> No
     defender.finish()
 
 
+@pytest.mark.slow  # waits to see that nothing comes
 def test_a_rolled_back_unit_publishes_nothing(local_world: tr.World) -> None:
     defender = Collector(local_world.events(2, timeout=0.8))
     with pytest.raises(RuntimeError):
@@ -133,6 +136,7 @@ def test_a_rolled_back_unit_publishes_nothing(local_world: tr.World) -> None:
     assert defender.finish() == []
 
 
+@pytest.mark.slow  # waits out timeouts
 def test_the_timeout_is_an_idle_limit_and_none_blocks(local_world: tr.World) -> None:
     started = time.monotonic()
     assert list(local_world.events(2, timeout=0.3)) == []
@@ -199,6 +203,7 @@ def _subscriber(database_url: str, redis_url: str, player_id: int, ready: Any,
     out.put(None)
 
 
+@pytest.mark.slow  # a Python process of its own
 @pytest.mark.redis
 def test_a_subscriber_in_another_process_receives_a_committed_write(
     redis_world: tr.World, database_url: str, redis_url: str
@@ -224,6 +229,7 @@ def test_a_subscriber_in_another_process_receives_a_committed_write(
     assert received[0].data["from_player_id"] == 1
 
 
+@pytest.mark.slow  # waits to see that nothing comes
 @pytest.mark.redis
 def test_redis_bus_delivers_per_player_and_after_commit_only(redis_world: tr.World) -> None:
     assert isinstance(redis_world._event_bus, RedisEventBus)
@@ -299,6 +305,7 @@ def test_writes_commit_when_the_event_redis_is_down(
 
 # ---- a subscription survives a Redis restart -------------------------------------------------
 
+@pytest.mark.slow  # restarts Redis
 def test_a_subscription_survives_a_redis_restart(tmp_path: Path) -> None:
     server = PrivateRedis(tmp_path)
     server.start()
@@ -329,6 +336,7 @@ def test_a_subscription_survives_a_redis_restart(tmp_path: Path) -> None:
 
 # ---- through the local server --------------------------------------------------------------
 
+@pytest.mark.slow  # a server and a subscriber
 @pytest.mark.redis
 def test_the_local_server_publishes_an_http_clients_write(
     make_world: MakeWorld, database_url: str, clock: Clock, redis_url: str

@@ -343,6 +343,7 @@ def test_a_lost_reply_is_retried_by_the_client_and_acts_once(
     assert len(proxy.exchanges) == len(served.log) == metrics["total_requests"]
 
 
+@pytest.mark.slow  # waits for a slow first attempt
 def test_a_retry_that_finds_the_first_attempt_still_running_waits_and_gets_its_answer(
     served: Served, proxy: FaultProxy
 ) -> None:
@@ -374,6 +375,7 @@ def test_a_retry_that_finds_the_first_attempt_still_running_waits_and_gets_its_a
     assert metrics["operations"]["diplomacy.send_message"]["retries"] == len(exchanges) - 1
 
 
+@pytest.mark.slow  # two hundred retried writes
 def test_two_hundred_lost_replies_in_a_row_leave_no_duplicate(
     served: Served, proxy: FaultProxy
 ) -> None:
@@ -414,6 +416,7 @@ def max_in_one_second(times: list[float], window: float = 1.0) -> int:
 ARRIVAL_WINDOW = 0.95
 
 
+@pytest.mark.slow  # sixteen threads under a rate limit
 def test_sixteen_threads_sharing_one_client_keep_the_rate_limit_and_the_metrics_add_up(
     served: Served,
 ) -> None:

@@ -30,6 +30,8 @@ from tests.conftest import START
 from tests.data import schema_v1
 
 HEAD = REVISIONS[schema.SCHEMA_VERSION]
+# Every test builds an old world and upgrades it through Alembic: seconds each.
+pytestmark = pytest.mark.slow
 
 
 def make_v1_world(url: str, tmp_path: Path, *, players: int = 4,

@@ -68,6 +68,7 @@ def test_a_marker_chooses_the_world(travian_world: TravianWorld) -> None:
     assert home.level("barracks") == 0 and home.level("woodcutter") == 0
 
 
+@pytest.mark.slow  # a pytest run of its own
 def test_the_example_in_docs_testing_md_passes(
     tmp_path: Path, pytester_free_env: dict[str, object]
 ) -> None:

@@ -184,10 +184,10 @@ def test_the_route_table_and_the_ttls_come_from_the_declarations() -> None:
 
 
 def test_every_cached_read_is_cached_once_on_both_sides() -> None:
-    from travian_repo.http.villages import HttpVillageRepository
+    from travian_repo.http.repositories import HTTP_REPOSITORIES
     from travian_repo.sql.villages import SqlVillageRepository
 
-    for cls in (SqlVillageRepository, HttpVillageRepository):
+    for cls in (SqlVillageRepository, HTTP_REPOSITORIES["villages"]):
         specs = []
         fn = cls.get
         while fn is not None:

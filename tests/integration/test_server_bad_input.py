@@ -44,7 +44,7 @@ VALID_BODIES: dict[str, dict[str, Any]] = {
     "military.send_home": {},
 }
 PATH_PARAMS = {"village_id": "1", "player_id": "1", "alliance_id": "1", "queue_position": "1",
-               "offer_id": "1", "movement_id": "1", "metric": "population"}
+               "offer_id": "1", "movement_id": "1", "message_id": "1", "metric": "population"}
 QUERY = {"villages.at": {"x": "0", "y": "0"}, "intel.scout_reports": {"limit": "5"},
          "players.ranking": {"limit": "5"}, "diplomacy.messages": {"unread_only": "true"}}
 

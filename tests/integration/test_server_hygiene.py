@@ -177,6 +177,7 @@ def test_a_token_over_its_rate_gets_429_with_retry_after(start: Any) -> None:
     assert anonymous == [200, 200, 200, 429]
 
 
+@pytest.mark.slow  # hundreds of requests
 def test_no_rate_limit_when_turned_off(start: Any) -> None:
     server = start(rate_limit=None)
     assert {server.get("/me").status_code for _ in range(50)} == {200}

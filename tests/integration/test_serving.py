@@ -198,6 +198,7 @@ def test_idle_keep_alive_flood_does_not_lock_out_new_clients(
     assert took < 6, took
 
 
+@pytest.mark.slow  # waits out the request timeout
 def test_a_late_request_is_answered_408_json(sqlite_world: tuple[str, WorldSummary]) -> None:
     """Headers too slow (header_timeout) and a body too slow (request_timeout), no pressure."""
     url, _ = sqlite_world
@@ -238,6 +239,7 @@ def _parse(answer: bytes) -> tuple[int, dict[str, str], bytes]:
     return int(lines[0].split()[1]), headers, body
 
 
+@pytest.mark.slow  # a hundred connections
 def test_under_pressure_answers_close_their_connection(
     sqlite_world: tuple[str, WorldSummary],
 ) -> None:

@@ -118,6 +118,7 @@ def test_keys_have_a_ttl_and_vanish_when_idle(client: redis.Redis) -> None:
     assert limiter.key.startswith("travian_repo:v1:") and limiter.key.endswith(":ratelimit")
 
 
+@pytest.mark.slow  # restarts Redis
 def test_a_real_restart_falls_back_then_shares_again(
     private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture
 ) -> None:

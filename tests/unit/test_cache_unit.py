@@ -12,13 +12,11 @@ import pytest
 import travian_repo as tr
 from travian_repo.domain import events
 from travian_repo.domain.values import Player
-from travian_repo.http import diplomacy as hd, intel as hi, military as hm, players as hp
-from travian_repo.http import trade as ht, villages as hv
+from travian_repo.http.repositories import HTTP_REPOSITORIES
 from travian_repo.infra.cache import (
     DEFAULT_TTLS,
     EVENT_INVALIDATES,
     WORLD,
-    WRITE_EVENTS,
     Cache,
     cached,
     MemoryStore,
@@ -30,17 +28,18 @@ from travian_repo.infra.metrics import Metrics
 from travian_repo.sandbox import Clock, create_world
 from travian_repo.sql import diplomacy as sd, intel as si, military as sm, players as sp
 from travian_repo.sql import trade as st, villages as sv
+from travian_repo.repositories.base import declared_operations
 from travian_repo.wire.routes import ROUTES
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 
 PAIRS = [
-    (sv.SqlVillageRepository, hv.HttpVillageRepository),
-    (sm.SqlMilitaryRepository, hm.HttpMilitaryRepository),
-    (st.SqlTradeRepository, ht.HttpTradeRepository),
-    (si.SqlIntelRepository, hi.HttpIntelRepository),
-    (sd.SqlDiplomacyRepository, hd.HttpDiplomacyRepository),
-    (sp.SqlPlayerRepository, hp.HttpPlayerRepository),
+    (sv.SqlVillageRepository, HTTP_REPOSITORIES["villages"]),
+    (sm.SqlMilitaryRepository, HTTP_REPOSITORIES["military"]),
+    (st.SqlTradeRepository, HTTP_REPOSITORIES["trade"]),
+    (si.SqlIntelRepository, HTTP_REPOSITORIES["intel"]),
+    (sd.SqlDiplomacyRepository, HTTP_REPOSITORIES["diplomacy"]),
+    (sp.SqlPlayerRepository, HTTP_REPOSITORIES["players"]),
 ]
 
 
@@ -65,8 +64,8 @@ def test_sql_and_http_cache_the_same_reads_alike() -> None:
 def test_every_event_kind_and_every_write_has_invalidations() -> None:
     kinds = {v for k, v in vars(events).items() if k.isupper() and isinstance(v, str)}
     assert kinds == set(EVENT_INVALIDATES)
-    writes = {r.operation for r in ROUTES if r.is_write}
-    assert writes == set(WRITE_EVENTS)
+    for op in declared_operations().values():  # every write says what it changes
+        assert bool(op.invalidates) == op.is_write, op.name
 
 
 def test_mappings() -> None:
@@ -78,21 +77,24 @@ def test_mappings() -> None:
     assert entities_of_event(events.MESSAGE_RECEIVED, 5, {"message_id": 1}) == {"mail:5"}
     assert entities_of_event("something_new", 5, {}) == {WORLD}
     assert entities_of_event(events.BUILD_QUEUED, 3, {}) == {WORLD}  # a field missing
-    # HTTP writes map to the same entities as the SQL side's events.
-    assert entities_of_write("military.attack", 3, {"village_id": 7},
-                             {"target_village_id": 9, "troops": {}}) == {
+    # HTTP writes map to the same entities as the SQL side's events, from the declarations.
+    ops = declared_operations()
+    assert entities_of_write(ops["military.attack"], 3, (7, 9, {"a": 1}, "normal")) == {
         "village:7", "village:9", "villages_of:3"}
-    assert entities_of_write("villages.queue_building", 3, {"village_id": 7},
-                             {"instant": True}) == {"village:7", "villages_of:3", "player:3", "rank"}
-    assert entities_of_write("diplomacy.send_message", 3, {"player_id": 3}, {"to": 4}) == {"mail:4"}
-    assert entities_of_write("trade.create_offer", 3, {"village_id": 7}, {}) == {
+    assert entities_of_write(ops["villages.queue_building"], 3, (7, "smithy", None, True)) == {
+        "village:7", "villages_of:3", "player:3", "rank"}
+    assert entities_of_write(ops["villages.queue_building"], 3, (7, "smithy", None, False)) == {
+        "village:7", "villages_of:3"}
+    assert entities_of_write(ops["diplomacy.send_message"], 3, (3, 4, "s", "b")) == {"mail:4"}
+    assert entities_of_write(ops["trade.create_offer"], 3, (7, "wood", 1, "clay", 1)) == {
         "village:7", "villages_of:3", "market"}
-    assert entities_of_write("nope", 3, {}, {}) == {WORLD}
-    assert entities_of_write("trade.accept_offer", 3, {"village_id": 7, "offer_id": 1}, None,
-                             {"to_village_id": 9}) == {
+    assert entities_of_write(ops["villages.get"], 3, (7,)) == {WORLD}  # declares nothing
+    shipment = tr.Shipment(id=1, from_village_id=7, to_village_id=9, resources=tr.Resources(),
+                           merchants=1, departed_at=START, arrives_at=START)
+    assert entities_of_write(ops["trade.accept_offer"], 3, (7, 1), shipment) == {
         "village:7", "village:9", "villages_of:3", "market"}
-    assert entities_of_write("trade.accept_offer", 3, {"village_id": 7, "offer_id": 1}, None,
-                             None) == {WORLD}  # failed: no answer, everything
+    assert entities_of_write(ops["trade.accept_offer"], 3, (7, 1), None) == {
+        WORLD}  # failed: no answer, everything
 
 
 def test_ttl_options() -> None:

@@ -512,6 +512,7 @@ def test_travel_seconds() -> None:
         travel_seconds(30, 3, tournament_square_level=21)
 
 
+@pytest.mark.slow  # a Python process of its own
 def test_import_reads_no_file() -> None:
     import subprocess
     import sys

@@ -415,16 +415,6 @@ def test_every_other_409_is_final(
     assert "attempts" not in caught.value.details  # the server's error, untouched
 
 
-def test_409_key_in_progress_on_a_keyless_write_is_final(
-    rsps: responses.RequestsMock, transport: Transport, sleeps: Sleeps
-) -> None:
-    in_progress(rsps, "1")  # not ours to wait for: this call carried no key
-    with pytest.raises(Conflict):
-        transport.request("villages.queue_building", "POST", BUILD_PATH, json_body={"b": 1},
-                          idempotent_write=False)
-    assert len(rsps.calls) == 1 and sleeps == []
-
-
 def test_html_502_page_is_retried_then_exhausted_into_backend_unavailable(
     rsps: responses.RequestsMock, transport: Transport
 ) -> None:
@@ -487,42 +477,6 @@ def test_a_500_with_a_v1_error_body_comes_back_as_its_class(
     assert len(rsps.calls) == 1
 
 
-# ---- a write without a key: only what the server cannot have seen ---------------------------
-
-
-def test_keyless_write_is_not_retried_after_a_read_timeout(
-    rsps: responses.RequestsMock, transport: Transport, sleeps: Sleeps
-) -> None:
-    rsps.add(responses.POST, BUILD_URL, body=requests.exceptions.ReadTimeout("read timed out"))
-    with pytest.raises(BackendUnavailable, match="idempotency key") as caught:
-        transport.request("villages.queue_building", "POST", BUILD_PATH, json_body={"b": 1},
-                          idempotent_write=False)
-    assert isinstance(caught.value.__cause__, requests.exceptions.ReadTimeout)
-    assert len(rsps.calls) == 1 and sleeps == []
-    assert "Idempotency-Key" not in rsps.calls[0].request.headers
-
-
-def test_keyless_write_is_not_retried_after_a_503(
-    rsps: responses.RequestsMock, transport: Transport
-) -> None:
-    rsps.add(responses.POST, BUILD_URL, status=503, json=error_json("backend_unavailable"))
-    with pytest.raises(BackendUnavailable, match="idempotency key"):
-        transport.request("villages.queue_building", "POST", BUILD_PATH, json_body={"b": 1},
-                          idempotent_write=False)
-    assert len(rsps.calls) == 1
-
-
-def test_keyless_write_is_retried_after_a_429(
-    rsps: responses.RequestsMock, transport: Transport
-) -> None:
-    rsps.add(responses.POST, BUILD_URL, status=429, headers={"Retry-After": "1"},
-             json=error_json("rate_limited"))
-    ok(rsps, responses.POST, BUILD_URL)
-    transport.request("villages.queue_building", "POST", BUILD_PATH, json_body={"b": 1},
-                      idempotent_write=False)
-    assert len(rsps.calls) == 2
-
-
 def test_connect_failures_are_left_to_urllib3_on_the_transports_own_session(
     rsps: responses.RequestsMock, transport: Transport, sleeps: Sleeps
 ) -> None:
@@ -539,7 +493,7 @@ def test_connect_failures_are_left_to_urllib3_on_the_transports_own_session(
     assert retry.redirect == 0 and retry.respect_retry_after_header is False
 
 
-def test_on_a_callers_session_connect_failures_are_retried_even_for_a_keyless_write(
+def test_on_a_callers_session_connect_failures_of_a_write_are_retried(
     rsps: responses.RequestsMock, sleeps: Sleeps
 ) -> None:
     rsps.add(responses.POST, BUILD_URL,
@@ -548,8 +502,7 @@ def test_on_a_callers_session_connect_failures_are_retried_even_for_a_keyless_wr
     with requests.Session() as session:
         t = Transport(BASE, token=TOKEN, world_id="w1", session=session, retry=POLICY,
                       sleep=sleeps)
-        t.request("villages.queue_building", "POST", BUILD_PATH, json_body={"b": 1},
-                  idempotent_write=False)
+        t.request("villages.queue_building", "POST", BUILD_PATH, json_body={"b": 1})
     assert len(rsps.calls) == 2 and len(sleeps) == 1
 
 

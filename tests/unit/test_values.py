@@ -160,8 +160,27 @@ def test_village_is_frozen() -> None:
 def test_reprs_are_readable() -> None:
     text = repr(private_village().public())
     assert text.startswith("Village(id=1, name='Home', player_id=1, x=3, y=-4")
-    assert "resources=None" in text
+    assert text.endswith("public view)") and "resources" not in text
     assert repr(Building(26, "main_building", 5)) == "Building(slot=26, name='main_building', level=5)"
+
+
+def test_a_village_repr_is_one_short_line_whatever_it_holds() -> None:
+    buildings = tuple(Building(s, "woodcutter", 3) for s in range(1, 30))
+    text = repr(private_village(buildings=buildings))
+    assert "\n" not in text and len(text) < 200, text
+    assert "29 buildings" in text and "1 in the build queue" in text
+    assert "capital" in text
+
+
+def test_reprs_show_times_readably_and_count_nested_values() -> None:
+    order = private_village().build_queue[0]  # type: ignore[index]
+    text = repr(order)
+    assert "datetime.datetime" not in text
+    assert "completes_at=2026-01-01 12:00:00 UTC" in text and "cost=wood 1, clay 2, iron 3, wheat 4" in text
+    movement = tr.Movement(3, "raid", 1, 2, Troops(legionnaire=5), T0, T0)
+    assert "troops=legionnaire 5" in repr(movement)
+    report = tr.Report(1, 1, "battle", "x" * 500, None, T0, {"bounty": {"wood": 5}})
+    assert len(repr(report)) < 300 and "village_id=–" in repr(report)
 
 
 def test_html_repr_is_a_table_and_escapes_text() -> None:
@@ -178,11 +197,16 @@ def test_html_repr_is_a_table_and_escapes_text() -> None:
         "<caption>", "").replace("</caption>", "")
 
 
-def test_html_repr_shows_times_in_iso_and_long_tuples_shortened() -> None:
+def test_html_shows_times_readably_numbers_right_and_nested_values_as_rows() -> None:
     buildings = tuple(Building(s, "woodcutter", 1) for s in range(1, 19))
     html = private_village(buildings=buildings)._repr_html_()
-    assert "(18 items)" in html
-    assert "2026-01-01T12:00:00+00:00" in tr.Message(1, 1, 2, "s", "b", T0)._repr_html_()
+    assert "items)" not in html
+    assert html.count(">woodcutter<") == 18  # a row per building
+    assert "2026-01-01 12:00:00 UTC" in tr.Message(1, 1, 2, "s", "b", T0)._repr_html_()
+    assert "datetime" not in html and "+00:00" not in html
+    assert "text-align:right" in html.split(">population<")[1].split("</tr>")[0]
+    troops = Troops(legionnaire=5, imperian=2)._repr_html_()
+    assert troops.index(">imperian<") < troops.index(">legionnaire<") < troops.index(">2<")
 
 
 # ---- Errors ------------------------------------------------------------------------------

@@ -234,8 +234,9 @@ def cmd_create_world(args: argparse.Namespace, out: TextIO) -> int:
         hint = "" if args.replace or "tables" in exc.details else " (run again with --replace)"
         return _fail(f"Conflict: {exc}{hint}")
     out.write(
-        f"Created world {summary.world_id!r} at {summary.url}: {summary.players} players, "
-        f"{summary.villages} villages (seed {summary.seed}, speed x{args.speed}, "
+        f"Created world {summary.world_id!r} at {summary.url}: "
+        f"{counted(summary.players, 'player')}, "
+        f"{counted(summary.villages, 'village')} (seed {summary.seed}, speed x{args.speed}, "
         f"{args.start} start).\n"
         f"Their API tokens: {PROG} tokens --database-url {summary.url}\n"
     )
@@ -286,17 +287,18 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
         world_line = f"a new developed world (seed {args.seed}) in {sandbox.where}"
     try:
         out.write(
-            f"{PROG} demo: {len(sandbox.player_ids)} NPC players on {world_line};\n"
-            f"{args.days:g} days of game time from {demo.when(sandbox.now())} UTC in turns of one "
-            "hour, the engine moving the world on between turns.\n\n"
+            f"{PROG} demo: {counted(len(sandbox.player_ids), 'NPC player')} on {world_line};\n"
+            f"{counted(args.days, 'day')} of game time from {demo.when(sandbox.now())} UTC "
+            "in turns of one hour, the engine moving the world on between turns.\n\n"
         )
         out.flush()
         result = demo.run_demo(sandbox, sandbox.player_ids, days=args.days, seed=args.seed,
                                map_radius=sandbox.map_radius, progress=progress)
     finally:
         sandbox.close()
-    out.write(f"After {result.turns} turns ({demo.when(result.ended)} UTC; {result.events} "
-              "events processed by the engine), read back from the world:\n\n")
+    out.write(f"After {counted(result.turns, 'turn')} ({demo.when(result.ended)} UTC; "
+              f"{counted(result.events, 'event')} processed by the engine), "
+              "read back from the world:\n\n")
     out.write(result.table())
     out.write("\n" + demo.LEGEND)
     if args.api_url:
@@ -305,6 +307,11 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"\nThe world is in {result.where}; its players' tokens: "
                   f"{PROG} tokens --database-url {_shown_url(url)}\n")
     return 0
+
+
+def counted(number: float, noun: str) -> str:
+    """``1 day``, ``2 days``, ``0.5 days``: the number and its noun, plural unless it is 1."""
+    return f"{number:g} {noun}" if number == 1 else f"{number:g} {noun}s"
 
 
 def _read_tokens(path: str) -> dict[int, str]:

@@ -9,6 +9,8 @@ these helpers show a list of values as one table, a row per value:
     world.players.ranking(limit=5)             # -> a table of RankingEntry rows
 
     notebook.table(world.military.outgoing(1)) # one list, without enable()
+    notebook.world_map(world)                  # the villages and movements, as SVG
+
 
 ``%load_ext travian_repo.notebook`` does what ``enable()`` does. Lists that are empty or
 mix kinds keep their usual repr.
@@ -19,14 +21,22 @@ from __future__ import annotations
 import importlib
 from typing import Any, Iterable
 
-from travian_repo.domain.values import table_html
+from travian_repo.apps.world_map import WorldMap, world_map
+from travian_repo.domain.display import table_html, table_text
 
 
 class Table(list):  # type: ignore[type-arg]
-    """A list of values that shows as an HTML table in Jupyter (and is still a list)."""
+    """A list of values that shows as a table: HTML in Jupyter, text in a terminal
+    (``print``, IPython); still a list."""
 
     def _repr_html_(self) -> str | None:
         return table_html(list(self))
+
+    def __str__(self) -> str:
+        return table_text(list(self)) or super().__repr__()
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))
 
 
 def table(values: Iterable[Any]) -> Table:
@@ -61,4 +71,4 @@ def load_ipython_extension(ipython: Any) -> None:
     enable(ipython)
 
 
-__all__ = ["Table", "enable", "load_ipython_extension", "table"]
+__all__ = ["Table", "WorldMap", "enable", "load_ipython_extension", "table", "world_map"]

@@ -23,6 +23,7 @@ RESOURCES_SENT = "resources_sent"  # shipment_id, from_village_id, to_village_id
 RESOURCES_INCOMING = "resources_incoming"  # same, to the target's owner
 RESOURCES_ARRIVED = "resources_arrived"  # shipment_id, from_village_id, to_village_id
 MESSAGE_RECEIVED = "message_received"  # message_id, from_player_id
+MESSAGE_READ = "message_read"  # message_id, to the reader
 REPORT_CREATED = "report_created"  # report_id, kind, village_id
 ALLIANCE_CREATED = "alliance_created"  # alliance_id
 ALLIANCE_INVITATION = "alliance_invitation"  # alliance_id, invitation_id, invited_by

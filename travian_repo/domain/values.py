@@ -5,11 +5,14 @@ Times are timezone-aware UTC datetimes. "wheat" is the stored name for Travian's
 
 from __future__ import annotations
 
-import dataclasses
-import html
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, ClassVar, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping, TypeVar, overload
+
+from travian_repo.domain import display
+from travian_repo.domain.display import table_html
+
+T = TypeVar("T")
 
 RESOURCE_NAMES: tuple[str, ...] = ("wood", "clay", "iron", "wheat")
 
@@ -29,46 +32,14 @@ def movement_kind(attack_kind: str) -> str:
 
 
 class _HtmlRepr:
-    """A two-column table for Jupyter; nested values use their plain repr."""
+    """What every value shares: a one-line repr with readable times, and a table in
+    Jupyter (``travian_repo.domain.display``)."""
+
+    def __repr__(self) -> str:
+        return display.value_repr(self)
 
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(f.name)}</th>"
-            f"<td style='text-align:left'>{html.escape(_short(getattr(self, f.name)))}</td></tr>"
-            for f in dataclasses.fields(self)  # type: ignore[arg-type]
-        )
-        return f"<table><caption>{type(self).__name__}</caption>{rows}</table>"
-
-
-def table_html(values: Any) -> str | None:
-    """A list (or tuple) of domain values of one kind as one HTML table, a row per value
-    and a column per field; None when it is empty or not all values of one kind (the
-    notebook helpers in ``travian_repo.notebook`` fall back to the plain repr)."""
-    if not isinstance(values, (list, tuple)) or not values:
-        return None
-    kind = type(values[0])
-    if not (issubclass(kind, _HtmlRepr) and dataclasses.is_dataclass(kind)) or any(
-        type(v) is not kind for v in values
-    ):
-        return None
-    names = [f.name for f in dataclasses.fields(kind)]
-    head = "".join(f"<th style='text-align:left'>{html.escape(n)}</th>" for n in names)
-    body = "".join(
-        "<tr>" + "".join(
-            f"<td style='text-align:left'>{html.escape(_short(getattr(v, n)))}</td>" for n in names
-        ) + "</tr>"
-        for v in values
-    )
-    caption = f"{len(values)} {kind.__name__}{'' if len(values) == 1 else 's'}"
-    return f"<table><caption>{caption}</caption><tr>{head}</tr>{body}</table>"
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat(timespec="seconds")
-    if isinstance(value, tuple) and len(value) > 6:
-        return f"({len(value)} items)"
-    return str(value)
+        return display.value_html(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +108,14 @@ class Troops(Mapping[str, int]):
     def __getitem__(self, unit: str) -> int:
         return self._counts[unit]
 
-    def get(self, unit: str, default: Any = 0) -> Any:  # noqa: D401 - Mapping.get with a count default
+    @overload
+    def get(self, unit: str) -> int: ...
+
+    @overload
+    def get(self, unit: str, default: T) -> int | T: ...
+
+    def get(self, unit: str, default: Any = 0) -> Any:
+        """The count of ``unit``: 0 (or ``default``) when there is none."""
         return self._counts.get(unit, default)
 
     def __iter__(self) -> Iterator[str]:
@@ -168,20 +146,18 @@ class Troops(Mapping[str, int]):
         return dict(self._counts)
 
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in self._counts.items()
-        )
-        return f"<table><caption>Troops</caption><tr><th>unit</th><th>count</th></tr>{rows}</table>"
+        """A column per unit, its count below."""
+        return f"<table><caption>Troops</caption><tr><td>{display.cell_html(self)}</td></tr></table>"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Building(_HtmlRepr):
     slot: int
     name: str
     level: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class BuildOrder(_HtmlRepr):
     id: int
     village_id: int
@@ -194,7 +170,7 @@ class BuildOrder(_HtmlRepr):
     completes_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Village(_HtmlRepr):
     """A village. For anyone but its owner the private fields are None."""
 
@@ -238,8 +214,20 @@ class Village(_HtmlRepr):
             self.is_capital, self.tribe,
         )
 
+    def __repr__(self) -> str:
+        """One short line: where it is and whose; the owner's view adds what it holds (its
+        stock and the rest show in the table, ``_repr_html_``)."""
+        text = (f"Village(id={self.id}, name={self.name!r}, player_id={self.player_id}, "
+                f"x={self.x}, y={self.y}, tribe={self.tribe!r}, population={self.population}")
+        if self.is_capital:
+            text += ", capital"
+        if not self.is_private_view:
+            return text + ", public view)"
+        return (text + f", {display.short(self.buildings)}, "
+                f"{len(self.build_queue or ())} in the build queue)")
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, repr=False)
 class TrainingOrder(_HtmlRepr):
     id: int
     village_id: int
@@ -249,7 +237,7 @@ class TrainingOrder(_HtmlRepr):
     completes_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Movement(_HtmlRepr):
     id: int
     kind: str
@@ -260,7 +248,7 @@ class Movement(_HtmlRepr):
     arrives_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class TradeOffer(_HtmlRepr):
     id: int
     village_id: int
@@ -273,7 +261,7 @@ class TradeOffer(_HtmlRepr):
     created_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Shipment(_HtmlRepr):
     id: int
     from_village_id: int
@@ -284,7 +272,7 @@ class Shipment(_HtmlRepr):
     arrives_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Report(_HtmlRepr):
     id: int
     player_id: int
@@ -296,7 +284,7 @@ class Report(_HtmlRepr):
     read: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Message(_HtmlRepr):
     id: int
     from_player_id: int
@@ -307,7 +295,7 @@ class Message(_HtmlRepr):
     read: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Alliance(_HtmlRepr):
     id: int
     name: str
@@ -316,7 +304,7 @@ class Alliance(_HtmlRepr):
     created_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Invitation(_HtmlRepr):
     id: int
     alliance_id: int
@@ -326,7 +314,7 @@ class Invitation(_HtmlRepr):
     status: str = "pending"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Player(_HtmlRepr):
     id: int
     name: str
@@ -338,7 +326,7 @@ class Player(_HtmlRepr):
     rank: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class RankingEntry(_HtmlRepr):
     rank: int
     player_id: int
@@ -348,7 +336,7 @@ class RankingEntry(_HtmlRepr):
     value: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Event(_HtmlRepr):
     kind: str
     player_id: int

@@ -78,9 +78,9 @@ class HttpBackend(Backend):
 
     def advance(self, seconds: float) -> datetime:
         try:
+            # The route keeps no Idempotency-Key: a retry after a lost answer moves it again.
             answer = self.transport.request("sandbox.advance", "POST", ADVANCE_PATH,
-                                            json_body={"seconds": seconds},
-                                            idempotent_write=False)
+                                            json_body={"seconds": seconds})
         except NotFound:
             raise ConfigurationError(
                 f"the server at {self.transport.base_url} has no manual clock (start it with "

@@ -3,9 +3,10 @@ same methods, same values, same errors for the same world state.
 
 Each abstract class is the contract of one domain. A concrete subclass only writes the
 bodies: ``Repository.__init_subclass__`` wraps each of its operations once, here, so every
-backend gets the same guard (a unit of work that has ended refuses the call) and the same
-timing into the metrics, and the method keeps its name, signature and the contract's
-docstring for ``help()``, ``inspect`` and completion.
+backend gets the same guard (a unit of work that has ended refuses the call), the same
+argument checks (from the declaration: an implementation receives checked values), the same
+timing into the metrics and the cache of declared reads; the method keeps its name,
+signature and the contract's docstring for ``help()``, ``inspect`` and completion.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 from travian_repo.domain.errors import TravianError
+from travian_repo.repositories import validation as v
+from travian_repo.repositories.binding import Binder
 from travian_repo.repositories.declaration import DECLARED, Operation, named, operation
 from travian_repo.domain.values import (
     Alliance,
@@ -51,6 +54,8 @@ class Repository(ABC):
     domain: ClassVar[str] = ""
     # The contract's operations, by method name (set on each contract from its declarations).
     declarations: ClassVar[dict[str, Operation]] = {}
+    # Their argument binders, by method name (made once with the declarations).
+    binders: ClassVar[dict[str, Binder]] = {}
     # The unit of work this repository belongs to (None: it stands alone).
     _unit: Any = None
     # Where calls are timed, by "domain.method" (None: not timed here).
@@ -75,7 +80,7 @@ class Repository(ABC):
                 from travian_repo.infra.cache import cached  # the cache imports this module
 
                 fn = cached(declared.name, scope=declared.visibility, depends=declared.depends)(fn)
-            setattr(cls, name, _wrap(contract, name, fn))
+            setattr(cls, name, _wrap(contract, name, fn, contract.binders[name]))
 
     @classmethod
     def contract(cls) -> type[Repository]:
@@ -103,9 +108,10 @@ def _declare(contract: type[Repository]) -> None:
         declared = getattr(fn, "__operation__", None)
         if declared is None:
             raise TypeError(f"{contract.__name__}.{name} has no @operation declaration")
-        found[name] = named(declared, contract.domain, fn)
+        found[name] = named(declared, contract.domain, fn, v.default_check)
         DECLARED[found[name].name] = found[name]
     contract.declarations = found
+    contract.binders = {name: Binder(declared) for name, declared in found.items()}
 
 
 def declared_operations() -> dict[str, Operation]:
@@ -121,9 +127,24 @@ def check_open(unit: Any) -> None:
         )
 
 
-def _wrap(contract: type[Repository], name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+def _wrap(
+    contract: type[Repository], name: str, fn: Callable[..., Any], binder: Binder
+) -> Callable[..., Any]:
     operation = f"{contract.domain}.{name}"
     perf_counter = time.perf_counter
+    # An implementation made from the declaration (the HTTP side's) takes the checked values
+    # as one list; a written one takes them as its signature says.
+    if getattr(fn, "__takes_values__", False):
+        checked = binder.checked
+
+        def run(self: Repository, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            return fn(self, checked(args, kwargs))
+    else:
+        bind = binder.bind
+
+        def run(self: Repository, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            positional, keywords = bind(args, kwargs)
+            return fn(self, *positional, **keywords)
 
     @functools.wraps(fn)
     def call(self: Repository, *args: Any, **kwargs: Any) -> Any:
@@ -132,19 +153,24 @@ def _wrap(contract: type[Repository], name: str, fn: Callable[..., Any]) -> Call
             check_open(unit)
         metrics = self._metrics
         if metrics is None:
-            return fn(self, *args, **kwargs)
+            return run(self, args, kwargs)
         started = perf_counter()
         failed = True
         try:
-            result = fn(self, *args, **kwargs)
+            result = run(self, args, kwargs)
             failed = False
             return result
         finally:
             metrics.record(operation, (perf_counter() - started) * 1000.0, error=failed)
 
     call.__doc__ = getattr(contract, name).__doc__ or fn.__doc__
+    call.__signature__ = contract.declarations[name].signature  # type: ignore[attr-defined]
     call.__repository_operation__ = True  # type: ignore[attr-defined]
     return call
+
+
+# A movement or a shipment sent: both villages and the sender's villages list.
+_SENT = ("village:{from_village_id}", "village:{to_village_id}", "villages_of:{actor}")
 
 
 class VillageRepository(Repository):
@@ -160,12 +186,16 @@ class VillageRepository(Repository):
     def list_by_player(self, player_id: int) -> list[Village]:
         """All villages of a player, capital first, in a constant number of round trips."""
 
-    @operation("GET", "/villages/at", ttl=30, depends=("village:{result.id}",))
+    @operation("GET", "/villages/at", ttl=30, depends=("village:{result.id}",),
+               checks={"x": v.check_coordinate, "y": v.check_coordinate})
     @abstractmethod
     def at(self, x: int, y: int) -> Village | None:
         """The village at (x, y), public face (private for its owner), or None."""
 
-    @operation("POST", "/village/{village_id}/build")
+    @operation("POST", "/village/{village_id}/build",
+               checks={"building": v.check_building, "slot": v.check_slot},
+               invalidates=("village:{village_id}", "villages_of:{actor}",
+                            "player:{actor} if instant", "rank if instant"))
     @abstractmethod
     def queue_building(
         self, village_id: int, building: str, *, slot: int | None = None, instant: bool = False
@@ -177,7 +207,9 @@ class VillageRepository(Repository):
     def build_queue(self, village_id: int) -> list[BuildOrder]:
         """The village's build queue in order (owner only)."""
 
-    @operation("DELETE", "/village/{village_id}/build_queue/{queue_position}")
+    @operation("DELETE", "/village/{village_id}/build_queue/{queue_position}",
+               checks={"queue_position": v.check_queue_position},
+               invalidates=("village:{village_id}", "villages_of:{actor}"))
     @abstractmethod
     def cancel_building(self, village_id: int, queue_position: int) -> BuildOrder:
         """Cancel the order at ``queue_position`` with a full refund; returns it."""
@@ -191,12 +223,17 @@ class MilitaryRepository(Repository):
     def troops(self, village_id: int) -> Troops:
         """Troops at home (owner only)."""
 
-    @operation("POST", "/village/{village_id}/train")
+    @operation("POST", "/village/{village_id}/train", checks={"troops": v.check_troops},
+               invalidates=("village:{village_id}", "villages_of:{actor}"))
     @abstractmethod
     def train(self, village_id: int, troops: Mapping[str, int]) -> TrainingOrder:
         """Spend the cost and queue the units in their training buildings."""
 
-    @operation("POST", "/village/{village_id}/attack")
+    @operation("POST", "/village/{village_id}/attack",
+               wire={"from_village_id": "village_id", "to_village_id": "target_village_id",
+                     "kind": "attack_type"},
+               checks={"troops": v.check_troops, "kind": v.check_attack_kind},
+               check=v.distinct_villages, invalidates=_SENT)
     @abstractmethod
     def attack(
         self,
@@ -208,7 +245,10 @@ class MilitaryRepository(Repository):
     ) -> Movement:
         """Send troops to attack (kind: normal, raid, siege)."""
 
-    @operation("POST", "/village/{village_id}/reinforce")
+    @operation("POST", "/village/{village_id}/reinforce",
+               wire={"from_village_id": "village_id", "to_village_id": "target_village_id"},
+               checks={"troops": v.check_troops}, check=v.distinct_villages,
+               invalidates=_SENT)
     @abstractmethod
     def reinforce(
         self, from_village_id: int, to_village_id: int, troops: Mapping[str, int]
@@ -225,7 +265,9 @@ class MilitaryRepository(Repository):
     def outgoing(self, village_id: int) -> list[Movement]:
         """Movements under way from the village (its owner only)."""
 
-    @operation("POST", "/village/{village_id}/movements/{movement_id}/send_home")
+    @operation("POST", "/village/{village_id}/movements/{movement_id}/send_home",
+               invalidates=("village:{result.from_village_id}", "village:{village_id}",
+                            "villages_of:{actor}"))
     @abstractmethod
     def send_home(self, village_id: int, movement_id: int) -> Movement:
         """Recall reinforcements: the owner of troops stationed in another village calls them
@@ -244,7 +286,15 @@ class MilitaryRepository(Repository):
 class TradeRepository(Repository):
     domain = "trade"
 
-    @operation("POST", "/village/{village_id}/trade/offer")
+    @operation("POST", "/village/{village_id}/trade/offer",
+               wire={"offer_resource": "offer.resource", "offer_amount": "offer.amount",
+                     "request_resource": "request.resource",
+                     "request_amount": "request.amount"},
+               checks={"offer_resource": v.check_resource, "offer_amount": v.check_amount,
+                       "request_resource": v.check_resource,
+                       "request_amount": v.check_amount},
+               check=v.offer_terms,
+               invalidates=("village:{village_id}", "villages_of:{actor}", "market"))
     @abstractmethod
     def create_offer(
         self,
@@ -256,7 +306,10 @@ class TradeRepository(Repository):
     ) -> TradeOffer:
         """Put an offer on the market; the offered goods and merchants are held."""
 
-    @operation("POST", "/village/{village_id}/send_resources")
+    @operation("POST", "/village/{village_id}/send_resources",
+               wire={"from_village_id": "village_id", "to_village_id": "target_village_id"},
+               checks={"resources": v.check_resources}, check=v.no_shipment_to_itself,
+               invalidates=_SENT)
     @abstractmethod
     def send_resources(
         self, from_village_id: int, to_village_id: int, resources: Resources | Mapping[str, int]
@@ -268,7 +321,10 @@ class TradeRepository(Repository):
     def offers(self, village_id: int) -> list[TradeOffer]:
         """Open offers on the market seen from the village (other villages' offers)."""
 
-    @operation("POST", "/village/{village_id}/trade/offer/{offer_id}/accept")
+    @operation("POST", "/village/{village_id}/trade/offer/{offer_id}/accept",
+               # the offerer's village from the answer: the shipment goes to it
+               invalidates=("village:{result.to_village_id}", "village:{village_id}",
+                            "villages_of:{actor}", "market"))
     @abstractmethod
     def accept_offer(self, village_id: int, offer_id: int) -> Shipment:
         """Accept another player's open offer from ``village_id``: it pays the requested goods
@@ -280,7 +336,8 @@ class TradeRepository(Repository):
         InsufficientResources, Conflict (the offer is no longer open: accepted or cancelled).
         """
 
-    @operation("DELETE", "/village/{village_id}/trade/offer/{offer_id}")
+    @operation("DELETE", "/village/{village_id}/trade/offer/{offer_id}",
+               invalidates=("village:{village_id}", "villages_of:{actor}", "market"))
     @abstractmethod
     def cancel_offer(self, village_id: int, offer_id: int) -> TradeOffer:
         """Withdraw the village's open offer: the held goods go back to stock (capped by
@@ -295,12 +352,16 @@ class TradeRepository(Repository):
 class IntelRepository(Repository):
     domain = "intel"
 
-    @operation("POST", "/village/{village_id}/scout")
+    @operation("POST", "/village/{village_id}/scout",
+               wire={"from_village_id": "village_id", "to_village_id": "target_village_id",
+                     "count": "scouts"},
+               checks={"count": v.check_count}, check=v.distinct_villages, invalidates=_SENT)
     @abstractmethod
     def send_scouts(self, from_village_id: int, to_village_id: int, count: int = 1) -> Movement:
         """Send the tribe's scouts."""
 
-    @operation("GET", "/player/{player_id}/reports/scout", ttl=120, depends=("reports:{player_id}",))
+    @operation("GET", "/player/{player_id}/reports/scout", ttl=120,
+               depends=("reports:{player_id}",), checks={"limit": v.check_limit})
     @abstractmethod
     def scout_reports(self, player_id: int, limit: int = 20) -> list[Report]:
         """The player's newest scout reports (the player only)."""
@@ -309,7 +370,10 @@ class IntelRepository(Repository):
 class DiplomacyRepository(Repository):
     domain = "diplomacy"
 
-    @operation("POST", "/player/{player_id}/messages/send")
+    @operation("POST", "/player/{player_id}/messages/send",
+               wire={"from_player_id": "player_id", "to_player_id": "to"},
+               checks={"subject": v.check_subject, "body": v.check_body},
+               check=v.no_message_to_oneself, invalidates=("mail:{to_player_id}",))
     @abstractmethod
     def send_message(
         self, from_player_id: int, to_player_id: int, subject: str, body: str
@@ -321,12 +385,24 @@ class DiplomacyRepository(Repository):
     def messages(self, player_id: int, *, unread_only: bool = False) -> list[Message]:
         """The player's inbox, newest first (the player only)."""
 
-    @operation("POST", "/player/{player_id}/alliance/create")
+    @operation("POST", "/message/{message_id}/read", invalidates=("mail:{actor}",))
+    @abstractmethod
+    def mark_read(self, message_id: int) -> Message:
+        """Mark one of the acting player's received messages read; returns it with
+        ``read=True``. Marking a message already read changes nothing and answers the same.
+
+        NotFound (no such message), Forbidden (a message to another player, sent by the
+        acting player included; acting as nobody).
+        """
+
+    @operation("POST", "/player/{player_id}/alliance/create",
+               checks={"name": v.check_alliance_name, "tag": v.check_alliance_tag},
+               invalidates=("player:{player_id}", "rank"))
     @abstractmethod
     def create_alliance(self, player_id: int, name: str, tag: str) -> Alliance:
         """Found an alliance (needs an embassy at level 3)."""
 
-    @operation("POST", "/alliance/{alliance_id}/invite")
+    @operation("POST", "/alliance/{alliance_id}/invite", invalidates=("player:{player_id}",))
     @abstractmethod
     def invite(self, alliance_id: int, player_id: int) -> Invitation:
         """Invite a player (by a member of the alliance)."""
@@ -340,7 +416,8 @@ class PlayerRepository(Repository):
     def get(self, player_id: int) -> Player:
         """A player's public profile."""
 
-    @operation("GET", "/rankings/{metric}", visibility="public", ttl=300, depends=("rank",))
+    @operation("GET", "/rankings/{metric}", visibility="public", ttl=300, depends=("rank",),
+               checks={"metric": v.check_metric, "limit": v.check_limit})
     @abstractmethod
     def ranking(self, metric: str = "population", limit: int = 100) -> list[RankingEntry]:
         """Players ordered by ``metric`` (population or villages)."""

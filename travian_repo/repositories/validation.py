@@ -1,5 +1,7 @@
 """Argument checks shared by every backend, so bad input gets the same InvalidRequest
-everywhere and before any I/O."""
+everywhere and before any I/O. Operations name them in their declarations
+(``@operation(checks=..., check=...)``); ``Repository`` applies them once, before any
+implementation runs."""
 
 from __future__ import annotations
 
@@ -118,63 +120,107 @@ def check_point(x: Any, y: Any, *, radius: int | None) -> tuple[int, int]:
     return check_int(x, "x", low=-high, high=high), check_int(y, "y", low=-high, high=high)
 
 
-def check_building(value: Any) -> str:
+def check_coordinate(value: Any, name: str) -> int:
+    """A map coordinate, type only (and a bound far beyond any map): the world's radius is
+    checked where it is known (the SQL side, with ``check_point``)."""
+    return check_int(value, name, low=-MAX_ID, high=MAX_ID)
+
+
+def check_building(value: Any, name: str = "building") -> str:
     """A building name as the rules spell it (aliases and any case accepted); an unknown
     name is InvalidRequest."""
-    return buildings.building_spec(check_name(value, "building", max_length=MAX_BUILDING_NAME)).name
+    return buildings.building_spec(check_name(value, name, max_length=MAX_BUILDING_NAME)).name
 
 
-def check_slot(value: Any) -> int | None:
+def check_slot(value: Any, name: str = "slot") -> int | None:
     """None (the rules choose the slot) or one of a village's slots."""
     if value is None:
         return None
-    return check_int(value, "slot", low=placement.SLOTS.start, high=placement.SLOTS.stop - 1)
+    return check_int(value, name, low=placement.SLOTS.start, high=placement.SLOTS.stop - 1)
 
 
-def check_queue_position(value: Any) -> int:
-    return check_int(value, "queue_position", low=1, high=MAX_QUEUE_POSITION)
+def check_queue_position(value: Any, name: str = "queue_position") -> int:
+    return check_int(value, name, low=1, high=MAX_QUEUE_POSITION)
 
 
-def check_attack_kind(value: Any) -> str:
+def check_attack_kind(value: Any, name: str = "kind") -> str:
     if not isinstance(value, str) or value not in ATTACK_KINDS:
-        raise InvalidRequest(f"kind must be one of {', '.join(ATTACK_KINDS)}, got {value!r}")
+        raise InvalidRequest(f"{name} must be one of {', '.join(ATTACK_KINDS)}, got {value!r}")
     return value
 
 
-# The argument checks of one operation, shared by both backends so that several bad
-# arguments are reported the same way (in signature order) on either side.
+def check_count(value: Any, name: str) -> int:
+    """Units in one order: 1..MAX_COUNT."""
+    return check_int(value, name, low=1, high=MAX_COUNT)
+
+
+def check_amount(value: Any, name: str) -> int:
+    """Resources in one offer: 1..MAX_AMOUNT."""
+    return check_int(value, name, low=1, high=MAX_AMOUNT)
+
+
+def check_limit(value: Any, name: str) -> int:
+    """How many rows a read returns: 1..MAX_LIMIT."""
+    return check_int(value, name, low=1, high=MAX_LIMIT)
+
+
+def check_subject(value: Any, name: str) -> str:
+    return check_text(value, name, max_length=MAX_SUBJECT)
+
+
+def check_body(value: Any, name: str) -> str:
+    return check_text(value, name, max_length=MAX_BODY, allow_empty=True)
+
+
+def check_alliance_name(value: Any, name: str) -> str:
+    """Without surrounding whitespace, then within its length."""
+    return check_text(value.strip() if isinstance(value, str) else value, name,
+                      max_length=MAX_NAME)
+
+
+def check_alliance_tag(value: Any, name: str) -> str:
+    return check_text(value.strip() if isinstance(value, str) else value, name,
+                      max_length=MAX_TAG)
+
+
+def check_metric(metric: Any, name: str = "metric") -> str:
+    from travian_repo.repositories.base import RANKING_METRICS
+
+    if not isinstance(metric, str) or metric not in RANKING_METRICS:
+        raise InvalidRequest(
+            f"{name} must be one of {', '.join(RANKING_METRICS)}, got {metric!r}",
+            details={"allowed": list(RANKING_METRICS)},
+        )
+    return metric
+
+
+# Checks over several arguments of one operation, run after each argument's own check (a
+# declaration's ``check=``); they take the checked arguments by name.
 
 MAX_OFFER_RATIO = 2  # the market takes offers between 1:2 and 2:1
 
 
-def check_route(from_village_id: Any, to_village_id: Any) -> tuple[int, int]:
-    """Both ids valid and different."""
-    source = check_id(from_village_id, "from_village_id")
-    target = check_id(to_village_id, "to_village_id")
-    if source == target:
-        raise InvalidRequest(f"from_village_id and to_village_id are both {source}")
-    return source, target
+def distinct_villages(from_village_id: int, to_village_id: int, **_: Any) -> None:
+    if from_village_id == to_village_id:
+        raise InvalidRequest(f"from_village_id and to_village_id are both {from_village_id}")
 
 
-def check_shipment(from_village_id: Any, to_village_id: Any, resources: Any) -> tuple[int, int, Resources]:
-    source = check_id(from_village_id, "from_village_id")
-    target = check_id(to_village_id, "to_village_id")
-    goods = check_resources(resources)
-    if source == target:
+def no_shipment_to_itself(from_village_id: int, to_village_id: int, **_: Any) -> None:
+    if from_village_id == to_village_id:
         raise InvalidRequest("a village cannot send resources to itself")
-    return source, target, goods
 
 
-def check_offer(
-    offer_resource: Any, offer_amount: Any, request_resource: Any, request_amount: Any
-) -> tuple[str, int, str, int]:
+def no_message_to_oneself(from_player_id: int, to_player_id: int, **_: Any) -> None:
+    if from_player_id == to_player_id:
+        raise InvalidRequest("a player cannot send a message to themself")
+
+
+def offer_terms(
+    offer_resource: str, offer_amount: int, request_resource: str, request_amount: int, **_: Any
+) -> None:
     """A market offer's terms; a ratio beyond 2:1 either way is the market's RuleViolation."""
     from travian_repo.domain.errors import RuleViolation
 
-    offer_resource = check_resource(offer_resource, "offer_resource")
-    offer_amount = check_int(offer_amount, "offer_amount", low=1, high=MAX_AMOUNT)
-    request_resource = check_resource(request_resource, "request_resource")
-    request_amount = check_int(request_amount, "request_amount", low=1, high=MAX_AMOUNT)
     if offer_resource == request_resource:
         raise InvalidRequest("an offer must ask for another resource than it offers")
     if offer_amount > MAX_OFFER_RATIO * request_amount or request_amount > MAX_OFFER_RATIO * offer_amount:
@@ -183,32 +229,13 @@ def check_offer(
             f"{offer_amount} {offer_resource} for {request_amount} {request_resource} is not",
             details={"offer_amount": offer_amount, "request_amount": request_amount},
         )
-    return offer_resource, offer_amount, request_resource, request_amount
 
 
-def check_message(from_player_id: Any, to_player_id: Any, subject: Any, body: Any) -> tuple[int, int, str, str]:
-    sender = check_id(from_player_id, "from_player_id")
-    recipient = check_id(to_player_id, "to_player_id")
-    subject = check_text(subject, "subject", max_length=MAX_SUBJECT)
-    body = check_text(body, "body", max_length=MAX_BODY, allow_empty=True)
-    if sender == recipient:
-        raise InvalidRequest("a player cannot send a message to themself")
-    return sender, recipient, subject, body
-
-
-def check_alliance(name: Any, tag: Any) -> tuple[str, str]:
-    """Name and tag without surrounding whitespace, then within their lengths."""
-    name = check_text(name.strip() if isinstance(name, str) else name, "name", max_length=MAX_NAME)
-    tag = check_text(tag.strip() if isinstance(tag, str) else tag, "tag", max_length=MAX_TAG)
-    return name, tag
-
-
-def check_metric(metric: Any) -> str:
-    from travian_repo.repositories.base import RANKING_METRICS
-
-    if not isinstance(metric, str) or metric not in RANKING_METRICS:
-        raise InvalidRequest(
-            f"metric must be one of {', '.join(RANKING_METRICS)}, got {metric!r}",
-            details={"allowed": list(RANKING_METRICS)},
-        )
-    return metric
+def default_check(name: str, annotation: Any) -> Any:
+    """The check of an argument its declaration does not name: an ``int`` called ``*_id`` is a
+    positive id, a ``bool`` a boolean; anything else must be declared."""
+    if annotation is int and name.endswith("_id"):
+        return check_id
+    if annotation is bool:
+        return check_bool
+    return None

@@ -16,7 +16,7 @@ from travian_repo.domain.settings import Settings
 from travian_repo.domain.values import Event
 from travian_repo.infra.retry import RetryPolicy
 from travian_repo.sql.catch_up import CatchUp, Processor
-from travian_repo.sql.database import Clock, Database, WorldSettings, make_engine
+from travian_repo.sql.database import Database, TimeSource, WorldSettings, make_engine
 
 if TYPE_CHECKING:
     from travian_repo.infra.cache import Cache
@@ -47,7 +47,7 @@ class SqlBackend(Backend):
             raise ConfigurationError("prefer='sql' needs database_url= (or TRAVIAN_DATABASE_URL)")
         options = request.options
         database, owns = open_database(
-            request.database_url, cast("Clock | None", options.get("clock")),
+            request.database_url, cast("TimeSource | None", options.get("clock")),
             options.get("retry"), options.get("pool_size"),
             {name: options[name] for name in DATABASE_OPTIONS if name in options},
         )
@@ -128,7 +128,7 @@ def settings_value(database: Database) -> Settings:
 
 
 def open_database(
-    database_url: Any, clock: Clock | None, retry: RetryPolicy | None,
+    database_url: Any, clock: TimeSource | None, retry: RetryPolicy | None,
     pool_size: int | None, bounds: dict[str, Any] | None = None,
 ) -> tuple[Database, bool]:
     """The database at ``database_url`` (a URL or a caller's Engine) and whether we own its

@@ -36,15 +36,12 @@ from travian_repo.sql.engines import (
     utc_now,
 )
 from travian_repo.sql.error_mapping import translate
-from travian_repo.sql.session import NOT_APPLIED, SqlSession
+from travian_repo.sql.session import NOT_APPLIED, SqlSession, pipeline
 
 if TYPE_CHECKING:
     from travian_repo.sql.catch_up import CatchUp
 
 log = logging.getLogger(__name__)
-
-# The older name of TimeSource (not the settable travian_repo.sandbox.Clock class).
-Clock = TimeSource
 
 
 class Database:
@@ -60,7 +57,9 @@ class Database:
     ) -> None:
         if engine.dialect.name == "sqlite":
             prepare_sqlite(engine)
-        elif engine.dialect.name != "postgresql":
+        elif engine.dialect.name == "postgresql":
+            pipeline(engine)
+        else:
             raise SchemaMismatch(
                 f"unsupported database {engine.dialect.name}: use PostgreSQL or SQLite"
             )
@@ -149,5 +148,5 @@ class Database:
 
 __all__ = ["CONNECT_TIMEOUT_S", "KEEPALIVES_IDLE_S", "NOT_APPLIED", "POOL_TIMEOUT_S",
            "PRE_PING_IDLE_S", "REPLY_GRACE_S", "SQLITE_BUSY_TIMEOUT_MS", "STATEMENT_TIMEOUT_S",
-           "Clock", "Database", "SqlSession", "TimeSource", "WorldSettings", "make_engine", "prepare_sqlite",
+           "Database", "SqlSession", "TimeSource", "WorldSettings", "make_engine", "prepare_sqlite",
            "read_created_at", "read_settings", "translate", "utc_now"]

@@ -5,7 +5,8 @@ Choices the backends share (the HTTP side answers the same):
 - A message's subject must hold something besides whitespace (at most 200 characters); its
   body may be empty (at most 10,000 characters). Both are stored verbatim (bound parameters,
   no trimming), so quotes and SQL in them are just text.
-- Reading the inbox does not mark messages read: a read never writes.
+- Reading the inbox does not mark messages read (a read never writes); ``mark_read`` does,
+  one message of the acting player's inbox at a time.
 - Alliance name and tag lose their surrounding whitespace before they are checked and stored;
   they are unique as written (case-sensitive, like the database constraint that backs the
   check when two founders race).
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, exists, insert, or_, select, update
+from sqlalchemy import Connection, exists, func, insert, or_, select, update
 
 from travian_repo.domain import events
 from travian_repo.domain.errors import (
@@ -27,10 +28,9 @@ from travian_repo.domain.errors import (
     RuleViolation,
 )
 from travian_repo.domain.values import Alliance, Invitation, Message
-from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import DiplomacyRepository
 from travian_repo.sql import schema
-from travian_repo.sql.base import SqlRepository
+from travian_repo.sql.repository import SqlRepository
 from travian_repo.sql.dialect import insert_unless_taken
 
 _msg = schema.messages
@@ -54,9 +54,6 @@ class SqlDiplomacyRepository(SqlRepository, DiplomacyRepository):
         message to oneself; Forbidden when ``from_player_id`` is not the acting player;
         NotFound when the recipient does not exist.
         """
-        from_player_id, to_player_id, subject, body = v.check_message(
-            from_player_id, to_player_id, subject, body
-        )
         self._require_self(from_player_id, "send messages in the name")
 
         def run(conn: Connection) -> Message:
@@ -83,8 +80,6 @@ class SqlDiplomacyRepository(SqlRepository, DiplomacyRepository):
 
     def messages(self, player_id: int, *, unread_only: bool = False) -> list[Message]:
         """The player's inbox, newest first, at most 500 (the player only)."""
-        player_id = v.check_id(player_id, "player_id")
-        unread_only = v.check_bool(unread_only, "unread_only")
         self._require_self(player_id, "read the messages")
         query = select(_msg).where(_msg.c.to_player_id == player_id)
         if unread_only:
@@ -110,14 +105,37 @@ class SqlDiplomacyRepository(SqlRepository, DiplomacyRepository):
             for r in self._read(run)
         ]
 
+    def mark_read(self, message_id: int) -> Message:
+        """Mark the message read: one UPDATE (its row lock) restricted to the acting player's
+        inbox; a message read before keeps its first read time. When it changed no row, the
+        message is missing (NotFound) or someone else's (Forbidden)."""
+        action = "mark messages read"
+        actor = self._actor_id(action)
+
+        def run(conn: Connection) -> Message:
+            now = self.now
+            changed = conn.execute(
+                update(_msg)
+                .where(_msg.c.id == message_id, _msg.c.to_player_id == actor)
+                .values(read_at=func.coalesce(_msg.c.read_at, now))
+            ).rowcount
+            row = conn.execute(select(_msg).where(_msg.c.id == message_id)).first()
+            if row is None:
+                raise NotFound(f"message {message_id} does not exist")
+            if changed != 1:
+                raise Forbidden(f"message {message_id} is not to player {actor}; {action} denied")
+            self._emit(events.MESSAGE_READ, actor, message_id=message_id)
+            return Message(int(row.id), int(row.from_player_id), int(row.to_player_id),
+                           row.subject, row.body, row.sent_at, read=True)
+
+        return self._write(run)
+
     def create_alliance(self, player_id: int, name: str, tag: str) -> Alliance:
         """Found an alliance; the founder joins it.
 
         Needs an embassy at level 3 in one of the player's villages and no alliance yet
         (RuleViolation otherwise); a name or tag already taken is a Conflict.
         """
-        player_id = v.check_id(player_id, "player_id")
-        name, tag = v.check_alliance(name, tag)
         self._require_self(player_id, "found an alliance in the name")
 
         def run(conn: Connection) -> Alliance:
@@ -173,8 +191,6 @@ class SqlDiplomacyRepository(SqlRepository, DiplomacyRepository):
         member; RuleViolation when the player is already in an alliance; Conflict when an
         invitation for the pair is pending.
         """
-        alliance_id = v.check_id(alliance_id, "alliance_id")
-        player_id = v.check_id(player_id, "player_id")
         action = "invite players"
         actor = self._actor_id(action)
 

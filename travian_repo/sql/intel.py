@@ -6,10 +6,9 @@ from __future__ import annotations
 from sqlalchemy import Connection, select
 
 from travian_repo.domain.values import Movement, Report
-from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import IntelRepository
 from travian_repo.sql import schema
-from travian_repo.sql.base import SqlRepository
+from travian_repo.sql.repository import SqlRepository
 from travian_repo.sql.military import send_troops
 from travian_repo.sql.schema import as_utc
 
@@ -20,8 +19,9 @@ class SqlIntelRepository(SqlRepository, IntelRepository):
     """Scouting straight on the world database."""
 
     def send_scouts(self, from_village_id: int, to_village_id: int, count: int = 1) -> Movement:
-        """Send ``count`` (1..validation.MAX_COUNT) of the tribe's scout unit (romans ``equites_legati``,
-        teutons ``scout``, gauls ``pathfinder``) to another player's village.
+        """Send ``count`` (1..validation.MAX_COUNT, checked by the declaration) of the tribe's
+        scout unit (romans ``equites_legati``, teutons ``scout``, gauls ``pathfinder``) to
+        another player's village.
 
         Movement kind ``scout``; the scouts leave home now and arrive after the rules' travel
         time at the scout's speed. Errors, in this order: InvalidRequest (bad ids or count,
@@ -31,8 +31,6 @@ class SqlIntelRepository(SqlRepository, IntelRepository):
         ``missing``) when fewer scouts are at home. The rules are ``military.attack``'s: both
         go through ``travian_repo.sql.military.send_troops``.
         """
-        from_village_id, to_village_id = v.check_route(from_village_id, to_village_id)
-        count = v.check_int(count, "count", low=1, high=v.MAX_COUNT)
         actor = self._actor_id("send scouts")
         return self._write(
             lambda conn: send_troops(
@@ -44,12 +42,11 @@ class SqlIntelRepository(SqlRepository, IntelRepository):
 
     def scout_reports(self, player_id: int, limit: int = 20) -> list[Report]:
         """The player's newest scout reports (``created_at`` then ``id``, both descending),
-        at most ``limit`` (1..validation.MAX_LIMIT). The player only: anyone else, or acting
-        as nobody, is Forbidden (whether or not that player exists). Reading does not mark
+        at most ``limit`` (1..validation.MAX_LIMIT, checked by the declaration). The player
+        only: anyone else, or acting as nobody, is Forbidden (whether or not that player
+        exists). Reading does not mark
         reports as read. One query.
         """
-        player_id = v.check_id(player_id, "player_id")
-        limit = v.check_int(limit, "limit", low=1, high=v.MAX_LIMIT)
         self._require_self(player_id, "read the scout reports")
 
         def run(conn: Connection) -> list[Report]:

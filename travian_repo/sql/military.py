@@ -8,10 +8,12 @@ error therefore leaves nothing behind (and the session rolls the step back in an
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, select, union_all, update
+from sqlalchemy.sql.dml import Insert
 
 from travian_repo.domain import events
 from travian_repo.domain.errors import (
@@ -23,7 +25,6 @@ from travian_repo.domain.errors import (
 from travian_repo.domain.values import (
     ATTACK_KINDS, Movement, Resources, TrainingOrder, Troops, movement_kind,
 )
-from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import MilitaryRepository
 from travian_repo.rules import buildings, travel
 from travian_repo.rules import units as unit_rules
@@ -36,11 +37,11 @@ from travian_repo.rules.military import (
     schedule_training,
 )
 from travian_repo.sql import schema
-from travian_repo.sql.base import SqlRepository
+from travian_repo.sql.repository import SqlRepository
 from travian_repo.sql.database import WorldSettings
 from travian_repo.sql.schema import as_utc
 from travian_repo.sql.troops import home_troops, insert_movement, remove_troops
-from travian_repo.sql.village_state import check_owner, lock_village, spend
+from travian_repo.sql.village_state import VillageState, check_owner, lock_village, spend, spend_with
 
 _v = schema.villages
 _t = schema.troops
@@ -69,7 +70,6 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
         Errors: InvalidRequest (bad id), Forbidden (not the acting player's village, or acting
         as nobody), NotFound (no such village). One query (the village joined to its troops).
         """
-        village_id = v.check_id(village_id, "village_id")
         actor = self._actor_id("read troops")
 
         def run(conn: Connection) -> Troops:
@@ -115,45 +115,24 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
         ``completes_at`` its latest line completion. Trained units are not at home until the
         engine delivers them.
         """
-        village_id = v.check_id(village_id, "village_id")
-        requested = v.check_troops(troops)
+        requested = dict(troops)
         actor = self._actor_id("train troops")
 
         def run(conn: Connection) -> TrainingOrder:
             now = self.now
-            state = lock_village(conn, village_id, actor, now, action="train troops")
+            state = lock_village(conn, village_id, actor, now, action="train troops",
+                                 training=True)
             plans = plan_training(state.tribe, requested, state.levels(),
                                   server_speed=self.settings.speed)
             cost = sum((p.spec.cost * p.count for p in plans), Resources())
-
-            latest: dict[str, datetime] = {
-                str(b): as_utc(t)
-                for b, t in conn.execute(
-                    select(_tq.c.building_name, func.max(_tq.c.completes_at))
-                    .where(_tq.c.village_id == village_id)
-                    .group_by(_tq.c.building_name)
-                )
-                if t is not None
-            }
             lines: list[dict[str, Any]] = [
                 dict(unit=line.plan.spec.name, count=line.plan.count, trained=0,
                      building_name=line.plan.building, seconds_each=line.plan.seconds_each,
                      started_at=line.started_at, completes_at=line.completes_at)
-                for line in schedule_training(plans, latest, now)
+                for line in schedule_training(plans, state.training_ends, now)
             ]
 
-            spend(conn, state, cost)  # InsufficientResources before anything is written
-            order_id = int(
-                conn.execute(
-                    insert(_to)
-                    .values(village_id=village_id, wood=cost.wood, clay=cost.clay,
-                            iron=cost.iron, wheat=cost.wheat, created_at=now)
-                    .returning(_to.c.id)
-                ).scalar_one()
-            )
-            conn.execute(
-                insert(_tq), [dict(line, order_id=order_id, village_id=village_id) for line in lines]
-            )
+            order_id = queue_training(conn, state, cost, lines)  # InsufficientResources first
             first = min(as_utc(line["started_at"]) + timedelta(seconds=line["seconds_each"])
                         for line in lines)
             self._emit(events.TRAINING_QUEUED, actor, village_id=village_id, order_id=order_id,
@@ -192,15 +171,13 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
         RuleViolation "not enough troops" with ``details`` ``requested`` / ``available`` /
         ``missing`` (unit -> count) when the troops are not at home.
         """
-        from_village_id, to_village_id = v.check_route(from_village_id, to_village_id)
-        requested = v.check_troops(troops)
-        stored_kind = movement_kind(v.check_attack_kind(kind))
+        stored_kind = movement_kind(kind)
         actor = self._actor_id("send an attack")
         return self._write(
             lambda conn: send_troops(
                 conn, actor=actor, now=self.now, settings=self.settings,
                 from_village_id=from_village_id, to_village_id=to_village_id,
-                kind=stored_kind, troops=requested, emit=self._emit,
+                kind=stored_kind, troops=dict(troops), emit=self._emit,
             )
         )
 
@@ -213,8 +190,7 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
         target may be the sender's own village and scouts alone may go; settlers may not
         reinforce (RuleViolation).
         """
-        from_village_id, to_village_id = v.check_route(from_village_id, to_village_id)
-        requested = v.check_troops(troops)
+        requested = dict(troops)
         actor = self._actor_id("send reinforcements")
         return self._write(
             lambda conn: send_troops(
@@ -244,7 +220,6 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
         return self._movements(village_id, incoming=False)
 
     def _movements(self, village_id: int, *, incoming: bool) -> list[Movement]:
-        village_id = v.check_id(village_id, "village_id")
         action = "read incoming movements" if incoming else "read outgoing movements"
         actor = self._actor_id(action)
         if incoming:
@@ -283,8 +258,6 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
         troops); NotFound (troops of another of the player's villages); Conflict (not a
         stationed reinforcement: still under way, recalled already, or another kind).
         """
-        village_id = v.check_id(village_id, "village_id")
-        movement_id = v.check_id(movement_id, "movement_id")
         action = "send reinforcements home"
         actor = self._actor_id(action)
         settings = self.settings
@@ -347,6 +320,46 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
                             Troops(stored), now, arrives)
 
         return self._write(run)
+
+
+_LINE = ("unit", "count", "trained", "building_name", "seconds_each", "started_at",
+         "completes_at")
+# A training order, built once (see spend_with).
+_ORDER = insert(_to).values(
+    village_id=bindparam("p_village"), wood=bindparam("p_wood"), clay=bindparam("p_clay"),
+    iron=bindparam("p_iron"), wheat=bindparam("p_wheat"),
+    created_at=bindparam("p_created", type_=schema.UTCDateTime()),
+).returning(_to.c.id)
+
+
+@functools.cache
+def _order_with_lines(count: int) -> Insert:
+    """PostgreSQL: a training order and its ``count`` lines in one statement (the order a
+    CTE the lines are selected from), built once per line count."""
+    made = _ORDER.cte("made")
+    rows = [select(made.c.id, bindparam("p_village", type_=_tq.c.village_id.type),
+                   *(bindparam(f"p{i}_{name}", type_=_tq.c[name].type) for name in _LINE))
+            for i in range(count)]
+    return insert(_tq).from_select(
+        ["order_id", "village_id", *_LINE], rows[0] if count == 1 else union_all(*rows)
+    ).returning(_tq.c.order_id)
+
+
+def queue_training(
+    conn: Connection, state: VillageState, cost: Resources, lines: list[dict[str, Any]]
+) -> int:
+    """Spend ``cost`` and insert the training order with its lines; the order's id."""
+    params = {"p_village": state.id, "p_wood": cost.wood, "p_clay": cost.clay,
+              "p_iron": cost.iron, "p_wheat": cost.wheat, "p_created": state.now}
+    if conn.dialect.name != "postgresql":
+        order_id = int(spend_with(conn, state, cost, _ORDER, params).scalar_one())
+        conn.execute(insert(_tq), [dict(line, order_id=order_id, village_id=state.id)
+                                   for line in lines])
+        return order_id
+    for i, line in enumerate(lines):
+        params.update({f"p{i}_{name}": line[name] for name in _LINE})
+    statement = _order_with_lines(len(lines))
+    return int(spend_with(conn, state, cost, statement, params).scalars().all()[0])
 
 
 def send_troops(

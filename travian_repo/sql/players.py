@@ -15,10 +15,9 @@ from sqlalchemy import Subquery, func, select
 
 from travian_repo.domain.errors import NotFound
 from travian_repo.domain.values import Player, RankingEntry
-from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import PlayerRepository
 from travian_repo.sql import schema
-from travian_repo.sql.base import SqlRepository
+from travian_repo.sql.repository import SqlRepository
 
 _p = schema.players
 _v = schema.villages
@@ -50,7 +49,6 @@ def _ranked(metric: str) -> Subquery:
 class SqlPlayerRepository(SqlRepository, PlayerRepository):
     def get(self, player_id: int) -> Player:
         """A player's public profile with population, villages and rank (NotFound if none)."""
-        player_id = v.check_id(player_id, "player_id")
         ranked = _ranked("population")
         query = (
             select(
@@ -86,8 +84,6 @@ class SqlPlayerRepository(SqlRepository, PlayerRepository):
 
     def ranking(self, metric: str = "population", limit: int = 100) -> list[RankingEntry]:
         """The top ``limit`` players (1..1000) by ``metric`` (population or villages)."""
-        metric = v.check_metric(metric)
-        limit = v.check_int(limit, "limit", low=1, high=v.MAX_LIMIT)
         ranked = _ranked(metric)
         query = (
             select(

@@ -5,6 +5,12 @@ and at READ COMMITTED no weaker than a transaction's reads) and opens the transa
 first write (``BEGIN`` on PostgreSQL; ``BEGIN IMMEDIATE`` on SQLite, which takes the write
 lock up front so two writers never interleave). Each write after the first runs in a
 savepoint, so a write that fails leaves nothing behind even when the caller goes on.
+
+On PostgreSQL the session's own statements ride along: ``BEGIN`` (with its outcome key),
+``SAVEPOINT`` and the last step's ``RELEASE SAVEPOINT`` are sent in the same round trip as
+the step's first statement, ahead of it (``pipeline``); ``COMMIT`` makes a pending
+``RELEASE`` unnecessary. Nothing else changes: the server runs them first, in order, and a
+step that sends nothing sends none of them.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy import exc as sa_exc
 
 from travian_repo.domain.errors import BackendUnavailable, Conflict
@@ -35,6 +41,29 @@ class _Retryable(Exception):
 
 
 NOT_APPLIED = "nothing of the unit of work was committed; it is safe to run it again"
+
+# conn.info key: SQL the session queued to go ahead of the connection's next statement.
+AHEAD = "travian_ahead"
+
+
+def pipeline(engine: Engine) -> None:
+    """Send what a session queued (``AHEAD``) in the round trip of the next statement on
+    the same connection (PostgreSQL: several statements in one simple query, run in order)."""
+    if getattr(engine, "_travian_pipelined", False):
+        return
+
+    @event.listens_for(engine, "before_cursor_execute", retval=True)
+    def _send_ahead(conn: Connection, cursor: Any, statement: str, parameters: Any,
+                    _context: Any, executemany: bool) -> tuple[str, Any]:
+        ahead = conn.info.pop(AHEAD, None)
+        if ahead is None:
+            return statement, parameters
+        if executemany:  # one statement run per parameter set: send it once, on its own
+            cursor.execute(ahead)
+            return statement, parameters
+        return f"{ahead}; {statement}", parameters
+
+    engine._travian_pipelined = True  # type: ignore[attr-defined]
 
 
 class SqlSession:
@@ -111,6 +140,7 @@ class SqlSession:
                 if not self.database.autocommit_engine:
                     # A caller's engine: switch per connection (costs a reset on check-in).
                     conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                conn.info.pop(AHEAD, None)  # never another session's leftovers
                 self._conn = conn
             except sa_exc.SQLAlchemyError as exc:
                 raise self._translate(exc) from exc
@@ -167,27 +197,35 @@ class SqlSession:
         def attempt() -> T:
             conn = self.connection()
             first = not self._in_transaction
+            held = conn.info.get(AHEAD)  # the last step's RELEASE, not sent yet
+            queued: str | None = None
             name = ""
             if not first:
                 self._savepoints += 1
                 name = f"tr_step_{self._savepoints}"
-                conn.exec_driver_sql(f"SAVEPOINT {name}")
+                self._ahead(conn, f"SAVEPOINT {name}")
             mark = len(self._events)
             try:
                 if first:
                     self._begin(conn)  # inside: its insert may hit a serialization failure
+                queued = conn.info.get(AHEAD)  # what the step's first statement takes along
                 result = fn(conn)
             except BaseException as exc:
                 del self._events[mark:]
                 if isinstance(exc, sa_exc.SQLAlchemyError) and error_mapping.is_disconnect(exc):
                     self._connection_lost()
                     raise
-                self._undo_step(conn, first, None if first else name)
+                if queued is not None and conn.info.get(AHEAD) is queued:
+                    self._unsent(conn, held, first)  # nothing reached the server: no undo
+                else:
+                    self._undo_step(conn, first, None if first else name)
                 if isinstance(exc, sa_exc.DBAPIError) and error_mapping.is_retryable(exc):
                     raise _Retryable() from exc
                 raise
-            if not first:
-                conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
+            if queued is not None and conn.info.get(AHEAD) is queued:
+                self._unsent(conn, held, first)
+            elif not first:
+                self._ahead(conn, f"RELEASE SAVEPOINT {name}")
             self._wrote = True
             return result
 
@@ -223,8 +261,32 @@ class SqlSession:
         inserts = None if key[0] != idempotency.SESSION_PLAYER else key
         sql, params = idempotency.begin_sql(inserts, self.now)
         self._in_transaction = True  # from here a failure must roll back
-        conn.exec_driver_sql(sql, params)
         self._key = key
+        if params:
+            cursor = conn.connection.cursor()
+            try:
+                sql = cursor.mogrify(sql, params).decode()
+            finally:
+                cursor.close()
+        self._ahead(conn, sql)
+
+    def _ahead(self, conn: Connection, sql: str) -> None:
+        """Run ``sql`` before the next statement: on PostgreSQL in that statement's round
+        trip (``pipeline``), elsewhere now."""
+        if self.dialect != "postgresql" or "%" in sql:  # '%' would meet the driver's formatting
+            conn.exec_driver_sql(sql)
+            return
+        held = conn.info.get(AHEAD)
+        conn.info[AHEAD] = sql if held is None else f"{held}; {sql}"
+
+    def _unsent(self, conn: Connection, held: str | None, first: bool) -> None:
+        """A step that sent no statement: take back its BEGIN or SAVEPOINT."""
+        if held is None:
+            conn.info.pop(AHEAD, None)
+        else:
+            conn.info[AHEAD] = held
+        if first:
+            self._end_transaction()
 
     def _undo_step(self, conn: Connection, first: bool, savepoint: str | None) -> None:
         try:
@@ -247,6 +309,7 @@ class SqlSession:
         events, self._events = self._events, []
         if self._conn is not None and self._in_transaction:
             key = self._key
+            self._conn.info.pop(AHEAD, None)  # a RELEASE at most: COMMIT releases them all
             try:
                 self._conn.exec_driver_sql("COMMIT")
             except sa_exc.SQLAlchemyError as exc:
@@ -301,6 +364,8 @@ class SqlSession:
     def rollback(self) -> None:
         self._events = []
         self._lost = None
+        if self._conn is not None:
+            self._conn.info.pop(AHEAD, None)
         if self._conn is not None and self._in_transaction:
             try:
                 self._conn.exec_driver_sql("ROLLBACK")
@@ -314,6 +379,7 @@ class SqlSession:
             if self._in_transaction:
                 self.rollback()
             if self._conn is not None:
+                self._conn.info.pop(AHEAD, None)
                 try:
                     self._conn.close()
                 except sa_exc.SQLAlchemyError:
@@ -351,6 +417,7 @@ class SqlSession:
         if self._conn is not None:
             conn, self._conn = self._conn, None
             try:
+                conn.info.pop(AHEAD, None)
                 conn.invalidate()
                 conn.close()
             except sa_exc.SQLAlchemyError:
@@ -369,4 +436,4 @@ class SqlSession:
         return error
 
 
-__all__ = ["NOT_APPLIED", "SqlSession"]
+__all__ = ["AHEAD", "NOT_APPLIED", "SqlSession", "pipeline"]

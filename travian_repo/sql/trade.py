@@ -28,11 +28,10 @@ from sqlalchemy import Connection, and_, func, insert, select, update
 from travian_repo.domain import events
 from travian_repo.domain.errors import Conflict, Forbidden, NotFound, RuleViolation
 from travian_repo.domain.values import Resources, Shipment, TradeOffer
-from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import TradeRepository
 from travian_repo.rules import economy, travel
 from travian_repo.sql import schema
-from travian_repo.sql.base import SqlRepository
+from travian_repo.sql.repository import SqlRepository
 from travian_repo.sql.database import WorldSettings
 from travian_repo.sql.schema import as_utc
 from travian_repo.sql.village_state import (
@@ -67,10 +66,6 @@ class SqlTradeRepository(SqlRepository, TradeRepository):
         for a ratio beyond 2:1, no marketplace or too few free merchants;
         InsufficientResources when the stock does not cover the offer.
         """
-        village_id = v.check_id(village_id, "village_id")
-        offer_resource, offer_amount, request_resource, request_amount = v.check_offer(
-            offer_resource, offer_amount, request_resource, request_amount
-        )
         action = "create a trade offer"
         actor = self._actor_id(action)
         goods = Resources(**{offer_resource: offer_amount})
@@ -119,9 +114,8 @@ class SqlTradeRepository(SqlRepository, TradeRepository):
         for the source, NotFound for the target; RuleViolation without a marketplace or with
         too few free merchants; InsufficientResources when the stock does not cover it.
         """
-        from_village_id, to_village_id, goods = v.check_shipment(
-            from_village_id, to_village_id, resources
-        )
+        # Checked by the declaration: a Resources value.
+        goods = resources if isinstance(resources, Resources) else Resources(**resources)
         action = "send resources"
         actor = self._actor_id(action)
         settings = self.settings
@@ -186,7 +180,6 @@ class SqlTradeRepository(SqlRepository, TradeRepository):
 
         The market is public: anyone (even acting as nobody) may look; the village must exist.
         """
-        village_id = v.check_id(village_id, "village_id")
         query = (
             select(
                 _v.c.id.label("viewer"),
@@ -242,8 +235,6 @@ class SqlTradeRepository(SqlRepository, TradeRepository):
         the acting player's own); Conflict (the offer is accepted or cancelled);
         RuleViolation (no marketplace, too few free merchants); InsufficientResources.
         """
-        village_id = v.check_id(village_id, "village_id")
-        offer_id = v.check_id(offer_id, "offer_id")
         action = "accept a trade offer"
         settings = self.settings
 
@@ -295,8 +286,6 @@ class SqlTradeRepository(SqlRepository, TradeRepository):
         of the acting player's); Forbidden (another player's offer); Conflict (the offer is
         accepted or cancelled already).
         """
-        village_id = v.check_id(village_id, "village_id")
-        offer_id = v.check_id(offer_id, "offer_id")
         action = "cancel a trade offer"
         actor = self._actor_id(action)
 

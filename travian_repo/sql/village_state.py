@@ -6,17 +6,19 @@ shows and the stock a write spends are computed the same way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, Select, and_, bindparam, or_, select, update
+from sqlalchemy import Connection, CursorResult, Select, and_, bindparam, func, or_, select, update
+from sqlalchemy.sql.dml import Insert
 
 from travian_repo.domain.errors import Conflict, Forbidden, InsufficientResources, NotFound
 from travian_repo.domain.values import Building, BuildOrder, Resources, Village
 from travian_repo.rules.placement import highest_levels
 from travian_repo.rules.stock import Stock, settle_stock, whole
-from travian_repo.sql import schema
+from travian_repo.sql import prepared, schema
 from travian_repo.sql.dialect import json_rows
 from travian_repo.sql.schema import as_utc
 
@@ -25,6 +27,7 @@ _r = schema.village_resources
 _p = schema.players
 _b = schema.village_buildings
 _q = schema.build_queue
+_tq = schema.training_queue
 
 
 def _village_select() -> Select[Any]:
@@ -80,17 +83,42 @@ def _village_select() -> Select[Any]:
     )
 
 
+def _training_ends() -> Any:
+    """Per training building, when its last queued line completes (what ``train`` plans on)."""
+    last = (
+        select(_tq.c.building_name, func.max(_tq.c.completes_at).label("last"))
+        .where(_tq.c.village_id == _v.c.id)
+        .group_by(_tq.c.building_name)
+        .correlate(_v)
+        .subquery()
+    )
+    return select(json_rows(last.c.building_name, last.c.last)).scalar_subquery()
+
+
 VILLAGE_SELECT = _village_select()
-# Built once: compiling and cache-keying the statement per call costs more than the query.
-_BY_ID = VILLAGE_SELECT.where(_v.c.id == bindparam("village_id"))
+# Built once: compiling and cache-keying the statement per call costs more than the query;
+# on PostgreSQL they are prepared statements (``sql/prepared.py``).
+_BY_ID = prepared.prepare(
+    "tr_village", VILLAGE_SELECT.where(_v.c.id == bindparam("village_id")))
+_BY_ID_TRAINING = prepared.prepare(
+    "tr_village_training",
+    VILLAGE_SELECT.add_columns(_training_ends().label("training"))
+    .where(_v.c.id == bindparam("village_id")),
+)
 # The lock is its own statement: on PostgreSQL a ``SELECT ... FOR UPDATE`` that waited for
 # the lock re-reads only the locked row, while its subqueries (the queue, the buildings) keep
 # the snapshot from before the wait. Reading after the lock sees every write committed before.
-_LOCK = select(_r.c.village_id).where(_r.c.village_id == bindparam("village_id")).with_for_update()
-_BY_PLAYER = VILLAGE_SELECT.where(_v.c.player_id == bindparam("player_id")).order_by(
-    _v.c.is_capital.desc(), _v.c.population.desc(), _v.c.id
+_LOCK = prepared.prepare(
+    "tr_village_lock",
+    select(_r.c.village_id).where(_r.c.village_id == bindparam("village_id")).with_for_update(),
 )
-_AT = VILLAGE_SELECT.where((_v.c.x == bindparam("x")) & (_v.c.y == bindparam("y")))
+_BY_PLAYER = prepared.prepare(
+    "tr_villages_of",
+    VILLAGE_SELECT.where(_v.c.player_id == bindparam("player_id")).order_by(
+        _v.c.is_capital.desc(), _v.c.population.desc(), _v.c.id),
+)
+_AT = prepared.prepare(
+    "tr_village_at", VILLAGE_SELECT.where((_v.c.x == bindparam("x")) & (_v.c.y == bindparam("y"))))
 
 
 @dataclass
@@ -112,6 +140,8 @@ class VillageState:
     buildings: list[Building]
     queue: list[BuildOrder]
     now: datetime
+    # Training building -> when its last queued line completes (read for ``train`` only).
+    training_ends: dict[str, datetime] = field(default_factory=dict)
 
     @property
     def available(self) -> Resources:
@@ -197,6 +227,9 @@ def state_from_row(row: Any, now: datetime) -> VillageState:
         buildings=buildings,
         queue=queue,
         now=now,
+        training_ends={
+            str(b): as_utc(t) for b, t in getattr(row, "training", None) or () if t is not None
+        },
     )
 
 
@@ -205,22 +238,34 @@ def load_village(conn: Connection, village_id: int, now: datetime) -> VillageSta
 
 
 def _village_row(conn: Connection, village_id: int) -> Any:
-    row = conn.execute(_BY_ID, {"village_id": village_id}).first()
+    row = prepared.run(conn, _BY_ID, params={"village_id": village_id}).first()
+    if row is None:
+        raise NotFound(f"village {village_id} does not exist")
+    return row
+
+
+def _locked_row(conn: Connection, village_id: int, *, training: bool = False) -> Any:
+    """Take the village's write lock, then read it: NotFound when it does not exist.
+
+    PostgreSQL: ``SELECT ... FOR UPDATE`` on the resources row, then the read, as two
+    statements in one round trip. SQLite: the session already holds the database write lock
+    (``BEGIN IMMEDIATE``), so the read is all.
+    """
+    read = _BY_ID_TRAINING if training else _BY_ID
+    steps = (_LOCK, read) if conn.dialect.name == "postgresql" else (read,)
+    row = prepared.run(conn, *steps, params={"village_id": village_id}).first()
     if row is None:
         raise NotFound(f"village {village_id} does not exist")
     return row
 
 
 def lock_village(
-    conn: Connection, village_id: int, actor: int, now: datetime, *, action: str
+    conn: Connection, village_id: int, actor: int, now: datetime, *, action: str,
+    training: bool = False,
 ) -> VillageState:
-    """Load the village for a write, holding its row lock until the transaction ends.
-
-    PostgreSQL: ``SELECT ... FOR UPDATE`` on the resources row, then the read. SQLite: the
-    session already holds the database write lock (``BEGIN IMMEDIATE``).
-    """
-    take_lock(conn, village_id)
-    state = load_village(conn, village_id, now)
+    """Load the village for a write, holding its row lock until the transaction ends
+    (``training``: with ``training_ends`` read too)."""
+    state = state_from_row(_locked_row(conn, village_id, training=training), now)
     check_owner(state.player_id, actor, village_id, action)
     return state
 
@@ -229,14 +274,13 @@ def lock_settled(conn: Connection, village_id: int, at: datetime) -> VillageStat
     """Lock a village, whoever owns it, and load it with its stock settled to ``at``, or to
     its last write when that is later (an event due before a player's write happens on the
     stock as that write left it)."""
-    take_lock(conn, village_id)
-    row = _village_row(conn, village_id)
+    row = _locked_row(conn, village_id)
     return state_from_row(row, max(at, as_utc(row.updated_at)))
 
 
 def take_lock(conn: Connection, village_id: int) -> None:
     """Lock one village's resources row (its write lock), or NotFound."""
-    if conn.execute(_LOCK, {"village_id": village_id}).first() is None:
+    if prepared.run(conn, _LOCK, params={"village_id": village_id}).first() is None:
         raise NotFound(f"village {village_id} does not exist")
 
 
@@ -248,19 +292,57 @@ def check_owner(owner: int, actor: int, village_id: int, action: str) -> None:
 
 def spend(conn: Connection, state: VillageState, cost: Resources) -> None:
     """Take ``cost`` from the settled stock, or raise InsufficientResources (nothing written)."""
+    store(conn, state, _after_paying(state, cost))
+
+
+def spend_with(
+    conn: Connection, state: VillageState, cost: Resources, insert: Insert,
+    params: dict[str, Any],
+) -> CursorResult[Any]:
+    """``spend``, and run ``insert`` with ``params`` (what was paid for); its result.
+
+    ``insert`` is built once, with bind parameters named ``p_...`` (no column's name). On
+    PostgreSQL the stock update rides in it as a data-modifying CTE: one statement, not two.
+    """
+    stock = _after_paying(state, cost)
+    if conn.dialect.name != "postgresql":
+        store(conn, state, stock)
+        return conn.execute(insert, params)
+    result = conn.execute(_paid_with(insert), {**params, **_stock_params(state, stock)})
+    state.stock = stock
+    return result
+
+
+def _after_paying(state: VillageState, cost: Resources) -> Stock:
     available = state.available
     if not available.covers(cost):
         raise InsufficientResources(required=cost, available=available)
-    store(conn, state, tuple(s - c for s, c in zip(state.stock, cost)))  # type: ignore[arg-type]
+    return tuple(s - c for s, c in zip(state.stock, cost))  # type: ignore[return-value]
+
+
+# The stock update, built once (building a statement per call costs more than sending it).
+_STORE = (
+    update(_r)
+    .where(_r.c.village_id == bindparam("stock_village"))
+    .values(wood=bindparam("stock_wood"), clay=bindparam("stock_clay"),
+            iron=bindparam("stock_iron"), wheat=bindparam("stock_wheat"),
+            updated_at=bindparam("stock_at", type_=schema.UTCDateTime()))
+)
+
+
+@functools.cache
+def _paid_with(insert: Insert) -> Insert:
+    return insert.add_cte(_STORE.cte("spent"))
+
+
+def _stock_params(state: VillageState, stock: Stock) -> dict[str, Any]:
+    return {"stock_village": state.id, "stock_wood": stock[0], "stock_clay": stock[1],
+            "stock_iron": stock[2], "stock_wheat": stock[3], "stock_at": state.now}
 
 
 def store(conn: Connection, state: VillageState, stock: Stock) -> None:
     """Write the stock as of ``state.now`` (the caller holds the lock)."""
-    conn.execute(
-        update(_r)
-        .where(_r.c.village_id == state.id)
-        .values(wood=stock[0], clay=stock[1], iron=stock[2], wheat=stock[3], updated_at=state.now)
-    )
+    conn.execute(_STORE, _stock_params(state, stock))
     state.stock = stock
 
 
@@ -277,11 +359,12 @@ def add_stock(conn: Connection, state: VillageState, amount: Resources) -> None:
 
 def load_player_villages(conn: Connection, player_id: int, now: datetime) -> list[VillageState]:
     """The player's villages, capital first, then by population."""
-    return [state_from_row(row, now) for row in conn.execute(_BY_PLAYER, {"player_id": player_id})]
+    rows = prepared.run(conn, _BY_PLAYER, params={"player_id": player_id})
+    return [state_from_row(row, now) for row in rows]
 
 
 def load_village_at(conn: Connection, x: int, y: int, now: datetime) -> VillageState | None:
-    row = conn.execute(_AT, {"x": x, "y": y}).first()
+    row = prepared.run(conn, _AT, params={"x": x, "y": y}).first()
     return None if row is None else state_from_row(row, now)
 
 

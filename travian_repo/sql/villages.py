@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, delete, insert
+from sqlalchemy import Connection, bindparam, delete, insert
 
 from travian_repo.domain import events
 from travian_repo.domain.errors import Conflict, NotFound, RuleViolation
@@ -12,7 +12,7 @@ from travian_repo.repositories.base import VillageRepository
 from travian_repo.rules import buildings as rules
 from travian_repo.rules import build_queue, placement
 from travian_repo.sql import schema
-from travian_repo.sql.base import SqlRepository
+from travian_repo.sql.repository import SqlRepository
 from travian_repo.sql.derived import apply_level
 from travian_repo.sql.village_state import (
     VillageState,
@@ -24,19 +24,27 @@ from travian_repo.sql.village_state import (
     lock_village,
     move_order,
     spend,
+    spend_with,
 )
 
 _q = schema.build_queue
+# A build order, built once (see spend_with).
+_QUEUE = insert(_q).values(
+    village_id=bindparam("p_village"), queue_position=bindparam("p_position"),
+    slot=bindparam("p_slot"), building_name=bindparam("p_building"),
+    target_level=bindparam("p_level"), wood=bindparam("p_wood"), clay=bindparam("p_clay"),
+    iron=bindparam("p_iron"), wheat=bindparam("p_wheat"),
+    started_at=bindparam("p_starts", type_=schema.UTCDateTime()),
+    completes_at=bindparam("p_completes", type_=schema.UTCDateTime()),
+).returning(_q.c.id)
 
 
 class SqlVillageRepository(SqlRepository, VillageRepository):
     def get(self, village_id: int) -> Village:
-        village_id = v.check_id(village_id, "village_id")
         state = self._read(lambda conn: load_village(conn, village_id, self.now))
         return state.to_village(private=state.player_id == self._actor)
 
     def list_by_player(self, player_id: int) -> list[Village]:
-        player_id = v.check_id(player_id, "player_id")
 
         def run(conn: Connection) -> list[VillageState]:
             states = load_player_villages(conn, player_id, self.now)
@@ -48,6 +56,7 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
         return [s.to_village(private=private) for s in self._read(run)]
 
     def at(self, x: int, y: int) -> Village | None:
+        # Only this side knows the map's edge (over HTTP the server checks it).
         x, y = v.check_point(x, y, radius=self.settings.map_radius)
         state = self._read(lambda conn: load_village_at(conn, x, y, self.now))
         if state is None:
@@ -55,7 +64,6 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
         return state.to_village(private=state.player_id == self._actor)
 
     def build_queue(self, village_id: int) -> list[BuildOrder]:
-        village_id = v.check_id(village_id, "village_id")
 
         def run(conn: Connection) -> list[BuildOrder]:
             state = load_village(conn, village_id, self.now)
@@ -68,10 +76,7 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
     def queue_building(
         self, village_id: int, building: str, *, slot: int | None = None, instant: bool = False
     ) -> BuildOrder:
-        village_id = v.check_id(village_id, "village_id")
-        name = v.check_building(building)
-        slot = v.check_slot(slot)
-        instant = v.check_bool(instant, "instant")
+        name = building  # checked by the declaration: the rules' spelling
         actor = self._actor_id("build")
         if instant and not self.settings.instant_builds:
             raise RuleViolation("instant builds are turned off in this world")
@@ -90,8 +95,7 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
             )
             if instant:
                 placement.check_instant(state.queue, target_slot)
-            spend(conn, state, cost)
-            if instant:
+                spend(conn, state, cost)
                 apply_level(conn, state, target_slot, name, target_level)
                 self._emit(events.BUILD_COMPLETED, actor, village_id=village_id, building=name,
                            level=target_level)
@@ -99,23 +103,12 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
                                   state.now, state.now)
             place = build_queue.next_place(state.queue, state.now, seconds)
             position, starts, completes = place.position, place.started_at, place.completes_at
-            order_id = conn.execute(
-                insert(_q)
-                .values(
-                    village_id=village_id,
-                    queue_position=position,
-                    slot=target_slot,
-                    building_name=name,
-                    target_level=target_level,
-                    wood=cost.wood,
-                    clay=cost.clay,
-                    iron=cost.iron,
-                    wheat=cost.wheat,
-                    started_at=starts,
-                    completes_at=completes,
-                )
-                .returning(_q.c.id)
-            ).scalar_one()
+            order_id = spend_with(conn, state, cost, _QUEUE, {
+                "p_village": village_id, "p_position": position, "p_slot": target_slot,
+                "p_building": name, "p_level": target_level, "p_wood": cost.wood,
+                "p_clay": cost.clay, "p_iron": cost.iron, "p_wheat": cost.wheat,
+                "p_starts": starts, "p_completes": completes,
+            }).scalar_one()
             self._emit(events.BUILD_QUEUED, actor, village_id=village_id, position=position,
                        building=name, target_level=target_level,
                        completes_at=completes.isoformat())
@@ -125,8 +118,6 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
         return self._write(run)
 
     def cancel_building(self, village_id: int, queue_position: int) -> BuildOrder:
-        village_id = v.check_id(village_id, "village_id")
-        queue_position = v.check_queue_position(queue_position)
         actor = self._actor_id("cancel a build")
 
         def run(conn: Connection) -> BuildOrder:

@@ -60,6 +60,20 @@ def decode_list(cls: type[T], data: Any) -> list[T]:
     return [decode(cls, item) for item in data]
 
 
+def answer_decoder(tp: Any) -> Callable[[Any], Any]:
+    """How an answer of type ``tp`` (``Village``, ``list[Village]``, ``Village | None``) is
+    decoded, with the errors of ``decode`` / ``decode_list``."""
+    origin = get_origin(tp)
+    if origin is list:
+        (inner,) = get_args(tp)
+        return lambda data: decode_list(inner, data)
+    if origin in (Union, types.UnionType):
+        (inner,) = [a for a in get_args(tp) if a is not type(None)]
+        one = answer_decoder(inner)
+        return lambda data: None if data is None else one(data)
+    return lambda data: decode(tp, data)
+
+
 def format_time(value: datetime) -> str:
     if value.tzinfo is None:
         raise ValueError("naive datetime: the library works in aware UTC")

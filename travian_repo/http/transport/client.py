@@ -114,16 +114,13 @@ class Transport:
         *,
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
-        idempotent_write: bool | None = None,
     ) -> Any:
         """Send one logical call (retried as ``failures`` says); decoded JSON back.
 
         ``operation`` names the call in metrics and errors (``"villages.get"``); ``path`` is
         joined to the base URL (``"/v1/village/1"``); ``params`` go in the query string
         (booleans as ``true``/``false``, ``None`` values dropped); ``json_body`` is sent as
-        JSON. ``idempotent_write=False`` sends a write without an ``Idempotency-Key`` (and
-        retries it only where the server cannot have acted); ``None`` or ``True``: writes
-        carry a key.
+        JSON. Every write carries an ``Idempotency-Key``.
         """
         if self._closed:
             raise ConfigurationError("this transport is closed")
@@ -141,7 +138,7 @@ class Transport:
             except (TypeError, ValueError) as exc:
                 raise InvalidRequest(f"{operation}: the request body is not JSON: {exc}") from None
             headers["Content-Type"] = "application/json"
-        key, replay_safe = idempotency.safety(verb, idempotent_write)
+        key, replay_safe = idempotency.safety(verb)
         keyed = key is not None
         if key is not None:
             headers[idempotency.HEADER] = key  # once per call, reused by retries

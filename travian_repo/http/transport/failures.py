@@ -150,14 +150,48 @@ def transient(exc: BaseException) -> bool:
 
 
 def describe(exc: BaseException | None) -> str:
+    """The error on one line, ending with its root cause (``ConnectionRefusedError: [Errno
+    111] Connection refused``): a long text is cut in its middle, never its cause."""
     if exc is None:
         return "no error"
     if isinstance(exc, ErrorAnswer):
         return f"HTTP {exc.status}"
     text = WHITESPACE.sub(" ", str(exc)).strip()
-    if len(text) > QUOTE_LIMIT:
-        text = text[:QUOTE_LIMIT] + "…"
+    root = root_cause(exc)
+    if root is not exc:
+        cause = _quote(root)
+        if cause not in text:
+            text = f"{_clip(text, QUOTE_LIMIT)}; cause: {cause}"
+        elif len(text) > QUOTE_LIMIT:
+            text = f"{_clip(text, QUOTE_LIMIT // 2)} cause: {cause}"
+    else:
+        text = _clip(text, QUOTE_LIMIT)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The innermost error behind ``exc``: through ``raise ... from``, the exception being
+    handled, and the error requests and urllib3 wrap (their first argument, ``reason``)."""
+    seen = {id(exc)}
+    while True:
+        inner = exc.__cause__ or getattr(exc, "reason", None)
+        if not isinstance(inner, BaseException) and exc.args:
+            inner = exc.args[0]
+        if not isinstance(inner, BaseException):
+            inner = exc.__context__
+        if not isinstance(inner, BaseException) or id(inner) in seen:
+            return exc
+        seen.add(id(inner))
+        exc = inner
+
+
+def _quote(exc: BaseException) -> str:
+    text = WHITESPACE.sub(" ", str(exc)).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _attempts(n: int) -> str:
@@ -170,6 +204,7 @@ __all__ = [
     "describe",
     "network_error",
     "never_sent",
+    "root_cause",
     "retry_wait",
     "should_retry",
     "transient",

@@ -1,9 +1,7 @@
 """Idempotency keys: which calls carry one, and the server's "still running" answer.
 
 A write (POST, PUT, PATCH, DELETE) carries an ``Idempotency-Key`` made once per call and sent
-unchanged on every retry, so the server replays its first answer instead of acting twice. A
-write sent with ``idempotent_write=False`` has no key, and may be sent again only where the
-server cannot have acted.
+unchanged on every retry, so the server replays its first answer instead of acting twice.
 """
 
 from __future__ import annotations
@@ -24,15 +22,12 @@ class Safety(NamedTuple):
 
 
 _READ = Safety(None, True)
-_UNKEYED_WRITE = Safety(None, False)
 
 
-def safety(method: str, idempotent_write: bool | None) -> Safety:
+def safety(method: str) -> Safety:
     """The key (new, once per call) and the replay safety of a call with ``method``."""
     if method not in WRITE_METHODS:
         return _READ
-    if idempotent_write is False:
-        return _UNKEYED_WRITE
     return Safety(uuid.uuid4().hex, True)
 
 

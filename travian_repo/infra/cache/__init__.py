@@ -3,8 +3,8 @@
 See docs/cache.md for the whole story. The package's parts:
 
 - ``policy``: the data: each read's TTL (``DEFAULT_TTLS``) and what each write changes
-  (``EVENT_INVALIDATES`` for the domain events of a SQL commit, ``WRITE_EVENTS`` for an HTTP
-  write's call).
+  (``EVENT_INVALIDATES`` for the domain events of a SQL commit, ``entities_of_write`` for an
+  HTTP write, from its declaration's ``invalidates=``).
 - ``stores``: where entries live: ``RedisStore`` (shared by processes; skips Redis while it is
   down and re-sends what an outage swallowed) and ``MemoryStore`` (one process).
 - ``decorator``: ``@cached`` on a read method, the world's ``Cache`` and the ``CacheView`` a
@@ -28,7 +28,6 @@ from travian_repo.infra.cache.policy import (
     DEFAULT_TTLS,
     EVENT_INVALIDATES,
     WORLD,
-    WRITE_EVENTS,
     entities_of_event,
     entities_of_write,
 )
@@ -53,7 +52,6 @@ __all__ = [
     "MEMORY_MAX_ENTRIES",
     "REDIS_RETRY_S",
     "WORLD",
-    "WRITE_EVENTS",
     "Cache",
     "CacheSpec",
     "CacheView",

@@ -13,12 +13,11 @@ import json
 import logging
 import threading
 import time
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar
 
 from travian_repo.domain.values import Event
 from travian_repo.infra.cache.policy import (
@@ -30,9 +29,10 @@ from travian_repo.infra.cache.policy import (
 from travian_repo.infra.cache.stores import Store
 from travian_repo.infra.keys import cache_prefix
 from travian_repo.infra.metrics import Metrics
-from travian_repo.wire.serializer import decode, decode_list, encode
+from travian_repo.wire.serializer import answer_decoder, encode
 
 if TYPE_CHECKING:
+    from travian_repo.repositories.declaration import Operation
     from travian_repo.sql.database import SqlSession
 
 log = logging.getLogger("travian_repo.infra.cache")
@@ -84,20 +84,8 @@ class CacheSpec:
 
     def decoder(self) -> Callable[[Any], Any]:
         if self._decoder is None:
-            self._decoder = _decoder_for(typing.get_type_hints(self.fn)["return"])
+            self._decoder = answer_decoder(typing.get_type_hints(self.fn)["return"])
         return self._decoder
-
-
-def _decoder_for(tp: Any) -> Callable[[Any], Any]:
-    origin = typing.get_origin(tp)
-    if origin is list:
-        (inner,) = typing.get_args(tp)
-        return lambda data: decode_list(inner, data)
-    if origin in (Union, types.UnionType):
-        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
-        one = _decoder_for(inner)
-        return lambda data: None if data is None else one(data)
-    return lambda data: decode(tp, data)
 
 
 def cached(
@@ -178,13 +166,12 @@ class CacheView:
         return False
 
     def wrote(
-        self, operation: str, actor: int | None, path: Mapping[str, Any], body: Any,
-        result: Any = None,
+        self, declared: Operation, actor: int | None, values: Sequence[Any], result: Any = None,
     ) -> None:
         """An API write returned (or failed, maybe after acting): the server committed what
         it did, so invalidate now. Later reads of this unit skip the cache."""
         self.written = True
-        self.cache.invalidate(entities_of_write(operation, actor, path, body, result))
+        self.cache.invalidate(entities_of_write(declared, actor, values, result))
 
 
 _MISS = object()

@@ -4,9 +4,9 @@
   (``ttl=`` of its ``@operation``); ``cache_ttls=`` overrides them.
 - ``EVENT_INVALIDATES``: the entities a committed domain event changes (the SQL side's
   commit listener reads the events of the commit).
-- ``WRITE_EVENTS``: the domain events an HTTP write stands for (the client cannot see the
-  server's commit, so it re-creates its events from the call), turned into entities by the
-  same ``EVENT_INVALIDATES``.
+- ``entities_of_write``: what an HTTP write changed (the client cannot see the server's
+  commit and its events), from the write's declaration (``invalidates=`` of its
+  ``@operation``), which names the same entities its events do.
 
 An entity is a string such as ``village:7``, ``villages_of:3``, ``mail:3``, ``market``,
 ``rank``; every cached entry depends on some of them and on ``WORLD`` (the world's epoch).
@@ -14,11 +14,12 @@ An entity is a string such as ``village:7``, ``villages_of:3``, ``mail:3``, ``ma
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Callable
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from travian_repo.domain import events as ev
 from travian_repo.repositories.base import declared_operations
+from travian_repo.repositories.declaration import Operation
 
 # Seconds, from the declarations (military.troops gets the village's TTL there).
 DEFAULT_TTLS: dict[str, float] = {
@@ -54,6 +55,7 @@ EVENT_INVALIDATES: dict[str, tuple[str, ...]] = {
     ev.RESOURCES_INCOMING: ("village:{to_village_id}",),
     ev.RESOURCES_ARRIVED: ("village:{from_village_id}", "village:{to_village_id}", "villages_of:{player}"),
     ev.MESSAGE_RECEIVED: ("mail:{player}",),
+    ev.MESSAGE_READ: ("mail:{player}",),
     ev.REPORT_CREATED: ("reports:{player}",),
     ev.ALLIANCE_CREATED: ("player:{player}", "rank"),
     ev.ALLIANCE_INVITATION: ("player:{player}",),
@@ -71,75 +73,23 @@ def entities_of_event(kind: str, player_id: int | None, data: Mapping[str, Any])
         return {WORLD}
 
 
-# An HTTP write, as the events the server's commit recorded (the same events the SQL side
-# emits), from its path parameters, its JSON body and the acting player.
-_WriteEvents = Callable[[int | None, Mapping[str, Any], Mapping[str, Any], Any],
-                        list[tuple[str, int | None, dict[str, Any]]]]
-
-
-def _sent(kind: str) -> _WriteEvents:
-    return lambda actor, path, body, result: [
-        (kind, actor, {"from_village_id": path["village_id"],
-                       "to_village_id": body["target_village_id"]})
-    ]
-
-
-WRITE_EVENTS: dict[str, _WriteEvents] = {
-    "villages.queue_building": lambda actor, path, body, result: [
-        (ev.BUILD_COMPLETED if body.get("instant") else ev.BUILD_QUEUED, actor,
-         {"village_id": path["village_id"]})
-    ],
-    "villages.cancel_building": lambda actor, path, body, result: [
-        (ev.BUILD_CANCELLED, actor, {"village_id": path["village_id"]})
-    ],
-    "military.train": lambda actor, path, body, result: [
-        (ev.TRAINING_QUEUED, actor, {"village_id": path["village_id"]})
-    ],
-    "military.attack": _sent(ev.MOVEMENT_SENT),
-    "military.reinforce": _sent(ev.MOVEMENT_SENT),
-    "military.send_home": lambda actor, path, body, result: [
-        (ev.MOVEMENT_SENT, actor, {"from_village_id": result["from_village_id"],
-                                   "to_village_id": path["village_id"]})
-    ],
-    "intel.send_scouts": _sent(ev.MOVEMENT_SENT),
-    "trade.create_offer": lambda actor, path, body, result: [
-        (ev.OFFER_CREATED, actor, {"village_id": path["village_id"]})
-    ],
-    "trade.send_resources": _sent(ev.RESOURCES_SENT),
-    # The offerer's village comes from the answer (the shipment goes to it); without an
-    # answer (the call failed) the KeyError/TypeError makes it the whole world.
-    "trade.accept_offer": lambda actor, path, body, result: [
-        (ev.OFFER_ACCEPTED, actor, {"village_id": result["to_village_id"],
-                                    "accepted_by_village_id": path["village_id"]})
-    ],
-    "trade.cancel_offer": lambda actor, path, body, result: [
-        (ev.OFFER_CANCELLED, actor, {"village_id": path["village_id"]})
-    ],
-    "diplomacy.send_message": lambda actor, path, body, result: [
-        (ev.MESSAGE_RECEIVED, body["to"], {})
-    ],
-    "diplomacy.create_alliance": lambda actor, path, body, result: [
-        (ev.ALLIANCE_CREATED, path["player_id"], {})
-    ],
-    "diplomacy.invite": lambda actor, path, body, result: [
-        (ev.ALLIANCE_INVITATION, body["player_id"], {})
-    ],
-}
-
-
 def entities_of_write(
-    operation: str, actor: int | None, path: Mapping[str, Any], body: Any, result: Any = None
+    declared: Operation, actor: int | None, values: Sequence[Any], result: Any = None
 ) -> set[str]:
-    make = WRITE_EVENTS.get(operation)
-    if make is None:
+    """What an HTTP write changed, from its declaration's ``invalidates=``: the templates
+    formatted with the call's (checked) arguments in parameter order, ``actor`` and
+    ``result`` (the decoded answer; None when the call failed, so a template that needs it
+    makes the whole world stale)."""
+    if not declared.invalidates:
         return {WORLD}
+    by_name = {p.name: value for p, value in zip(declared.params, values)}
     try:
-        found: set[str] = set()
-        for kind, player, data in make(actor, path, body if isinstance(body, Mapping) else {},
-                                       result):
-            found |= entities_of_event(kind, player, data)
-        return found
-    except (KeyError, TypeError):
+        return {
+            inv.template.format(actor=actor, result=result, **by_name)
+            for inv in declared.invalidates
+            if inv.when is None or by_name[inv.when]
+        }
+    except (KeyError, IndexError, AttributeError):
         return {WORLD}
 
 
@@ -147,7 +97,6 @@ __all__ = [
     "DEFAULT_TTLS",
     "EVENT_INVALIDATES",
     "WORLD",
-    "WRITE_EVENTS",
     "entities_of_event",
     "entities_of_write",
 ]

@@ -110,6 +110,11 @@ class Engine:
     def __enter__(self) -> Engine:
         return self
 
+    def __repr__(self) -> str:
+        where = self.database.engine.url.render_as_string(hide_password=True)
+        state = "running" if self._run_lock.locked() else "idle"
+        return f"<Engine on {where} now={self.clock():%Y-%m-%d %H:%M:%S} UTC batch={self.batch} {state}>"
+
     def __exit__(self, *exc: object) -> None:
         self.close()
 

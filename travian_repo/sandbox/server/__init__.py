@@ -27,10 +27,11 @@ lone surrogates (``travian_repo.sandbox.inputs``). Answers carry ``Cache-Control
 Anything that is not a ``TravianError`` is logged and answered ``500`` with a generic body.
 
 The modules, one job each: ``answers`` (the envelope and error answers), ``parsing`` (query
-string and body), ``auth`` (token and world id), ``handlers`` (the table from operation to
-repository call), ``idempotent_writes`` (once per key), ``app`` (the Flask app and its
-routes), ``clock_route`` (the manual clock), ``events_stream`` (a player's events as Server-Sent
-Events), ``runner`` (``serve``, ``ServerThread``).
+string and body), ``auth`` (token and world id), ``handlers`` (from a request to its
+repository call, by the operation's declaration), ``idempotent_writes`` (once per key),
+``app`` (the Flask app and its routes), ``clock_route`` (the manual clock),
+``events_stream`` (a player's events as Server-Sent Events), ``runner`` (``serve``,
+``ServerThread``).
 """
 
 from travian_repo.sandbox.server.answers import Answer, error_answer
@@ -38,31 +39,26 @@ from travian_repo.sandbox.server.app import (
     DATABASE_FREE_PATHS,
     HEALTH_PATH,
     OPENAPI_PATH,
-    OPENAPI_RESOURCE,
     app_world,
     create_app,
     openapi_text,
 )
 from travian_repo.sandbox.server.auth import MAX_TOKEN_LENGTH
 from travian_repo.sandbox.server.clock_route import MAX_ADVANCE_SECONDS, SANDBOX_ADVANCE_PATH
-from travian_repo.sandbox.server.handlers import HANDLERS, Handler, Op, parse
-from travian_repo.sandbox.server.parsing import EMPTY_BODY_WRITES, Body, Call, Query
+from travian_repo.sandbox.server.handlers import Op, parse
+from travian_repo.sandbox.server.parsing import Body, Call, Query
 from travian_repo.sandbox.server.runner import ServerThread, serve
 
 __all__ = [
     "DATABASE_FREE_PATHS",
-    "EMPTY_BODY_WRITES",
-    "HANDLERS",
     "HEALTH_PATH",
     "MAX_ADVANCE_SECONDS",
     "MAX_TOKEN_LENGTH",
     "OPENAPI_PATH",
-    "OPENAPI_RESOURCE",
     "SANDBOX_ADVANCE_PATH",
     "Answer",
     "Body",
     "Call",
-    "Handler",
     "Op",
     "Query",
     "ServerThread",

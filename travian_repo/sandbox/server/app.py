@@ -1,14 +1,13 @@
 """The Flask app: one view per route of ``wire.routes.ROUTES``, plus health and OpenAPI.
 
-A request runs: rate limit, token, world id, Idempotency-Key shape, body and query (the
-handler table), then the repository call -- once per key for writes that carry one.
+A request runs: rate limit, token, world id, Idempotency-Key shape, body and query (parsed by
+the operation's declaration), then the repository call -- once per key for writes that carry one.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from importlib import resources
 from typing import Any, Callable
 
 from flask import Flask, Response, request
@@ -36,18 +35,18 @@ from travian_repo.sandbox.server.events_stream import (
     EventStreams,
     add_event_stream_route,
 )
-from travian_repo.sandbox.server.handlers import Op, check_table, parse
+from travian_repo.sandbox.server.handlers import Op, parse
 from travian_repo.sandbox.server.idempotent_writes import IdempotentWrites
 from travian_repo.sandbox.server.parsing import Call, request_body, request_query
 from travian_repo.sql.database import TimeSource
 from travian_repo.unit_of_work import UnitOfWork
+from travian_repo.wire.openapi import document_text
 from travian_repo.wire.routes import PREFIX, ROUTES, WORLD_PATH, Route
 from travian_repo.wire.serializer import encode
 from travian_repo.world import World, connect
 
 log = logging.getLogger("travian_repo.sandbox.server")
 
-OPENAPI_RESOURCE = "openapi.yaml"  # travian_repo/sandbox/openapi.yaml (docs/ holds a copy)
 OPENAPI_PATH = f"{PREFIX}/openapi.yaml"
 HEALTH_PATH = f"{PREFIX}/health"
 # Answered without the database, on threads of their own (see serving.py).
@@ -118,8 +117,9 @@ def _execute(route: Route, uow: UnitOfWork, op: Op) -> Answer:
 
 
 def openapi_text() -> str:
-    """The OpenAPI document the server serves (travian_repo/sandbox/openapi.yaml)."""
-    return resources.files("travian_repo.sandbox").joinpath(OPENAPI_RESOURCE).read_text("utf-8")
+    """The OpenAPI document the server serves: generated from the operations' declarations,
+    the same text as docs/openapi.yaml."""
+    return document_text()
 
 
 def create_app(
@@ -154,7 +154,6 @@ def create_app(
     ``max_streams`` at once, a heartbeat every ``heartbeat_s`` seconds, resumable within the
     last ``event_retention`` events per player (default 1000).
     """
-    check_table()
     manual = manual_clock_for(database_url, clock) if manual_clock else None
     if manual is not None:
         clock = manual
@@ -240,5 +239,5 @@ def app_world(app: Flask) -> World:
     return service.world
 
 
-__all__ = ["DATABASE_FREE_PATHS", "HEALTH_PATH", "OPENAPI_PATH", "OPENAPI_RESOURCE", "app_world",
+__all__ = ["DATABASE_FREE_PATHS", "HEALTH_PATH", "OPENAPI_PATH", "app_world",
            "create_app", "openapi_text"]

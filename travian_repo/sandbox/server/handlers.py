@@ -1,17 +1,23 @@
-"""The handler table: one entry per operation of ``wire.routes.ROUTES``.
+"""From a parsed request to a repository call, by the operation's declaration.
 
-Each handler reads the parsed request (path, query, body) into an ``Op`` -- which repository
-method to call with which arguments -- before any repository runs, so a malformed request
-never reaches the database.
+``parse`` reads the request (path, query, body) into an ``Op`` -- which repository method
+to call with which arguments -- before any repository runs, so a malformed request never
+reaches the database. Where each argument is read from, under which wire name and with
+which default comes from the operation's ``@operation`` declaration; the values pass
+through as they are, and the repository checks them (so a string ``count`` gets the
+repository's own ``InvalidRequest``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
-from travian_repo.sandbox.server.parsing import Call
+from travian_repo.repositories.declaration import BODY, PATH, QUERY, Operation, Param
+from travian_repo.sandbox.server.parsing import Body, Call
 from travian_repo.unit_of_work import UnitOfWork
-from travian_repo.wire.routes import ROUTES, Route
+from travian_repo.wire.routes import Route
+
+_MISSING: Any = object()
 
 
 class Op:
@@ -29,103 +35,59 @@ class Op:
         return getattr(getattr(uow, domain), method)(*self.args, **self.kwargs)
 
 
-Handler = Callable[[Call], Op]
+def _from_query(call: Call, param: Param) -> Any:
+    default = None if param.required else param.default
+    if param.annotation is bool:
+        return call.query.bool(param.wire, bool(default))
+    return call.query.int(param.wire, default, required=param.required)
 
 
-def _queue_building(c: Call) -> Op:
-    b = c.json
-    return Op("villages.queue_building", c.params["village_id"], b.get("building"),
-              slot=b.get("slot", None), instant=b.get("instant", False))
-
-
-def _attack(c: Call) -> Op:
-    b = c.json
-    return Op("military.attack", c.params["village_id"], b.get("target_village_id"),
-              b.get("troops"), kind=b.get("attack_type", "normal"))
-
-
-def _create_offer(c: Call) -> Op:
-    offer, wanted = c.json.object("offer"), c.json.object("request")
-    op = Op("trade.create_offer", c.params["village_id"], offer.get("resource"),
-            offer.get("amount"), wanted.get("resource"), wanted.get("amount"))
-    offer.finish()
-    wanted.finish()
-    return op
-
-
-def _at(c: Call) -> Op:
-    return Op("villages.at", c.query.int("x", required=True), c.query.int("y", required=True))
-
-
-HANDLERS: dict[str, Handler] = {
-    "villages.get": lambda c: Op("villages.get", c.params["village_id"]),
-    "villages.list_by_player": lambda c: Op("villages.list_by_player", c.params["player_id"]),
-    "villages.at": _at,
-    "villages.queue_building": _queue_building,
-    "villages.build_queue": lambda c: Op("villages.build_queue", c.params["village_id"]),
-    "villages.cancel_building": lambda c: Op(
-        "villages.cancel_building", c.params["village_id"], c.params["queue_position"]),
-    "military.troops": lambda c: Op("military.troops", c.params["village_id"]),
-    "military.train": lambda c: Op("military.train", c.params["village_id"],
-                                   c.json.get("troops")),
-    "military.attack": _attack,
-    "military.reinforce": lambda c: Op(
-        "military.reinforce", c.params["village_id"], c.json.get("target_village_id"),
-        c.json.get("troops")),
-    "military.incoming": lambda c: Op("military.incoming", c.params["village_id"]),
-    "military.outgoing": lambda c: Op("military.outgoing", c.params["village_id"]),
-    "military.send_home": lambda c: Op("military.send_home", c.params["village_id"],
-                                       c.params["movement_id"]),
-    "trade.create_offer": _create_offer,
-    "trade.send_resources": lambda c: Op(
-        "trade.send_resources", c.params["village_id"], c.json.get("target_village_id"),
-        c.json.get("resources")),
-    "trade.offers": lambda c: Op("trade.offers", c.params["village_id"]),
-    "trade.accept_offer": lambda c: Op("trade.accept_offer", c.params["village_id"],
-                                       c.params["offer_id"]),
-    "trade.cancel_offer": lambda c: Op("trade.cancel_offer", c.params["village_id"],
-                                       c.params["offer_id"]),
-    "intel.send_scouts": lambda c: Op(
-        "intel.send_scouts", c.params["village_id"], c.json.get("target_village_id"),
-        c.json.get("scouts", 1)),
-    "intel.scout_reports": lambda c: Op(
-        "intel.scout_reports", c.params["player_id"], c.query.int("limit", 20)),
-    "diplomacy.send_message": lambda c: Op(
-        "diplomacy.send_message", c.params["player_id"], c.json.get("to"),
-        c.json.get("subject"), c.json.get("body")),
-    "diplomacy.messages": lambda c: Op(
-        "diplomacy.messages", c.params["player_id"],
-        unread_only=c.query.bool("unread_only", False)),
-    "diplomacy.create_alliance": lambda c: Op(
-        "diplomacy.create_alliance", c.params["player_id"], c.json.get("name"),
-        c.json.get("tag")),
-    "diplomacy.invite": lambda c: Op("diplomacy.invite", c.params["alliance_id"],
-                                     c.json.get("player_id")),
-    "players.get": lambda c: Op("players.get", c.params["player_id"]),
-    "players.ranking": lambda c: Op("players.ranking", c.params["metric"],
-                                    c.query.int("limit", 100)),
-    "session.me": lambda c: Op("players.get", c.player_id),
-}
+def _arguments(declared: Operation, call: Call) -> tuple[list[Any], dict[str, Any]]:
+    body = call.body
+    objects: dict[str, Body] = {}
+    if body is not None:
+        # Nested objects first, in the order of their fields (a missing one is reported
+        # before the fields of any).
+        for param in declared.located(BODY):
+            if "." in param.wire:
+                outer = param.wire.split(".")[0]
+                if outer not in objects:
+                    objects[outer] = body.object(outer)
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    for param in declared.params:
+        if param.where == PATH:
+            value = call.params[param.wire]
+        elif param.where == QUERY:
+            value = _from_query(call, param)
+        else:
+            assert body is not None
+            source, field = body, param.wire
+            if "." in field:
+                outer, field = field.split(".", 1)
+                source = objects[outer]
+            value = source.get(field) if param.required else source.get(field, param.default)
+        if param.keyword_only:
+            kwargs[param.name] = value
+        else:
+            args.append(value)
+    for nested in objects.values():
+        nested.finish()
+    return args, kwargs
 
 
 def parse(route: Route, call: Call) -> Op:
     """The request as an Op; InvalidRequest for a malformed query string or body."""
-    op = HANDLERS[route.operation](call)
+    declared = route.declared
+    if declared is None:  # the session route: who the token is
+        op = Op("players.get", call.player_id)
+    else:
+        args, kwargs = _arguments(declared, call)
+        op = Op(declared.name, *args, **kwargs)
     call.query.finish()
     if call.body is not None:
         call.body.finish()
     return op
 
 
-def check_table() -> None:
-    """Every route has a handler and every handler a route (checked when an app is made)."""
-    routed = {r.operation for r in ROUTES}
-    if routed != set(HANDLERS):
-        raise RuntimeError(
-            "the server's handlers and wire.routes.ROUTES disagree: "
-            f"no handler for {sorted(routed - set(HANDLERS))}, "
-            f"no route for {sorted(set(HANDLERS) - routed)}"
-        )
-
-
-__all__ = ["HANDLERS", "Handler", "Op", "check_table", "parse"]
+__all__ = ["Op", "parse"]

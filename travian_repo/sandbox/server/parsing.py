@@ -18,8 +18,6 @@ from travian_repo.sandbox.inputs import decode_json
 from travian_repo.wire.routes import PREFIX, Route
 
 _INT = re.compile(r"-?[0-9]{1,18}")
-# POSTs whose path says it all: the body is `{}` or empty (both the same request).
-EMPTY_BODY_WRITES = frozenset({"trade.accept_offer", "military.send_home"})
 
 
 class Query:
@@ -162,7 +160,7 @@ def request_body(route: Route) -> tuple[Any, Body | None]:
             raise InvalidRequest(f"{route.method} {PREFIX}{route.path} takes no body")
         return None, None
     if not raw.strip():
-        if route.operation in EMPTY_BODY_WRITES:  # nothing to say but the path
+        if not route.takes_body:  # the path says it all: empty is the same as `{}`
             return {}, Body({})
         raise InvalidRequest("the request body must be a JSON object; it is empty")
     data = decode_json(raw)
@@ -194,5 +192,5 @@ def json_kind(value: Any) -> str:
     return "an array"
 
 
-__all__ = ["EMPTY_BODY_WRITES", "Body", "Call", "Query", "json_kind", "optional_object_body",
+__all__ = ["Body", "Call", "Query", "json_kind", "optional_object_body",
            "request_body", "request_query"]

@@ -1,0 +1,104 @@
+"""The hot reads, prepared once per PostgreSQL connection and then run by name.
+
+Planning a village read (a join with two correlated subqueries) costs the server more than
+running it. ``PREPARE`` does the parse and plan once per connection; each call then sends
+``EXECUTE name(...)``. The statements are defined on a connection's first use of any of
+them, all at once, in that use's own round trip (no extra one). Prepared statements belong
+to the connection, not to a transaction: a rollback keeps them, and a new connection (a
+reconnect, a recycle) starts without them.
+
+If that first round trip fails, the connection runs the plain statements from then on (it
+cannot tell which definitions the server took); so does a connection on which a prepared
+statement went missing or stale (``_GONE``): a read outside a transaction runs again at
+once, plain; a write step inside one fails that once. SQLite runs the Core statements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, CursorResult, Executable
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql
+
+# conn.info key (one per DBAPI connection): True defined, False failed once, absent unused.
+DEFINED = "travian_prepared"
+# The server lost them (DISCARD ALL, a pooler handing out another session) or cannot run
+# them any more (a column's type changed under them): that call fails, later ones go plain.
+_GONE = {"26000", "0A000"}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One statement: the Core form, its PostgreSQL text and its prepared-statement call."""
+
+    name: str
+    statement: Executable
+    text: str  # pyformat parameters (%(name)s), as psycopg2 takes them
+    define: str  # PREPARE name AS ... with $n parameters
+    call: str  # EXECUTE name(%(a)s, ...)
+
+
+_ALL: dict[str, Prepared] = {}
+_DEFINE_ALL = ""
+
+
+def prepare(name: str, statement: Executable) -> Prepared:
+    """Register ``statement`` under ``name`` (at import time; names are the library's own)."""
+    global _DEFINE_ALL
+    dialect = postgresql.psycopg2.dialect()  # type: ignore[no-untyped-call]
+    numbered = statement.compile(  # type: ignore[attr-defined]
+        dialect=postgresql.psycopg2.dialect(paramstyle="numeric_dollar"))  # type: ignore[no-untyped-call]
+    order = list(numbered.positiontup or ())
+    args = ", ".join(f"%({p})s" for p in order)
+    entry = Prepared(
+        name=name,
+        statement=statement,
+        text=str(statement.compile(dialect=dialect)),  # type: ignore[attr-defined]
+        define=f"PREPARE {name} AS {numbered}",
+        call=f"EXECUTE {name}({args})" if order else f"EXECUTE {name}",
+    )
+    _ALL[name] = entry
+    _DEFINE_ALL = "; ".join(p.define for p in _ALL.values())
+    return entry
+
+
+def run(conn: Connection, *statements: Prepared, params: dict[str, Any]) -> CursorResult[Any]:
+    """Run ``statements`` in order, in one round trip; the last one's result comes back.
+
+    On PostgreSQL each goes as ``EXECUTE`` (defining them all first on the connection's
+    first use); elsewhere they run one by one as Core statements.
+    """
+    if conn.dialect.name != "postgresql":
+        result = None
+        for p in statements:
+            result = conn.execute(p.statement, params)
+        assert result is not None
+        return result
+    state = conn.info.get(DEFINED)
+    if state is False:
+        return conn.exec_driver_sql("; ".join(p.text for p in statements), params)
+    calls = "; ".join(p.call for p in statements)
+    if state:
+        try:
+            return conn.exec_driver_sql(calls, params)
+        except sa_exc.DBAPIError as exc:
+            if getattr(exc.orig, "pgcode", None) not in _GONE or conn.invalidated:
+                raise
+            conn.info[DEFINED] = False  # plain statements on this connection from now on
+            if conn.connection.dbapi_connection.get_transaction_status() != 0:  # type: ignore[union-attr]
+                raise  # a transaction the error aborted: its write step fails
+        # outside a transaction nothing was changed: run it again, plain
+        return conn.exec_driver_sql("; ".join(p.text for p in statements), params)
+    try:
+        result = conn.exec_driver_sql(f"{_DEFINE_ALL}; {calls}", params)
+    except BaseException:
+        if not conn.invalidated:  # a new connection starts over anyway
+            conn.info[DEFINED] = False
+        raise
+    conn.info[DEFINED] = True
+    return result
+
+
+__all__ = ["DEFINED", "Prepared", "prepare", "run"]
