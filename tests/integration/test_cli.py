@@ -7,8 +7,9 @@ import io
 import os
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -299,3 +300,92 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"travian-repo {tr.__version__}"
+
+
+def _wait_for_build(url: str, server: Any, deadline: float) -> None:
+    import time
+
+    import sqlalchemy as sa
+
+    raw = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        while True:
+            with raw.connect() as conn:
+                if not conn.execute(sa.text("SELECT count(*) FROM build_queue")).scalar():
+                    return
+            assert time.monotonic() < deadline, "the build never completed"
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            time.sleep(0.2)
+    finally:
+        raw.dispose()
+
+
+@pytest.mark.slow  # Python processes of their own, waiting for the engine in real time
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("workers", [1, 3])
+def test_engine_command_runs_the_world_and_stops_on_a_signal(
+        postgres_url: str, workers: int, sig: str) -> None:
+    """`travian-repo engine --workers N`: the engine without a server completes what falls
+    due, and a signal stops every worker cleanly (exit 0, "Engine stopped.")."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    create_world(postgres_url, replace=True, players=2, start="developed")
+    with tr.connect(postgres_url, player_id=1, prefer="sql", cache=False,
+                    clock=Clock(datetime.now(timezone.utc) - timedelta(hours=2))) as world:
+        world.villages.queue_building(1, "woodcutter")  # ordered 2 hours ago: due now
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "travian_repo", "engine", "--database-url", postgres_url,
+         "--workers", str(workers), "--interval", "0.2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        _wait_for_build(postgres_url, proc, time.monotonic() + 60)
+        proc.send_signal(getattr(signal, sig))
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert f"Engine: {workers} worker(s)" in out and "Engine stopped." in out, (out, err)
+
+
+def test_engine_command_refuses_workers_on_sqlite(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path}/one.db"
+    create_world(url, players=2, start="developed")
+    assert main(["engine", "--database-url", url, "--workers", "2"]) == 2
+    assert "needs PostgreSQL" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # a server process, waiting for the engine in real time
+def test_serve_with_engine_workers_stops_cleanly_on_sigterm(postgres_url: str) -> None:
+    """`serve --speed N --engine-workers 2`: the engine threads complete builds, and SIGTERM
+    stops the server and its engine (exit 0)."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    create_world(postgres_url, replace=True, players=2, start="developed")
+    with tr.connect(postgres_url, player_id=1, prefer="sql", cache=False) as world:
+        world.villages.queue_building(1, "woodcutter")  # minutes of game time
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "travian_repo", "serve", "--database-url", postgres_url,
+         "--port", str(port), "--speed", "3600", "--engine-workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        _wait_for_build(postgres_url, server, time.monotonic() + 60)
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert server.returncode == 0, err

@@ -191,8 +191,47 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-engine", action="store_true",
                        help="run no engine thread (an engine of your own runs the world; "
                        "each request still processes what is due first)")
+    serve.add_argument("--engine-workers", type=int, default=1, metavar="N",
+                       help="N engine threads sharing the due events (default 1)")
     serve.set_defaults(run=cmd_serve)
+
+    engine = commands.add_parser(
+        "engine",
+        help="run the engine without a server (N processes sharing the world)",
+        description="Run the sandbox engine over a world without serving it: N processes "
+        "share the due events (each skips the villages another holds) and process them in "
+        "time order, until SIGINT or SIGTERM stops them between two batches. Run it anywhere "
+        "that reaches the database, beside servers started without --speed.",
+    )
+    engine.add_argument("--database-url", default=env_url, required=env_url is None,
+                        metavar="URL", help=url_help)
+    engine.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="engine processes (default 1); more than one needs PostgreSQL")
+    engine.add_argument("--speed", type=float, default=1.0, metavar="N",
+                        help="the world's time goes N times real time from now (default 1)")
+    engine.add_argument("--interval", type=float, default=1.0, metavar="S",
+                        help="look for due events every S seconds (default 1)")
+    engine.set_defaults(run=cmd_engine)
     return parser
+
+
+def cmd_engine(args: argparse.Namespace, out: TextIO) -> int:
+    from travian_repo.sandbox.engine.workers import run_workers
+
+    if args.workers < 1 or not args.speed > 0 or not args.interval > 0:
+        return _fail("--workers must be 1 or more, --speed and --interval positive")
+    if args.workers > 1 and make_url(args.database_url).get_backend_name() != "postgresql":
+        return _fail("--workers above 1 needs PostgreSQL (SQLite has one writer at a time)")
+
+    def ready() -> None:
+        out.write(f"Engine: {args.workers} worker(s) on {_shown_url(args.database_url)}, "
+                  f"time x{args.speed:g} (SIGINT or SIGTERM stops)\n")
+        out.flush()
+
+    code = run_workers(args.database_url, workers=args.workers, speed=args.speed,
+                       interval=args.interval, ready=ready)
+    out.write("Engine stopped.\n" if code == 0 else "")
+    return code
 
 
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
@@ -208,6 +247,9 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     out.flush()
     if args.speed is not None and not args.speed > 0:
         return _fail("--speed must be a positive number")
+    if args.engine_workers < 1:
+        return _fail("--engine-workers must be 1 or more")
+    _stop_on_sigterm()
     if args.rate_limit < 0 or (args.rate_burst is not None and not args.rate_burst >= 1):
         return _fail("--rate-limit must be 0 (no limit) or more, --rate-burst 1 or more")
     serve(args.database_url, host=args.host, port=args.port, threads=args.threads,
@@ -215,8 +257,19 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
           connection_limit=args.connection_limit, header_timeout=args.header_timeout,
           request_timeout=args.request_timeout, idle_timeout=args.idle_timeout,
           rate_limit=args.rate_limit or None, rate_burst=args.rate_burst,
-          max_streams=args.max_streams, heartbeat_s=args.heartbeat, engine=not args.no_engine)
+          max_streams=args.max_streams, heartbeat_s=args.heartbeat,
+          engine_workers=args.engine_workers, engine=not args.no_engine)
     return 0
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM stops like Ctrl-C: the server and its engine end cleanly."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def cmd_create_world(args: argparse.Namespace, out: TextIO) -> int:

@@ -204,6 +204,7 @@ def population_added(name: str, level: int) -> int:
     return u if level == 1 else round_half_up(Fraction(5 * u + level - 1, 10))
 
 
+@functools.lru_cache(maxsize=4096)  # summed on every change of a village's buildings
 def population_total(name: str, level: int) -> int:
     spec = building_spec(name)
     level = _level(spec, level, minimum=0)

@@ -4,32 +4,38 @@
 units finishing training (one by one), movements arriving, shipments arriving and merchants
 coming home -- and processes it in time order; at the same time by kind (builds, training,
 troops coming home, reinforcements, scouts, attacks/raids/sieges, shipments, merchants),
-then by id. Events are processed in small transactions of at most ``batch`` events (16 by
-default; 1 gives one transaction per event); a run of units of one training line with
-nothing else due in between is handled as one step and counts one event per unit.
+then by id, per village. A run of units of one training line with nothing else due in
+between is handled as one step and counts one event per unit.
 
-Locking follows the repositories: every village an event changes is locked first (``SELECT
-... FOR UPDATE`` on its resources row on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` takes the
-whole database), a batch's villages in one statement, lowest id first, before anything is
-read; an event that needs a village its batch did not lock waits for the next batch. Then
-the event's own row is read again under lock and checked to still be due, and every change
-of its state checks that it changed exactly that row. A player's write in between (a build
-cancelled, reinforcements sent home) is therefore seen, and two engines on one database
-never process an event twice.
+Work is done set-wise, a batch per transaction: the villages of the next ``batch`` events
+(512 by default) are locked in one statement (``SELECT ... FOR UPDATE`` on their resources
+rows, lowest id first, ``SKIP LOCKED`` when engines share the world; SQLite's ``BEGIN
+IMMEDIATE`` takes the whole database); then, after the lock, the villages' state and
+everything due in them are read in a few statements; the events are processed in memory in
+time order; and the batch's changes are written back with one statement per kind of change
+(``flush``), each checking that it changed exactly the rows it meant to (an event's row
+still in the state it was read in), or the batch rolls back. An event that involves a village
+the batch does not hold waits for a later batch, and so does everything after it in the
+villages it involves; so does a village's next event once troops the batch sent home are due
+there. A player's write in between (a build cancelled, reinforcements sent home) is
+therefore seen, several engines on one database never process an event twice, and every
+village sees its events in time order, whichever engine processes them.
 An event happens at its due time: the villages' stock is settled to that time (or to their
-last write, if a player wrote later) before it is changed.
+last write, if a player wrote later) before it is changed, exactly as a read of the row
+would.
 
 Choices: a catapult target that is not given (or not standing) is the village's highest
 building other than the wall (lowest slot on a tie), since the game's random target would
 make runs unrepeatable; a building knocked to 0 is removed (a resource field stays at 0); a
 build completing sets the level it was ordered for; troops never starve.
 
-The modules, one job each: ``due`` (finding what is due, in order), ``step`` (what every
-processor shares), one processor per kind (``builds``, ``training``, ``movements`` with
-``battles`` and ``scouts`` and their shared ``combat``, ``shipments``), ``reports`` (the
-battle and scouting reports), ``runner`` (``Engine``: batches, locks, dispatch) and
-``thread`` (``EngineThread`` and ``AcceleratedClock``). The statements they share with the
-repositories live in ``travian_repo.sql`` (``village_state``, ``economy``, ``troops``).
+The modules, one job each: ``due`` (finding what is due, in order), ``held`` (a batch's
+villages in memory), ``step`` (what every processor shares), one processor per kind
+(``builds``, ``training``, ``movements`` with ``battles`` and ``scouts`` and their shared
+``combat``, ``shipments``), ``reports`` (the battle and scouting reports), ``flush`` (the
+batch's writes), ``runner`` (``Engine``: batches, locks, dispatch), ``thread``
+(``EngineThread`` and ``AcceleratedClock``) and ``workers`` (engine processes sharing a
+world). The set-wise statements live in ``travian_repo.sql.bulk``.
 """
 
 from travian_repo.sandbox.engine.due import HOSTILE, ORDER, Due

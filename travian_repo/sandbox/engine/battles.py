@@ -11,25 +11,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from travian_repo.domain.errors import Conflict
 from travian_repo.domain.values import Building, Resources
 from travian_repo.rules import battle
 from travian_repo.rules.buildings import WALLS
 from travian_repo.rules.economy import cranny_capacity
 from travian_repo.rules.units import upkeep
 from travian_repo.sandbox.engine import reports
-from travian_repo.sandbox.engine.combat import counts, defenders, morale_populations, send_back
-from travian_repo.sandbox.engine.step import Step, set_state
-from travian_repo.sql import schema
-from travian_repo.sql.derived import set_damaged_level, upkeep_changed
-from travian_repo.sql.troops import remove_troops
-from travian_repo.sql.village_state import VillageState, store
-
-_m = schema.movements
+from travian_repo.sandbox.engine.combat import (
+    counts, defenders, morale_populations, send_back, stationed_losses,
+)
+from travian_repo.sandbox.engine.step import Step
+from travian_repo.sql.village_state import VillageState
 
 
 def resolve_battle(step: Step, mv: Any, states: dict[int, VillageState], at: datetime) -> None:
-    conn = step.conn
+    held = step.held
     home = states[int(mv.from_village_id)]
     target = states[int(mv.to_village_id)]
     sent = counts(mv.troops)
@@ -55,25 +51,19 @@ def resolve_battle(step: Step, mv: Any, states: dict[int, VillageState], at: dat
         eaten[group.village_id] = eaten.get(group.village_id, 0) + upkeep(
             group.tribe, cas.lost)
         if group.movement_id is None:
-            remove_troops(conn, target.id, cas.lost, short=lambda unit: Conflict(
-                f"village {target.id}'s {unit} changed under the engine; the step was undone"))
+            held.remove_troops(target.id, cas.lost)
         else:
-            alive = {u: n for u, n in cas.survivors.items() if n}
-            values: dict[str, Any] = {"troops": alive} if alive else {"state": "done"}
-            set_state(conn, _m, group.movement_id, "stationed", **values)
+            stationed_losses(step, target, group.movement_id, cas.survivors)
 
-    # Wall and building damage (a full refresh of the target: population, production).
-    damaged = False
+    # Wall and building damage (the target's economy recomputed: population, production).
     if wall_slot is not None and result.wall_after != wall_level:
-        set_damaged_level(conn, target, wall_slot, wall_name, result.wall_after)
-        damaged = True
+        held.set_level(target, wall_slot, wall_name, result.wall_after)
     building: dict[str, Any] | None = None
     if aimed is not None and result.target_after is not None:
         building = dict(name=aimed.name, slot=aimed.slot, before=aimed.level,
                         after=result.target_after)
         if result.target_after != aimed.level:
-            set_damaged_level(conn, target, aimed.slot, aimed.name, result.target_after)
-            damaged = True
+            held.set_level(target, aimed.slot, aimed.name, result.target_after)
 
     # Bounty, carried home by the survivors.
     survivors = {u: n for u, n in result.attacker.survivors.items() if n}
@@ -90,17 +80,16 @@ def resolve_battle(step: Step, mv: Any, states: dict[int, VillageState], at: dat
         loot = battle.bounty(capacity, target.available, hidden).taken
         if loot.total:
             left = tuple(s - n for s, n in zip(target.stock, loot))
-            store(conn, target, left)  # type: ignore[arg-type]
+            held.store(target, left)  # type: ignore[arg-type]
         send_back(step, mv, survivors, loot, at)
-    set_state(conn, _m, mv.id, "underway", state="done")
+    held.move(int(mv.id), "underway", state="done")
 
     lost = {u: n for u, n in result.attacker.lost.items() if n}
-    # Upkeep of every village whose troops died (a damaged target was refreshed whole,
-    # after its troops' losses were written).
+    # Upkeep of every village whose troops died (a damaged target's economy was recomputed
+    # with the upkeep it had before the battle).
     eaten[home.id] = eaten.get(home.id, 0) + upkeep(home.tribe, lost)
     for vid, wheat in sorted(eaten.items()):
-        if wheat and not (damaged and vid == target.id):
-            upkeep_changed(conn, states[vid], -wheat)
+        held.upkeep_changed(states[vid], -wheat)
     reports.battle_reports(
         step, mv, home, target, at,
         sent=sent, lost=lost, survivors=survivors, result=result, groups=groups,

@@ -7,19 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Mapping
 
-from sqlalchemy import func, select, true
-
 from travian_repo.domain.values import Resources
 from travian_repo.rules import battle
+from travian_repo.sandbox.engine.due import Due
 from travian_repo.sandbox.engine.step import Step
-from travian_repo.sql import schema
 from travian_repo.sql.schema import as_utc
-from travian_repo.sql.troops import home_troops, insert_movement
 from travian_repo.sql.village_state import VillageState
-
-_m = schema.movements
-_v = schema.villages
-_ws = schema.world_settings
 
 
 @dataclass
@@ -49,52 +42,53 @@ def defenders(
     step: Step, target: VillageState, states: dict[int, VillageState]
 ) -> tuple[list[Group], list[battle.Army]]:
     """The groups defending ``target``: its own troops at home, then each stationed
-    movement (their home villages locked, in ``states``)."""
-    conn = step.conn
-    stationed = list(conn.execute(
-        select(_m.c.id, _m.c.player_id, _m.c.from_village_id, _m.c.troops)
-        .where(_m.c.to_village_id == target.id, _m.c.state == "stationed")
-        .order_by(_m.c.id)
-        .with_for_update()
-    ))
-    for row in stationed:  # read with the target locked, so none is new; a guard only
-        home_id = int(row.from_village_id)
-        if home_id not in states:
-            states[home_id] = step.lock(home_id, target.now)
-    groups = [Group(target.player_id, target.id, target.tribe, home_troops(conn, target.id))]
-    for row in stationed:
-        home = states[int(row.from_village_id)]
-        groups.append(Group(int(row.player_id), home.id, home.tribe, counts(row.troops),
-                            int(row.id)))
+    movement (their home villages held, in ``states``)."""
+    held = step.held
+    home = dict(sorted(held.villages[target.id].troops.items()))
+    groups = [Group(target.player_id, target.id, target.tribe, home)]
+    for g in held.stationed.get(target.id, ()):
+        groups.append(Group(g.player_id, g.home, states[g.home].tribe, dict(g.troops), g.id))
     return groups, [battle.Army(g.tribe, g.troops) for g in groups]
+
+
+def stationed_losses(step: Step, target: VillageState, movement_id: int,
+                     survivors: Mapping[str, int]) -> None:
+    """A stationed group's survivors stay (or the movement ends when none is left)."""
+    held = step.held
+    alive = {u: n for u, n in survivors.items() if n}
+    held.move(movement_id, "stationed", **({"troops": alive} if alive else {"state": "done"}))
+    groups = held.stationed[target.id]
+    for g in list(groups):
+        if g.id == movement_id:
+            if alive:
+                g.troops = dict(sorted(alive.items()))
+            else:
+                groups.remove(g)
 
 
 def morale_populations(step: Step, attacker: VillageState, target: VillageState
                        ) -> dict[str, int]:
     """The two players' total populations (their villages' sum), as the keyword arguments
     of ``battle.fight`` and ``battle.scout``; none when the world plays without morale.
-    The players' other villages are read without a lock (locking them here would break
-    the batch's lock order): their last committed population counts."""
-    players = {attacker.player_id, target.player_id}
-    rows = step.conn.execute(
-        select(_ws.c.morale, _v.c.player_id, func.sum(_v.c.population).label("population"))
-        .select_from(_v.join(_ws, true()))
-        .where(_v.c.player_id.in_(sorted(players)))
-        .group_by(_ws.c.morale, _v.c.player_id)
-    ).all()
-    if not rows or not rows[0].morale:
+    The batch read the sums when it began (the players' villages it does not hold, without
+    a lock: their last committed population counts) and follows its own villages' changes."""
+    held = step.held
+    if not held.morale:
         return {}
-    total = {int(r.player_id): int(r.population) for r in rows}
-    return dict(attacker_population=total.get(attacker.player_id, 0),
-                defender_population=total.get(target.player_id, 0))
+    return dict(attacker_population=held.population_of(attacker.player_id),
+                defender_population=held.population_of(target.player_id))
 
 
 def send_back(step: Step, mv: Any, troops: Mapping[str, int], loot: Resources,
               at: datetime) -> None:
-    """The survivors' way home: a ``return`` movement taking as long as the way out."""
+    """The survivors' way home: a ``return`` movement taking as long as the way out. When it
+    is due before the run's end, its villages wait for the next batch (it has no id yet)."""
     trip = as_utc(mv.arrives_at) - as_utc(mv.departed_at)
-    insert_movement(
-        step.conn, kind="return", player_id=mv.player_id, from_village_id=mv.to_village_id,
-        to_village_id=mv.from_village_id, troops=troops, departed_at=at, arrives_at=at + trip,
-        loot=loot,
-    )
+    step.held.new_movements.append(dict(
+        kind="return", player_id=int(mv.player_id), from_village_id=int(mv.to_village_id),
+        to_village_id=int(mv.from_village_id), troops=dict(sorted(troops.items())),
+        wood=loot.wood, clay=loot.clay, iron=loot.iron, wheat=loot.wheat, state="underway",
+        departed_at=at, arrives_at=at + trip, catapult_target=None))
+    if at + trip <= step.when:
+        step.blocks.append((Due.of("return", at + trip, 0),
+                            {int(mv.to_village_id), int(mv.from_village_id)}))

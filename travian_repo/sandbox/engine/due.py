@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, or_, select
 
 from travian_repo.sql import schema
 from travian_repo.sql.schema import as_utc
@@ -87,6 +87,31 @@ def collect(conn: Connection, when: datetime) -> list[Due]:
     return due
 
 
+def collect_held(conn: Connection, ids: list[int], when: datetime) -> dict[tuple[str, int], tuple[Due, Any]]:
+    """Everything due up to ``when`` in the villages ``ids`` (read after their locks: what
+    the batch decides on), as (kind, id) -> (due, row)."""
+    found: dict[tuple[str, int], tuple[Due, Any]] = {}
+    if not ids:
+        return found
+    for row in conn.execute(select(_q).where(_q.c.village_id.in_(ids), _q.c.completes_at <= when)):
+        found["build", row.id] = (Due.of("build", row.completes_at, row.id, row.village_id), row)
+    for row in conn.execute(select(_tq).where(_tq.c.village_id.in_(ids), _tq.c.trained < _tq.c.count,
+                                              _tq.c.started_at <= when)):
+        at = as_utc(row.started_at) + timedelta(seconds=row.seconds_each * (row.trained + 1))
+        if at <= when:
+            found["train", row.id] = (Due.of("train", at, row.id, row.village_id), row)
+    for row in conn.execute(select(_m).where(
+            _m.c.state == "underway", _m.c.arrives_at <= when,
+            or_(_m.c.from_village_id.in_(ids), _m.c.to_village_id.in_(ids)))):
+        found[row.kind, row.id] = (Due.of(row.kind, row.arrives_at, row.id, row.from_village_id,
+                                          row.to_village_id), row)
+    for row in conn.execute(select(_s).where(_s.c.state == "underway", _s.c.arrives_at <= when,
+                                             _s.c.to_village_id.in_(ids))):
+        found["deliver", row.id] = (Due.of("deliver", row.arrives_at, row.id, row.from_village_id,
+                                           row.to_village_id), row)
+    return found
+
+
 def villages_of(due: Due) -> set[int]:
     """The villages an event changes (a hostile arrival also the homes of troops stationed
     in its target, found under lock)."""
@@ -105,9 +130,38 @@ def stationed_homes(targets: list[int]) -> Any:
             .where(_m.c.to_village_id.in_(targets), _m.c.state == "stationed"))
 
 
-def peek(heap: list[Due], count: int) -> list[Due]:
-    """The ``count`` first events of the heap, which is left as it was (O(count log n))."""
-    ahead = [heapq.heappop(heap) for _ in range(min(count, len(heap)))]
+def key(due: Due) -> tuple[str, int]:
+    """What an event is, whatever its time (a training line's next unit is the line)."""
+    return due.kind, due.id
+
+
+# Villages are shared among workers in blocks of neighbouring ids: a world's villages made
+# together (a player's, a region's) raid, trade and reinforce each other more often.
+BLOCK = 32
+
+
+def owner(due: Due, workers: int) -> int:
+    """The worker whose share an event is in: its lowest village's block of ids."""
+    return (min(villages_of(due) or {due.id}) // BLOCK) % workers
+
+
+def take(heap: list[Due], count: int, done: set[tuple[str, int]],
+         share: tuple[int, int] | None = None) -> list[Due]:
+    """Up to ``count`` first events of the heap not ``done`` (popped; ``done`` ones are
+    dropped). With ``share`` = (index, workers), the worker's own events first: those whose
+    lowest village falls to ``index`` (``owner``), from the first ``count * workers``."""
+    ahead: list[Due] = []
+    while heap and len(ahead) < count * (share[1] if share else 1):
+        due = heapq.heappop(heap)
+        if key(due) not in done:
+            ahead.append(due)
+    if share is None:
+        return ahead
+    index, workers = share
+    mine = [d for d in ahead if owner(d, workers) == index][:count]
+    chosen = mine or ahead[:count]
+    picked = set(map(id, chosen))
     for due in ahead:
-        heapq.heappush(heap, due)
-    return ahead
+        if id(due) not in picked:
+            heapq.heappush(heap, due)
+    return chosen

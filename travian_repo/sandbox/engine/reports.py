@@ -6,31 +6,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Mapping, Sequence
 
-from sqlalchemy import insert
-
 from travian_repo.domain import events
 from travian_repo.domain.values import Resources
 from travian_repo.rules import battle
 from travian_repo.rules.economy import cranny_capacity
 from travian_repo.sandbox.engine.combat import Group
 from travian_repo.sandbox.engine.step import Step
-from travian_repo.sql import schema
 from travian_repo.sql.village_state import VillageState
-
-_rep = schema.reports
 
 
 def write_report(step: Step, player_id: int, kind: str, subject: str, village_id: int,
                  payload: dict[str, Any], at: datetime) -> None:
-    """One unread report for ``player_id`` (and its ``report_created`` event)."""
-    report_id = step.conn.execute(
-        insert(_rep)
-        .values(player_id=player_id, kind=kind, subject=subject[:200], village_id=village_id,
-                payload=payload, read=False, created_at=at)
-        .returning(_rep.c.id)
-    ).scalar_one()
-    step.emit(events.REPORT_CREATED, player_id, report_id=int(report_id), kind=kind,
-              village_id=village_id)
+    """One unread report for ``player_id`` (and its ``report_created`` event, whose report
+    id the batch's insert fills in)."""
+    event: dict[str, Any] = dict(report_id=None, kind=kind, village_id=village_id)
+    step.held.reports.append(dict(
+        row=dict(player_id=player_id, kind=kind, subject=subject[:200], village_id=village_id,
+                 payload=payload, read=False, created_at=at),
+        event=event))
+    step.held.events.append((events.REPORT_CREATED, player_id, event))  # the same dict
 
 
 def battle_reports(

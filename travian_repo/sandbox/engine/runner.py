@@ -1,5 +1,6 @@
-"""The runner: ``Engine`` finds what is due, locks the villages of a batch, and hands each
-event to the processor of its kind, in small transactions."""
+"""The runner: ``Engine`` finds what is due, locks the villages of a batch, reads what is
+due in them after the locks, hands each event to the processor of its kind in time order,
+and writes the batch's changes set-wise (``flush``), in one transaction per batch."""
 
 from __future__ import annotations
 
@@ -7,30 +8,36 @@ import functools
 import heapq
 import threading
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Any, Callable
 
 import sqlalchemy
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from travian_repo.domain.values import ClockFn
 from travian_repo.sandbox.engine.builds import complete_build
 from travian_repo.sandbox.engine.due import (
-    HOSTILE, Due, collect, peek, stationed_homes, villages_of,
+    HOSTILE, Due, collect, collect_held, key, stationed_homes, take, villages_of,
 )
-from travian_repo.sandbox.engine.movements import arrive
-from travian_repo.sandbox.engine.shipments import deliver, merchants_home
-from travian_repo.sandbox.engine.step import Later, Outcome, Step
+from travian_repo.sandbox.engine.flush import flush
+from travian_repo.sandbox.engine.held import Held
+from travian_repo.sandbox.engine.movements import arrive, involved
+from travian_repo.sandbox.engine.shipments import deliver
+from travian_repo.sandbox.engine.step import Outcome, Step
 from travian_repo.sandbox.engine.training import train_units
+from travian_repo.sql import schema
 from travian_repo.sql.database import Database, SqlSession, make_engine
-from travian_repo.sql.village_state import lock_in_order
+from travian_repo.sql.derived import conn_speed
 
 # The processor of each kind; every other kind is a movement arriving.
-_PROCESSORS: dict[str, Callable[[Step, Due], Outcome]] = {
+_PROCESSORS: dict[str, Callable[[Step, Due, Any], Outcome]] = {
     "build": complete_build,
     "train": train_units,
     "deliver": deliver,
-    "merchants": merchants_home,
 }
+_r, _v = schema.village_resources, schema.villages
+# A batch processes up to this many times ``batch`` steps: what else is due in the villages
+# of its ``batch`` events comes with them (their state is read once).
+_STEPS = 16
 
 
 class Engine:
@@ -39,14 +46,21 @@ class Engine:
     ``database``: a :class:`Database` (its commit listeners, e.g. a World's event bus, see
     every event), an SQLAlchemy engine, or a database URL (an engine of the engine's own,
     closed by :meth:`close`). ``clock``: what :meth:`run_due` runs up to (default: the
-    database's clock).
+    database's clock). ``batch``: the events a transaction starts from (it also processes
+    what else is due in their villages, up to 16 times ``batch`` steps). ``share`` = (index,
+    workers): one of several engines sharing the world; it skips villages another holds
+    (``SKIP LOCKED``) and prefers its own share of them, instead of waiting.
     """
 
     def __init__(self, database: Database | sqlalchemy.Engine | str, *,
-                 clock: ClockFn | None = None, batch: int = 16) -> None:
+                 clock: ClockFn | None = None, batch: int = 512,
+                 share: tuple[int, int] | None = None) -> None:
         if batch < 1:
             raise ValueError("batch must be at least 1")
+        if share is not None and not 0 <= share[0] < share[1]:
+            raise ValueError("share is (index, workers) with 0 <= index < workers")
         self.batch = batch
+        self.share = share
         self._owns = False
         if isinstance(database, Database):
             self.database = database
@@ -57,6 +71,8 @@ class Engine:
             self.database = Database(database, clock=clock)
         self.clock: ClockFn = clock or self.database.clock
         self._run_lock = threading.Lock()
+        # Set to stop a run between two batches (what is done stays done): a clean stop.
+        self.halt = threading.Event()
         self._session: SqlSession | None = None
 
     # -- public ---------------------------------------------------------------------------
@@ -74,21 +90,41 @@ class Engine:
         with self._run_lock:
             session = self._session = self.database.session()
             try:
-                while True:
+                while not self.halt.is_set():
                     heap = session.read(lambda conn: collect(conn, when))
                     if not heap:
                         break
                     heapq.heapify(heap)
-                    done_this_round = 0
-                    while heap:
-                        count, heap = session.write(
-                            functools.partial(self._process_batch, heap=heap, when=when)
-                        )
-                        session.commit()
-                        done_this_round += count
-                    processed += done_this_round
-                    if done_this_round == 0:  # all stale (a concurrent engine took them)
-                        break
+                    done: set[tuple[str, int]] = set()
+                    moved_on = 0
+                    while heap and not self.halt.is_set():
+                        ahead = take(heap, self.batch, done, self.share)
+                        if not ahead:
+                            break
+                        finished: set[tuple[str, int]] = set()
+                        try:
+                            count, finished = session.write(functools.partial(
+                                self._process_batch, ahead=ahead, when=when))
+                            session.commit()
+                        except BaseException:
+                            session.rollback()
+                            raise
+                        finally:
+                            # Alone, what waited is tried again at once (its batch will
+                            # hold what it waited for); sharing, at the next round, so as
+                            # not to spin on villages another worker holds.
+                            if self.share is None:
+                                for due in ahead:
+                                    heapq.heappush(heap, due)
+                        done |= finished
+                        processed += count
+                        moved_on += len(finished)
+                        if not finished and self.share is None:
+                            break
+                    if moved_on == 0:
+                        if self.share is None:
+                            break  # all stale (a concurrent engine took them)
+                        self.halt.wait(0.01)  # the others hold them: look again
             finally:
                 self._session = None
                 session.close()
@@ -120,57 +156,74 @@ class Engine:
 
     # -- one batch --------------------------------------------------------------------------
 
-    def _process_batch(self, conn: Connection, *, heap: list[Due], when: datetime
-                       ) -> tuple[int, list[Due]]:
-        """Up to ``batch`` events in time order, in one transaction. When the step fails the
-        heap is put back as it was, so a step run again (serialization failure) starts from
-        the same events."""
+    def _process_batch(self, conn: Connection, *, ahead: list[Due], when: datetime
+                       ) -> tuple[int, set[tuple[str, int]]]:
+        """One transaction: lock the villages of the events ``ahead`` (one statement, lowest
+        id first; skipping those another engine holds when sharing), read what is due in
+        them after the lock, process it in time order in memory, write it set-wise.
+
+        An event needing a village the batch does not hold waits for a later batch, and so
+        does everything after it in the villages it involves. Nothing here changes the
+        caller's heap, so a step run again (serialization failure) starts afresh. Returns
+        the events processed and the (kind, id) of those finished or found gone."""
         assert self._session is not None, "batches run inside run_until only"
-        emit = self._session.emit  # domain events, published on commit
-        count = 0
-        popped: list[Due] = []
-        pushed: list[Due] = []
-        try:
-            # The villages of the next events, locked up front in one statement, lowest id
-            # first: an event needing another village waits for the next batch, so a batch
-            # never takes a lock out of order (no deadlock with players or another engine).
-            held = _lock_ahead(conn, peek(heap, self.batch))
-            for _ in range(self.batch):
-                if not heap:
-                    break
-                if popped and not villages_of(heap[0]) <= held:
-                    break
-                due = heapq.heappop(heap)
-                popped.append(due)
-                step = Step(conn, when, held, emit, first=len(popped) == 1,
-                            after=heap[0] if heap else None)
-                try:
-                    outcome = _PROCESSORS.get(due.kind, arrive)(step, due)
-                except Later:  # raised before the event wrote anything
-                    popped.pop()
-                    heapq.heappush(heap, due)
-                    break
-                count += outcome.count
-                for follow in outcome.follow:
-                    heapq.heappush(heap, follow)
-                    pushed.append(follow)
-        except BaseException:
-            for follow in pushed:
-                heap.remove(follow)
-            heap.extend(popped)
-            heapq.heapify(heap)
-            raise
-        return count, heap
+        ids: set[int] = set()
+        for due in ahead:
+            ids |= villages_of(due)
+        targets = sorted({due.target for due in ahead
+                          if due.kind in HOSTILE or due.kind == "scout"})
+        if targets:
+            ids.update(int(r[0]) for r in conn.execute(stationed_homes(targets)))
+        locked = _lock(conn, ids, skip=self.share is not None)
+        held = Held.load(conn, locked, conn_speed(conn)) if locked else None
+        if held is not None:
+            held.read_populations(conn)
+        found = collect_held(conn, sorted(locked), when)
+        finished = {key(d) for d in ahead if d.kind != "merchants" and villages_of(d) & locked
+                    and key(d) not in found}
+        heap = [due for due, _ in found.values()] + [d for d in ahead if d.kind == "merchants"]
+        if held is None:
+            held = Held({}, {}, 0)
+        senders = {d.source for d, _ in found.values() if d.kind == "deliver"} - held.owners.keys()
+        if senders:
+            held.owners.update((int(i), int(p)) for i, p in conn.execute(
+                select(_v.c.id, _v.c.player_id).where(_v.c.id.in_(sorted(senders)))))
+        heapq.heapify(heap)
+        rows = {k: row for k, (_, row) in found.items()}
+        blocked: dict[int, Due] = {}
+        count = steps = 0
+        while heap and steps < self.batch * _STEPS:
+            due = heapq.heappop(heap)
+            if due.kind == "merchants":
+                held.merchants.append(due.id)
+                finished.add(key(due))
+                continue
+            step = Step(held, when, after=heap[0] if heap else None)
+            need = involved(step, due) if due.kind not in ("build", "train", "deliver") \
+                else villages_of(due)
+            if not need <= locked or any(v in blocked and blocked[v] <= due for v in need):
+                for v in need & locked:
+                    blocked[v] = min(blocked.get(v, due), due)
+                continue
+            outcome = _PROCESSORS.get(due.kind, arrive)(step, due, rows[key(due)])
+            steps += 1
+            count += outcome.count
+            finished.add(key(due))
+            for follow in outcome.follow:
+                heapq.heappush(heap, follow)
+            for later, villages in step.blocks:
+                for v in villages & locked:
+                    blocked[v] = min(blocked.get(v, later), later)
+        count += flush(conn, held, when, self._session.emit)
+        return count, finished
 
 
-def _lock_ahead(conn: Connection, ahead: list[Due]) -> set[int]:
-    """Lock the villages of the events ``ahead`` (and the homes of troops stationed in the
-    targets of hostile ones) in one statement; the set locked."""
-    ids: set[int] = set()
-    for due in ahead:
-        ids |= villages_of(due)
-    targets = sorted({due.target for due in ahead if due.kind in HOSTILE})
-    if targets:
-        ids.update(int(r[0]) for r in conn.execute(stationed_homes(targets)))
-    lock_in_order(conn, ids)
-    return ids
+def _lock(conn: Connection, ids: set[int], *, skip: bool) -> set[int]:
+    """Lock the villages' write locks in one statement, lowest id first (no deadlock with
+    players or another engine); with ``skip``, those another transaction holds are left
+    out. The villages locked (those that exist)."""
+    if not ids:
+        return set()
+    return {int(r[0]) for r in conn.execute(
+        select(_r.c.village_id).where(_r.c.village_id.in_(sorted(ids)))
+        .order_by(_r.c.village_id).with_for_update(skip_locked=skip))}

@@ -11,16 +11,12 @@ from travian_repo.rules.buildings import WALLS
 from travian_repo.rules.units import upkeep
 from travian_repo.sandbox.engine import reports
 from travian_repo.sandbox.engine.combat import counts, defenders, morale_populations, send_back
-from travian_repo.sandbox.engine.step import Step, set_state
-from travian_repo.sql import schema
-from travian_repo.sql.derived import upkeep_changed
+from travian_repo.sandbox.engine.step import Step
 from travian_repo.sql.village_state import VillageState
-
-_m = schema.movements
 
 
 def scout(step: Step, mv: Any, states: dict[int, VillageState], at: datetime) -> None:
-    conn = step.conn
+    held = step.held
     home = states[int(mv.from_village_id)]
     target = states[int(mv.to_village_id)]
     sent = counts(mv.troops)
@@ -34,9 +30,9 @@ def scout(step: Step, mv: Any, states: dict[int, VillageState], at: datetime) ->
     lost = {u: n for u, n in result.attacker.lost.items() if n}
     if survivors:
         send_back(step, mv, survivors, Resources(), at)
-    set_state(conn, _m, mv.id, "underway", state="done")
+    held.move(int(mv.id), "underway", state="done")
     if lost:
-        upkeep_changed(conn, home, -upkeep(home.tribe, lost))
+        held.upkeep_changed(home, -upkeep(home.tribe, lost))
     reports.scout_reports(
         step, mv, home, target, at, sent=sent, lost=lost, survivors=survivors,
         result=result, groups=groups, armies=armies, wall_name=wall_name,

@@ -41,11 +41,12 @@ class AcceleratedClock:
 
 
 class EngineThread:
-    """Runs ``Engine.run_due()`` every ``interval`` seconds in a daemon thread.
+    """Runs ``Engine.run_due()`` every ``interval`` seconds in a daemon thread (``workers``
+    threads sharing the due events, each an engine with its share, when more than one).
 
     ``clock`` defaults to the real time (``speed`` 1) or an :class:`AcceleratedClock` of
-    ``speed``. Use as a context manager, or ``start()`` / ``stop()``. A failing round is
-    logged and tried again at the next tick.
+    ``speed``. Use as a context manager, or ``start()`` / ``stop()`` (which ends a run
+    between two batches). A failing round is logged and tried again at the next tick.
     """
 
     def __init__(
@@ -55,37 +56,55 @@ class EngineThread:
         clock: ClockFn | None = None,
         speed: float = 1.0,
         interval: float = 1.0,
+        workers: int = 1,
     ) -> None:
         if interval <= 0:
             raise ValueError("interval must be positive")
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
         if clock is None:
             clock = AcceleratedClock(speed) if speed != 1.0 else utc_now
         self.clock: ClockFn = clock
-        self.engine = Engine(database, clock=clock)
+        self.engine = Engine(database, clock=clock, share=(0, workers) if workers > 1 else None)
+        # The others share the first one's database (its commit listeners see every event).
+        self.engines = [self.engine] + [
+            Engine(self.engine.database, clock=clock, share=(i, workers))
+            for i in range(1, workers)]
         self.interval = float(interval)
         self.processed = 0
+        self._count_lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     def start(self) -> EngineThread:
-        if self._thread is not None and self._thread.is_alive():
+        if any(t.is_alive() for t in self._threads):
             return self
         self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="travian-engine", daemon=True)
-        self._thread.start()
+        for engine in self.engines:
+            engine.halt.clear()
+        self._threads = [
+            threading.Thread(target=self._loop, args=(engine,), daemon=True,
+                             name="travian-engine" + (f"-{i}" if i else ""))
+            for i, engine in enumerate(self.engines)]
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self, timeout: float | None = 10.0) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        for engine in self.engines:
+            engine.halt.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = []
         self.engine.close()
 
-    def _loop(self) -> None:
+    def _loop(self, engine: Engine) -> None:
         while not self._stop.is_set():
             try:
-                self.processed += self.engine.run_due()
+                done = engine.run_due()
+                with self._count_lock:
+                    self.processed += done
             except Exception:  # noqa: BLE001 - keep the world running; the next tick retries
                 log.exception("the engine failed a round; trying again in %.1f s", self.interval)
             self._stop.wait(self.interval)

@@ -70,6 +70,7 @@ def serve(
     rate_burst: float | None = None,
     max_streams: int = DEFAULT_MAX_STREAMS,
     heartbeat_s: float = DEFAULT_HEARTBEAT_S,
+    engine_workers: int = 1,
     engine: bool = True,
 ) -> None:
     """Serve v1 over the world at ``database_url`` until interrupted (blocking).
@@ -84,6 +85,7 @@ def serve(
     ``speed`` times real time from now; ``manual_clock`` leaves time to the clients (POST
     /v1/sandbox/advance). ``engine=False``: no engine thread, for a world whose engine runs
     elsewhere (each request still processes what is due first, see ``connect(catch_up=)``).
+    ``engine_workers``: engine threads sharing the due events.
     ``rate_limit`` / ``rate_burst``: the per-token limit, ``max_streams`` / ``heartbeat_s``:
     the event streams, as for ``create_app``.
     """
@@ -106,7 +108,8 @@ def serve(
     try:
         server = _listen(app, host, port, options, {})
         if engine and not manual_clock:
-            thread = EngineThread(database, clock=clock, interval=1.0).start()
+            thread = EngineThread(database, clock=clock, interval=1.0,
+                                  workers=engine_workers).start()
         log.info("serving world %r on http://%s:%s%s", database.settings.world_id, host,
                  server.effective_port, PREFIX)
         server.run()

@@ -1,0 +1,142 @@
+"""Writing a batch's changes back: one statement per kind of change, each checking that it
+changed exactly the rows it meant to (else Conflict: something bypassed the locks, and the
+batch rolls back)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Callable
+
+from sqlalchemy import Connection, exists, select, update
+
+from travian_repo.domain.errors import Conflict
+from travian_repo.sandbox.engine.held import Held
+from travian_repo.sql import schema
+from travian_repo.sql.bulk import delete_rows, insert_rows, update_rows, upsert_rows
+from travian_repo.sql.village_state import close_up_queue
+
+_r, _v, _p = schema.village_resources, schema.villages, schema.players
+_b, _t, _m, _s = schema.village_buildings, schema.troops, schema.movements, schema.shipments
+_q, _tq, _to, _rep = schema.build_queue, schema.training_queue, schema.training_orders, schema.reports
+
+_RESOURCES = ["wood", "clay", "iron", "wheat", "updated_at", "wood_production",
+              "clay_production", "iron_production", "wheat_production", "warehouse_capacity",
+              "granary_capacity"]
+
+
+def expect(done: int, wanted: int, what: str) -> None:
+    if done != wanted:
+        raise Conflict(f"{what} changed under the engine ({done} of {wanted} rows); "
+                       "the batch was undone")
+
+
+def flush(conn: Connection, held: Held, when: datetime, emit: Callable[..., None]) -> int:
+    """Write everything; then hand the batch's domain events on, in the order they
+    happened. The number of merchants that came home."""
+    _villages(conn, held)
+    _buildings(conn, held)
+    _troops(conn, held)
+    _queues(conn, held)
+    _movements(conn, held)
+    home = _shipments(conn, held, when)
+    _reports(conn, held)
+    for kind, player, data in held.events:
+        emit(kind, player, **data)
+    return home
+
+
+def _villages(conn: Connection, held: Held) -> None:
+    rows = []
+    pop: list[tuple[int, int]] = []
+    players: dict[int, int] = {}
+    for vid, v in sorted(held.villages.items()):
+        s = v.state
+        if v.dirty:
+            p = s.production
+            rows.append((vid, *v.stock, v.stored_at, p.wood, p.clay, p.iron, p.wheat,
+                         s.warehouse_capacity, s.granary_capacity))
+        if s.population != v.population:
+            pop.append((vid, s.population))
+            players[s.player_id] = players.get(s.player_id, 0) + s.population - v.population
+    expect(update_rows(conn, _r, ["village_id"], _RESOURCES, rows), len(rows), "village stock")
+    expect(update_rows(conn, _v, ["id"], ["population"], pop), len(pop), "village population")
+    deltas = [(p, d) for p, d in sorted(players.items()) if d]
+    expect(update_rows(conn, _p, ["id"], ["population"], deltas, add=True), len(deltas),
+           "player population")
+
+
+def _buildings(conn: Connection, held: Held) -> None:
+    changed: list[tuple[int, int, str, int]] = []
+    added: list[dict[str, Any]] = []
+    gone: list[tuple[int, int]] = []
+    for vid, v in sorted(held.villages.items()):
+        now = {b.slot: (b.name, b.level) for b in v.state.buildings}
+        for slot, (name, level) in sorted(now.items()):
+            if slot not in v.buildings:
+                added.append(dict(village_id=vid, slot=slot, building_name=name, level=level))
+            elif v.buildings[slot] != (name, level):
+                changed.append((vid, slot, name, level))
+        gone += [(vid, slot) for slot in sorted(v.buildings.keys() - now.keys())]
+    expect(update_rows(conn, _b, ["village_id", "slot"], ["building_name", "level"], changed),
+           len(changed), "a building")
+    expect(delete_rows(conn, _b, ["village_id", "slot"], gone), len(gone), "a building")
+    insert_rows(conn, _b, added)
+
+
+def _troops(conn: Connection, held: Held) -> None:
+    keep, drop = [], []
+    for vid, unit in sorted(held.troops_changed):
+        n = held.villages[vid].troops.get(unit, 0)
+        if n > 0:
+            keep.append(dict(village_id=vid, unit=unit, count=n))
+        else:
+            drop.append((vid, unit))
+    upsert_rows(conn, _t, ["village_id", "unit"], keep)
+    delete_rows(conn, _t, ["village_id", "unit"], drop)
+
+
+def _queues(conn: Connection, held: Held) -> None:
+    done = sorted(held.builds_done)
+    expect(delete_rows(conn, _q, ["id"], [(i,) for i in done]), len(done), "a build order")
+    for vid in sorted(held.queue_closed):
+        close_up_queue(conn, vid)
+    gone = [(i, was) for i, (was, _, out) in sorted(held.lines.items()) if out]
+    moved = [(i, now, was) for i, (was, now, out) in sorted(held.lines.items()) if not out]
+    expect(delete_rows(conn, _tq, ["id", "trained"], gone), len(gone), "a training line")
+    expect(update_rows(conn, _tq, ["id"], ["trained"], moved, match=["trained"]), len(moved),
+           "a training line")
+    if held.orders:  # an order goes with its last line
+        conn.execute(schema.training_orders.delete().where(
+            _to.c.id.in_(sorted(held.orders)),
+            ~exists(select(_tq.c.id).where(_tq.c.order_id == _to.c.id))))
+
+
+def _movements(conn: Connection, held: Held) -> None:
+    simple: dict[tuple[str, str], list[int]] = {}
+    for mid, (was, values) in sorted(held.moved.items()):
+        if set(values) == {"state"}:
+            simple.setdefault((was, values["state"]), []).append(mid)
+        else:
+            expect(conn.execute(update(_m).where(_m.c.id == mid, _m.c.state == was)
+                                .values(**values)).rowcount, 1, f"movement {mid}")
+    for (was, state), ids in sorted(simple.items()):
+        expect(update_rows(conn, _m, ["id"], ["state"], [(i, state, was) for i in ids],
+                           match=["state"]), len(ids), f"a movement ({was})")
+    insert_rows(conn, _m, held.new_movements)
+
+
+def _shipments(conn: Connection, held: Held, when: datetime) -> int:
+    shipped = [(i, "returning", "underway") for i in held.shipped]
+    expect(update_rows(conn, _s, ["id"], ["state"], shipped, match=["state"]), len(shipped),
+           "a shipment (underway)")
+    if not held.merchants:
+        return 0
+    return int(update_rows(conn, _s, ["id"], ["state"],
+                           [(i, "done", "returning") for i in sorted(held.merchants)],
+                           match=["state"]) or 0)
+
+
+def _reports(conn: Connection, held: Held) -> None:
+    rows = [r["row"] for r in held.reports]
+    for report, report_id in zip(held.reports, insert_rows(conn, _rep, rows, _rep.c.id)):
+        report["event"]["report_id"] = int(report_id)
