@@ -637,7 +637,8 @@ def bench_round_trips(engine: Engine, url: str, get_player: int, get_ids: list[i
 
 
 
-def bench_tick(url: str, players: list[int], warm_player: int, workers: int) -> None:
+def bench_tick(url: str, players: list[int], warm_player: int, workers: int,
+               catch_up: bool = True) -> None:
     engine = make_engine(url, pool_size=workers)
     try:
         # Fill the pool: the tick measures the game, not opening connections.
@@ -650,11 +651,11 @@ def bench_tick(url: str, players: list[int], warm_player: int, workers: int) -> 
 
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(hold, range(workers)))
-        warm = npc_turn(tr.connect(engine), warm_player)  # code paths and statement cache, own metrics
+        warm = npc_turn(tr.connect(engine, catch_up=catch_up), warm_player)  # code paths and statement cache, own metrics
         if warm["crash"]:
             out(f"  warm-up player {warm_player} crashed: {warm['crash']}")
 
-        world = tr.connect(engine)
+        world = tr.connect(engine, catch_up=catch_up)
         counter = StatementCounter(engine)
         with counter, ThreadPoolExecutor(workers) as pool:
             started = time.perf_counter()
@@ -666,7 +667,8 @@ def bench_tick(url: str, players: list[int], warm_player: int, workers: int) -> 
 
     out(f"  {len(players)} players, thread pool of {workers} workers, pool_size={workers}, "
         f"each player in its own unit_of_work(player_id=p)")
-    out("  actions: read own villages + queue_building(lowest field) + military.train(first unit, 1)")
+    out("  actions: read own villages + queue_building(lowest field) + military.train(first unit, 1)"
+        + ("" if catch_up else "; catch_up=False"))
     out(f"  total                 {total:8.2f} s   ({len(players) / total:.0f} players/s)")
     report_turns(results)
     out(f"  statements per player (SA events) {counter.total / len(players):.1f}   [{counter.describe()}]")
@@ -685,6 +687,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", default=DEFAULT_URL,
                         help=f"PostgreSQL URL of the benchmark's own database (default {DEFAULT_URL})")
+    parser.add_argument("--no-catch-up", action="store_true",
+                        help="tick with connect(catch_up=False), to compare the world catching up")
     parser.add_argument("--quick", action="store_true", help="fewer rounds and calls (< 30 s)")
     parser.add_argument("--workers", type=int, default=16, help="thread pool size for the tick")
     parser.add_argument("--tick-players", type=int, default=TICK_PLAYERS)
@@ -746,7 +750,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     out()
     out(f"3. tick of {len(tick_players)} NPC players on PostgreSQL")
-    bench_tick(url, tick_players, list_players[100], args.workers)
+    bench_tick(url, tick_players, list_players[100], args.workers, not args.no_catch_up)
 
     out()
     out("4. against the original async design: asyncpg, three queries per village")

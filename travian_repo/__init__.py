@@ -43,6 +43,7 @@ from travian_repo.domain.values import (
     Troops,
     Village,
 )
+from travian_repo.domain.settings import Settings
 from travian_repo.infra.retry import RetryPolicy
 from travian_repo.repositories.base import (
     DiplomacyRepository,
@@ -92,6 +93,7 @@ __all__ = [
     "RetryPolicy",
     "RuleViolation",
     "SchemaMismatch",
+    "Settings",
     "Shipment",
     "TradeOffer",
     "TradeRepository",

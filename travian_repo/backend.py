@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from travian_repo.domain.errors import ConfigurationError
+from travian_repo.domain.settings import Settings
 from travian_repo.domain.values import Event
 
 if TYPE_CHECKING:
@@ -67,6 +69,15 @@ class Backend(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release what the backend opened itself (never what it was handed)."""
+
+    def world_settings(self) -> Settings:
+        """The world's settings and the server's time now (a read each call)."""
+        raise ConfigurationError(f"{type(self).__name__} cannot read the world's settings")
+
+    def advance(self, seconds: float) -> datetime:
+        """Move a sandbox's manual clock on by ``seconds`` and process what fell due; the
+        world's time after. ConfigurationError where time is not the caller's to move."""
+        raise ConfigurationError(f"{type(self).__name__} has no manual clock to move")
 
     def events(self, player_id: int, timeout: float | None) -> Iterator[Event] | None:
         """``player_id``'s events from the backend's own source (the API's event stream), or

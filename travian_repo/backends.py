@@ -4,16 +4,20 @@ reads on the database, writes through the API."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from travian_repo.backend import BACKENDS, Backend, BackendRequest, register_backend
+from travian_repo.domain.errors import ConfigurationError, NotFound
+from travian_repo.domain.settings import Settings
 from travian_repo.domain.values import Event
 from travian_repo.http.backend import HttpBackend
 from travian_repo.sql.backend import SqlBackend
 
 if TYPE_CHECKING:
     from travian_repo.infra.cache import Cache
-    from travian_repo.sql.database import WorldSettings
+    from travian_repo.sql.catch_up import Processor
+    from travian_repo.sql.database import Database, WorldSettings
     from travian_repo.unit_of_work import UnitOfWork
 
 
@@ -28,9 +32,14 @@ class AutoBackend(Backend):
 
     @classmethod
     def open(cls, request: BackendRequest) -> AutoBackend:
-        sql = SqlBackend.open(request)
+        sql = open_sql(request)
         try:
             http = HttpBackend.open(replace(request, world_id=sql.world_id))
+            try:
+                _check_same_world(sql, http)
+            except BaseException:
+                http.close()
+                raise
         except BaseException:
             sql.close()
             raise
@@ -47,6 +56,12 @@ class AutoBackend(Backend):
     @property
     def settings(self) -> WorldSettings:
         return self.sql.settings
+
+    def world_settings(self) -> Settings:
+        return self.sql.world_settings()
+
+    def advance(self, seconds: float) -> datetime:
+        return self.http.advance(seconds)  # the server owns the clock its writes run on
 
     def add_commit_listener(self, listener: Callable[[list[Event]], None]) -> None:
         self.sql.add_commit_listener(listener)
@@ -65,7 +80,38 @@ class AutoBackend(Backend):
         return f"{self.sql.describe()} + {self.http.describe()}"
 
 
-register_backend("sql", SqlBackend.open)
+def engine_processor(database: Database) -> Processor:
+    """The sandbox engine's public entry point, processing what is due in ``database``.
+
+    The library core's one edge into ``sandbox/``: the engine imports only ``sql/``,
+    ``rules/`` and ``domain/``, so nothing of the server or world generation is loaded."""
+    from travian_repo.sandbox.engine import Engine
+
+    return Engine(database).run_until
+
+
+def open_sql(request: BackendRequest) -> SqlBackend:
+    return SqlBackend.open(request, engine_processor)
+
+
+def _check_same_world(sql: SqlBackend, http: HttpBackend) -> None:
+    """Reads on one world and writes on another would mix two games: the identities in the
+    database's settings and the API's GET /v1/world must be the same."""
+    database = sql.settings.world_uid
+    try:
+        served = http.world_settings().world_uid
+    except NotFound:
+        raise ConfigurationError(
+            f"{http.describe()} does not say which world it serves (no GET /v1/world), so "
+            "reading its world from the database cannot be checked; use prefer='http'") from None
+    if served != database:
+        raise ConfigurationError(
+            f"the database {sql.describe()} and the API {http.describe()} hold different "
+            f"worlds (identities {database} and {served}); connect to one of them",
+            details={"database_world_uid": database, "api_world_uid": served})
+
+
+register_backend("sql", open_sql)
 register_backend("http", HttpBackend.open)
 register_backend("auto", AutoBackend.open)
 

@@ -136,7 +136,7 @@ class SqlUnitOfWork(UnitOfWork):
         self, database: Database, player_id: int | None, metrics: Metrics, cache: Cache | None = None
     ) -> None:
         super().__init__(player_id)
-        self._session: SqlSession = database.session()
+        self._session: SqlSession = database.session(catch_up=True)
         self._metrics = metrics
         self._cache_view: CacheView | None = None
         if cache is not None:
@@ -214,6 +214,9 @@ class AutoUnitOfWork(UnitOfWork):
         super().__init__(http.player_id)
         self._sql = sql
         self._http = http
+        catch_up = sql.session.database.catch_up
+        if catch_up is not None:
+            catch_up.invalidate()  # the API's writes are not seen by this process's commits
         if sql._cache_view is not None:
             # One cache handle: the API writes invalidate and mark the unit written, so the
             # database reads after them skip the cache (read-your-writes).

@@ -15,7 +15,10 @@ from typing import TYPE_CHECKING, Any, Iterator, TypeVar, cast
 
 from sqlalchemy import Engine
 
-from travian_repo.domain.errors import ConfigurationError, Forbidden, TravianError
+from datetime import datetime
+
+from travian_repo.domain.errors import ConfigurationError, Forbidden, InvalidRequest, TravianError
+from travian_repo.domain.settings import Settings
 from travian_repo.domain.values import Event
 from travian_repo.infra.event_bus import EventBus, event_bus_for
 from travian_repo.infra.cache import Cache, build_cache, resolve_ttls
@@ -43,7 +46,8 @@ if TYPE_CHECKING:
 R = TypeVar("R")
 
 KNOWN_OPTIONS = frozenset(
-    {"rate_limit", "cache", "cache_ttls", "retry", "timeout", "clock", "pool_size", "http_session"}
+    {"rate_limit", "cache", "cache_ttls", "retry", "timeout", "clock", "pool_size", "http_session",
+     "catch_up"}
 ) | DATABASE_OPTIONS
 
 
@@ -129,6 +133,21 @@ class World:
             return streamed
         return self._event_bus.subscribe(player_id, timeout=timeout)
 
+    def advance(self, seconds: float) -> datetime:
+        """Sandbox only: move the world's manual clock on by ``seconds`` (a ``Clock`` given
+        to connect(), or a server started with ``--manual-clock``) and process what fell due;
+        the world's time after. ConfigurationError on a world that runs on real time."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (
+                0 <= seconds < float("inf")):
+            raise InvalidRequest("seconds must be a number of seconds, 0 or more",
+                                 details={"field": "seconds"})
+        return self.backend.advance(seconds)
+
+    @property
+    def settings(self) -> Settings:
+        """The world's settings and server time (read now: the database, or GET /v1/world)."""
+        return self.backend.world_settings()
+
     @property
     def metrics(self) -> dict[str, Any]:
         return self._metrics.snapshot()
@@ -181,7 +200,9 @@ def connect(
     prefer: str = "auto",
     **options: Any,
 ) -> World:
-    """Connect to a world. Arguments left as None come from ``TRAVIAN_*`` variables."""
+    """Connect to a world. Arguments left as None come from ``TRAVIAN_*`` variables, except
+    that ``TRAVIAN_DATABASE_URL`` and ``TRAVIAN_API_URL`` are read only when neither
+    ``database_url`` nor ``api_url`` is given (see docs/connecting.md)."""
     unknown = set(options) - KNOWN_OPTIONS
     if unknown:
         raise ConfigurationError(
@@ -191,8 +212,10 @@ def connect(
     if prefer not in BACKEND_NAMES:
         raise ConfigurationError(
             f"prefer must be one of {', '.join(BACKEND_NAMES)}, got {prefer!r}")
-    database_url = database_url if database_url is not None else _env("TRAVIAN_DATABASE_URL")
-    api_url = api_url or _env("TRAVIAN_API_URL")
+    if database_url is None and api_url is None:
+        # Where to connect comes from the arguments, or only when none is given from the
+        # environment: an explicit database never mixes with an exported API (nor back).
+        database_url, api_url = _env("TRAVIAN_DATABASE_URL"), _env("TRAVIAN_API_URL")
     token = token or _env("TRAVIAN_API_TOKEN")
     world_id = world_id or _env("TRAVIAN_WORLD_ID") or "default"
     if player_id is None and _env("TRAVIAN_PLAYER_ID"):

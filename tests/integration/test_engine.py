@@ -30,6 +30,14 @@ START = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
+def world(make_world: Any, database_url: str, clock: Clock) -> Iterator[tr.World]:
+    """The developed world without catching up: these tests run the engine themselves."""
+    make_world()
+    with tr.connect(database_url, player_id=1, clock=clock, catch_up=False) as connected:
+        yield connected
+
+
+@pytest.fixture
 def engine(world: tr.World, clock: Clock) -> Engine:
     return Engine(world.database, clock=clock)
 

@@ -171,7 +171,7 @@ def test_upgrade_world_keeps_the_data_and_the_tokens_and_adds_the_rules(
         queue = world.villages.build_queue(1)
         assert [(o.position, o.building) for o in queue] == [(1, "main_building"),
                                                              (2, "warehouse")]
-    with ServerThread(database_url) as server:
+    with ServerThread(database_url, clock=Clock(START)) as server:
         for pid, token in tokens.items():
             answer = me(server.url, token)
             assert answer.status_code == 200, answer.text
@@ -287,12 +287,14 @@ def test_two_upgrades_at_once_run_one_after_the_other(
 
 
 def make_v2_world(url: str) -> None:
-    """A version-2 world at ``url``: today's, without the morale setting version 3 added."""
+    """A version-2 world at ``url``: today's, without the morale setting version 3 added nor
+    the identity version 4 added."""
     create_world(url, players=2, seed=5, start="developed", now=START, replace=True)
     engine = sa.create_engine(url)
     try:
         with engine.begin() as conn:
             conn.execute(sa.text("ALTER TABLE world_settings DROP COLUMN morale"))
+            conn.execute(sa.text("ALTER TABLE world_settings DROP COLUMN world_uid"))
             conn.execute(sa.text("UPDATE world_settings SET schema_version = 2"))
             conn.execute(sa.text("UPDATE alembic_version SET version_num = '0002'"))
     finally:
@@ -304,8 +306,8 @@ def test_a_version_2_world_gets_morale_on(database_url: str) -> None:
     with pytest.raises(tr.SchemaMismatch, match="schema version 2"):
         tr.connect(database_url, player_id=1)
     result = upgrade_world(database_url)
-    assert (result.from_version, result.to_version) == (2, 3)
-    assert settings_row(database_url) == (3, HEAD)
+    assert (result.from_version, result.to_version) == (2, schema.SCHEMA_VERSION)
+    assert settings_row(database_url) == (schema.SCHEMA_VERSION, HEAD)
     engine = sa.create_engine(database_url)
     try:
         with engine.connect() as conn:
@@ -413,3 +415,28 @@ def test_the_library_keeps_the_queue_dense_under_the_unique_positions(database_u
         assert Engine(world.database, clock=clock).run_due() == 2
         assert [(o.position, o.building) for o in world.villages.build_queue(1)] == [
             (1, "cropland"), (2, "warehouse")]
+
+
+def test_a_version_3_world_gets_an_identity_of_its_own(database_url: str,
+                                                       tmp_path: Path) -> None:
+    """Upgrading a version-3 world adds world_settings.world_uid; two upgraded worlds (both
+    called "default") are told apart by it."""
+    uids = []
+    for url in (database_url, f"sqlite:///{tmp_path / 'second.db'}"):
+        create_world(url, players=2, seed=3, replace=True, now=START)
+        engine = sa.create_engine(url)
+        try:
+            with engine.begin() as conn:  # back to version 3: no identity column
+                with conn.begin_nested():
+                    conn.execute(sa.text("UPDATE world_settings SET schema_version = 3"))
+                    conn.execute(sa.text("UPDATE alembic_version SET version_num = '0003'"))
+                conn.execute(sa.text("ALTER TABLE world_settings DROP COLUMN world_uid"))
+        finally:
+            engine.dispose()
+        with pytest.raises(tr.SchemaMismatch, match="upgrade-world"):
+            tr.connect(url, player_id=1)
+        assert upgrade_world(url).to_version == schema.SCHEMA_VERSION
+        with tr.connect(url, player_id=1) as world:
+            uids.append(world.settings.world_uid)
+            assert world.settings.world_id == "default"
+    assert len(set(uids)) == 2 and all(len(uid) == 32 for uid in uids)

@@ -282,7 +282,8 @@ def test_a_database_gone_after_connect_raises_backend_unavailable(tmp_path: Path
 
 
 def test_connecting_to_what_is_not_a_world_raises(tmp_path: Path) -> None:
+    (tmp_path / "empty.db").touch()
     with pytest.raises(tr.SchemaMismatch):
         tr.connect(f"sqlite:///{tmp_path / 'empty.db'}", player_id=1)
-    with pytest.raises(tr.BackendUnavailable):
+    with pytest.raises(tr.ConfigurationError, match="does not exist"):
         tr.connect(f"sqlite:///{tmp_path / 'missing' / 'dir' / 'world.db'}", player_id=1)

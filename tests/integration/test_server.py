@@ -199,9 +199,12 @@ def test_the_token_decides_who_acts(api: Api) -> None:
     assert type(error_from_body(403, r.json())) is tr.Forbidden
 
 
-def test_world_header_missing_is_400_and_another_world_409(api: Api) -> None:
+def test_world_header_missing_is_the_servers_world_and_another_world_409(api: Api) -> None:
     r = api.session.get(api.url + PREFIX + "/me", timeout=TIMEOUT,
                         headers={"Authorization": f"Bearer {api.tokens[1]}"})
+    assert r.status_code == 200 and r.json()["id"] == 1
+    r = api.session.get(api.url + PREFIX + "/me", timeout=TIMEOUT,
+                        headers={"Authorization": f"Bearer {api.tokens[1]}", "X-World-Id": ""})
     assert error(r, 400, "invalid_request")["details"] == {"header": "X-World-Id"}
     r = api.session.get(api.url + PREFIX + "/me", timeout=TIMEOUT,
                         headers=api.headers(1, world_id="other"))
@@ -237,7 +240,7 @@ def test_villages_round_trip(api: Api, spec: dict[str, Any]) -> None:
     assert ok(api.get("/villages/at", params={"x": village.x, "y": village.y}))["id"] == 1
     assert ok(api.get("/villages/at", params={"x": 150, "y": -150})) is None
 
-    order_json = ok(api.post("/village/1/build", json={"building": "woodcutter"}), 201)
+    order_json = ok(api.post("/village/1/build", json={"building": "woodcutter"}), 200)
     check_schema(spec, "BuildOrder", order_json)
     order = decode(BuildOrder, order_json)
     assert (order.village_id, order.building, order.position, order.started_at) == (
@@ -256,23 +259,23 @@ def test_military_round_trip(api: Api, spec: dict[str, Any]) -> None:
     check_schema(spec, "Troops", troops)
     assert troops == {"equites_legati": 5, "legionnaire": 20}
 
-    trained = ok(api.post("/village/1/train", json={"troops": {"legionnaire": 2}}), 201)
+    trained = ok(api.post("/village/1/train", json={"troops": {"legionnaire": 2}}), 200)
     check_schema(spec, "TrainingOrder", trained)
     assert decode(TrainingOrder, trained).troops == Troops(legionnaire=2)
 
     attack_json = ok(api.post("/village/1/attack", json={
-        "target_village_id": 2, "troops": {"legionnaire": 5}, "attack_type": "raid"}), 201)
+        "target_village_id": 2, "troops": {"legionnaire": 5}, "attack_type": "raid"}), 200)
     check_schema(spec, "Movement", attack_json)
     attack = decode(Movement, attack_json)
     assert (attack.kind, attack.from_village_id, attack.to_village_id) == ("raid", 1, 2)
     assert attack.troops == Troops(legionnaire=5) and attack.departed_at == START
 
     normal = decode(Movement, ok(api.post("/village/1/attack", json={
-        "target_village_id": 3, "troops": {"legionnaire": 1}}), 201))
+        "target_village_id": 3, "troops": {"legionnaire": 1}}), 200))
     assert normal.kind == "attack"  # attack_type defaults to normal
 
     reinforce = decode(Movement, ok(api.post("/village/1/reinforce", json={
-        "target_village_id": 4, "troops": {"legionnaire": 2}}), 201))
+        "target_village_id": 4, "troops": {"legionnaire": 2}}), 200))
     assert reinforce.kind == "reinforcement"
 
     outgoing = ok(api.get("/village/1/outgoing"))
@@ -288,7 +291,7 @@ def test_military_round_trip(api: Api, spec: dict[str, Any]) -> None:
 def test_trade_round_trip(api: Api, spec: dict[str, Any]) -> None:
     offer_json = ok(api.post("/village/1/trade/offer", json={
         "offer": {"resource": "wood", "amount": 200},
-        "request": {"resource": "clay", "amount": 150}}), 201)
+        "request": {"resource": "clay", "amount": 150}}), 200)
     check_schema(spec, "TradeOffer", offer_json)
     offer = decode(TradeOffer, offer_json)
     assert (offer.village_id, offer.player_id, offer.offer_resource, offer.offer_amount,
@@ -299,7 +302,7 @@ def test_trade_round_trip(api: Api, spec: dict[str, Any]) -> None:
     assert decode_list(TradeOffer, market) == [offer]
 
     shipment_json = ok(api.post("/village/1/send_resources", json={
-        "target_village_id": 3, "resources": {"wood": 300, "wheat": 100}}), 201)
+        "target_village_id": 3, "resources": {"wood": 300, "wheat": 100}}), 200)
     check_schema(spec, "Shipment", shipment_json)
     shipment = decode(Shipment, shipment_json)
     assert shipment.resources == Resources(wood=300, wheat=100)
@@ -308,9 +311,9 @@ def test_trade_round_trip(api: Api, spec: dict[str, Any]) -> None:
 
 def test_intel_round_trip(api: Api, spec: dict[str, Any]) -> None:
     scout = decode(Movement, ok(api.post("/village/1/scout", json={
-        "target_village_id": 2, "scouts": 2}), 201))
+        "target_village_id": 2, "scouts": 2}), 200))
     assert scout.kind == "scout" and scout.troops == Troops(equites_legati=2)
-    one = decode(Movement, ok(api.post("/village/1/scout", json={"target_village_id": 3}), 201))
+    one = decode(Movement, ok(api.post("/village/1/scout", json={"target_village_id": 3}), 200))
     assert one.troops == Troops(equites_legati=1)  # scouts defaults to 1
 
     reports = ok(api.get("/player/1/reports/scout", params={"limit": 5}))
@@ -351,7 +354,7 @@ def test_battle_reports_round_trip(api: Api, spec: dict[str, Any], clock: Clock)
 
 def test_diplomacy_round_trip(api: Api, spec: dict[str, Any]) -> None:
     sent_json = ok(api.post("/player/1/messages/send", json={
-        "to": 2, "subject": "Greetings", "body": "Peace?"}), 201)
+        "to": 2, "subject": "Greetings", "body": "Peace?"}), 200)
     check_schema(spec, "Message", sent_json)
     sent = decode(Message, sent_json)
     assert (sent.from_player_id, sent.to_player_id, sent.subject, sent.read) == (
@@ -366,12 +369,12 @@ def test_diplomacy_round_trip(api: Api, spec: dict[str, Any]) -> None:
     error(api.get("/player/2/messages"), 403, "forbidden")
 
     alliance_json = ok(api.post("/player/1/alliance/create", json={
-        "name": "Iron Legion", "tag": "IRON"}), 201)
+        "name": "Iron Legion", "tag": "IRON"}), 200)
     check_schema(spec, "Alliance", alliance_json)
     alliance = decode(Alliance, alliance_json)
     assert (alliance.name, alliance.tag, alliance.founder_id) == ("Iron Legion", "IRON", 1)
 
-    invitation_json = ok(api.post(f"/alliance/{alliance.id}/invite", json={"player_id": 2}), 201)
+    invitation_json = ok(api.post(f"/alliance/{alliance.id}/invite", json={"player_id": 2}), 200)
     check_schema(spec, "Invitation", invitation_json)
     invitation = decode(Invitation, invitation_json)
     assert (invitation.alliance_id, invitation.player_id, invitation.invited_by) == (
@@ -460,8 +463,14 @@ def test_malformed_requests_are_400(api: Api) -> None:
         ("/village/1", {"verbose": "true"}),
     ]:
         error(api.get(path, params=params), 400, "invalid_request")
-    # GET parameters never travel in a body
-    error(api.get("/player/1/reports/scout", json={"limit": 3}), 400, "invalid_request")
+    # a GET's JSON body is its parameters, as strictly parsed as the query string
+    assert api.get("/player/1/reports/scout", json={"limit": 3}).status_code == 200
+    error(api.get("/player/1/reports/scout", json={"limit": "ten"}), 400, "invalid_request")
+    error(api.get("/player/1/reports/scout", json={"limit": 1.5}), 400, "invalid_request")
+    error(api.get("/player/1/reports/scout", json=[3]), 400, "invalid_request")
+    error(api.get("/player/1/reports/scout", json={"count": 3}), 400, "invalid_request")
+    error(api.get("/player/1/reports/scout", params={"limit": "2"}, json={"limit": 3}), 400,
+          "invalid_request")  # given twice
     error(api.post("/village/1/build", key="x" * 129, json={"building": "woodcutter"}), 400,
           "invalid_request")
     error(api.post("/village/1/build", key="two words", json={"building": "woodcutter"}), 400,
@@ -515,7 +524,7 @@ def test_unexpected_failures_are_500_without_a_traceback(
 def test_same_key_same_request_replays_the_first_answer(api: Api) -> None:
     first = api.post("/village/1/build", key="build-1", json={"building": "woodcutter"})
     second = api.post("/village/1/build", key="build-1", json={"building": "woodcutter"})
-    assert first.status_code == second.status_code == 201
+    assert first.status_code == second.status_code == 200
     assert first.content == second.content
     assert "Idempotent-Replayed" not in first.headers
     assert second.headers["Idempotent-Replayed"] == "true"
@@ -530,13 +539,13 @@ def test_same_key_same_request_replays_the_first_answer(api: Api) -> None:
     assert len(api.rows(schema.build_queue)) == 1
     # a new key is a new request
     assert ok(api.post("/village/1/build", key="build-2", json={"building": "woodcutter"}),
-              201)["position"] == 2
+              200)["position"] == 2
     assert len(api.rows(schema.build_queue)) == 2
 
 
 def test_same_key_another_request_is_409(api: Api) -> None:
     ok(api.post("/player/1/messages/send", key="k", json={"to": 2, "subject": "a", "body": "b"}),
-       201)
+       200)
     body = error(api.post("/player/1/messages/send", key="k",
                           json={"to": 3, "subject": "a", "body": "b"}), 409, "conflict")
     assert body["details"]["reason"] == "idempotency_key_reused"
@@ -545,7 +554,7 @@ def test_same_key_another_request_is_409(api: Api) -> None:
     assert len(api.rows(schema.messages)) == 1 and api.rows(schema.build_queue) == []
     # keys belong to their player: player 2 may use the same key for its own request
     ok(api.post("/player/2/messages/send", player=2, key="k",
-                json={"to": 1, "subject": "a", "body": "b"}), 201)
+                json={"to": 1, "subject": "a", "body": "b"}), 200)
     assert len(api.rows(schema.messages)) == 2
 
 
@@ -561,13 +570,13 @@ def test_error_answers_are_stored_and_replayed(api: Api) -> None:
     # requests refused before any game logic are not stored: a fixed body may reuse the key
     error(api.post("/village/1/build", key="typo", json={"bulding": "woodcutter"}), 400,
           "invalid_request")
-    ok(api.post("/village/1/build", key="typo", json={"building": "woodcutter"}), 201)
+    ok(api.post("/village/1/build", key="typo", json={"building": "woodcutter"}), 200)
     # reads ignore the header
     ok(api.get("/village/1", key="typo"))
 
 
 def test_delete_is_idempotent_too(api: Api) -> None:
-    ok(api.post("/village/1/build", json={"building": "woodcutter"}), 201)
+    ok(api.post("/village/1/build", json={"building": "woodcutter"}), 200)
     first = api.delete("/village/1/build_queue/1", key="cancel")
     second = api.delete("/village/1/build_queue/1", key="cancel")
     assert first.status_code == second.status_code == 200
@@ -596,7 +605,7 @@ def test_concurrent_requests_with_one_key_act_once(api: Api) -> None:
     for t in threads:
         t.join()
     assert len(api.rows(schema.messages)) == 1
-    created = [r for r in answers if r.status_code == 201]
+    created = [r for r in answers if r.status_code == 200]
     busy = [r for r in answers if r.status_code == 409]
     assert len(created) + len(busy) == 8 and created
     assert len({r.content for r in created}) == 1
@@ -707,14 +716,14 @@ def lose_then_retry(api: Api, proxy: LosingProxy, method: str, path: str, key: s
 def test_a_lost_reply_retried_acts_once(api: Api, proxy: LosingProxy) -> None:
     build = lose_then_retry(api, proxy, "POST", "/village/1/build", "lost-build",
                             {"building": "woodcutter"})
-    assert ok(build, 201)["building"] == "woodcutter"
+    assert ok(build, 200)["building"] == "woodcutter"
     assert build.headers["Idempotent-Replayed"] == "true"
     attack = lose_then_retry(api, proxy, "POST", "/village/1/attack", "lost-attack",
                              {"target_village_id": 2, "troops": {"legionnaire": 3}})
-    assert ok(attack, 201)["troops"] == {"legionnaire": 3}
+    assert ok(attack, 200)["troops"] == {"legionnaire": 3}
     message = lose_then_retry(api, proxy, "POST", "/player/1/messages/send", "lost-message",
                               {"to": 2, "subject": "lost", "body": "and found"})
-    assert ok(message, 201)["subject"] == "lost"
+    assert ok(message, 200)["subject"] == "lost"
     cancel = lose_then_retry(api, proxy, "DELETE", "/village/1/build_queue/1", "lost-cancel",
                              None)
     assert ok(cancel)["building"] == "woodcutter"
@@ -736,7 +745,7 @@ def test_two_hundred_lost_replies_leave_no_duplicate(api: Api, proxy: LosingProx
         # find the original in progress, or get there first
         r = lose_then_retry(api, proxy, "POST", "/player/1/messages/send", f"fault-{i}",
                             {"to": 2, "subject": f"n{i}", "body": "once"}, wait=i % 2 == 0)
-        ids.append(ok(r, 201)["id"])
+        ids.append(ok(r, 200)["id"])
     # the originals that were still running must finish before counting
     deadline = time.monotonic() + TIMEOUT
     while proxy.forwarded < 200 and time.monotonic() < deadline:
@@ -790,11 +799,13 @@ def test_openapi_document_covers_every_route(spec: dict[str, Any]) -> None:
     routed = {(r.method, PREFIX + r.path, r.operation) for r in ROUTES}
     served_apart = {("GET", f"{PREFIX}/openapi.yaml", "openapi"),
                     ("GET", f"{PREFIX}/health", "health"),
+                    ("GET", f"{PREFIX}/world", "world.settings"),
+                    ("POST", f"{PREFIX}/sandbox/advance", "sandbox.advance"),
                     ("GET", f"{PREFIX}/player/{{player_id}}/events", "events.stream")}
     assert routed == documented - served_apart
     for path, item in spec["paths"].items():
         for method, op in item.items():
-            if op["operationId"] in ("openapi", "health"):
+            if op["operationId"] in ("openapi", "health", "world.settings", "sandbox.advance"):
                 continue
             names = {p["$ref"].rsplit("/", 1)[1] if "$ref" in p else p["name"]
                      for p in op["parameters"]}
@@ -802,9 +813,9 @@ def test_openapi_document_covers_every_route(spec: dict[str, Any]) -> None:
             assert ("IdempotencyKey" in names) == (method != "get"), path
             codes = set(op["responses"])
             assert {"400", "401", "409", "429", "500", "503"} <= codes, path
-            assert ("201" if method == "post" else "200") in codes, path
+            assert "200" in codes, path
             assert ("413" in codes) == (method == "post"), path
-            success = op["responses"]["201" if method == "post" else "200"]
+            success = op["responses"]["200"]
             assert set(success["headers"]) == {"Cache-Control", "X-Content-Type-Options"}, path
 
 
@@ -831,8 +842,12 @@ def test_openapi_document_is_served_without_a_token(api: Api) -> None:
 # ---- the app itself -----------------------------------------------------------------------
 
 def test_create_app_refuses_a_database_that_is_not_a_world(tmp_path: Path) -> None:
+    (tmp_path / "empty.db").touch()
     with pytest.raises(tr.SchemaMismatch):
         create_app(f"sqlite:///{tmp_path / 'empty.db'}")
+    with pytest.raises(tr.ConfigurationError, match="does not exist"):
+        create_app(f"sqlite:///{tmp_path / 'missing.db'}")
+    assert not (tmp_path / "missing.db").exists()
 
 
 def test_create_app_takes_an_engine(make_world: MakeWorld, database_url: str) -> None:
@@ -857,12 +872,12 @@ def test_old_keys_can_be_purged(api: Api) -> None:
     from travian_repo.sandbox.idempotency import IdempotencyStore
 
     ok(api.post("/player/1/messages/send", key="old", json={"to": 2, "subject": "a", "body": "b"}),
-       201)
+       200)
     store = IdempotencyStore()
     engine = api.world.database.engine
     assert store.purge(engine, older_than=START) == 0
     assert store.purge(engine, older_than=START + timedelta(seconds=1)) == 1
     # a forgotten key acts again
     ok(api.post("/player/1/messages/send", key="old", json={"to": 2, "subject": "a", "body": "b"}),
-       201)
+       200)
     assert len(api.rows(schema.messages)) == 2

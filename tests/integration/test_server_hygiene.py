@@ -133,7 +133,7 @@ def test_private_answers_are_no_store_and_nosniff(start: Any) -> None:
         server.post("/village/1/build", {"building": "\udbff"}),  # JSON of a lone surrogate
         requests.get(server.url + PREFIX + "/no/such/route", timeout=TIMEOUT),
     ]
-    assert [a.status_code for a in answers] == [200, 200, 200, 201, 404, 401, 400, 404]
+    assert [a.status_code for a in answers] == [200, 200, 200, 200, 404, 401, 400, 404]
     for answer in answers:
         assert answer.headers["Cache-Control"] == "no-store", answer.request.url
         assert answer.headers["X-Content-Type-Options"] == "nosniff", answer.request.url
@@ -225,7 +225,7 @@ def test_old_idempotency_keys_are_purged_on_later_writes(
 
     def send(key: str) -> int:
         response = server.post("/player/1/messages/send", message, **{"Idempotency-Key": key})
-        assert response.status_code == 201, response.text
+        assert response.status_code == 200, response.text
         return int(response.json()["id"])
 
     def keys() -> set[str]:

@@ -216,9 +216,9 @@ def test_server_routes_take_an_empty_body_or_none(make_world: MakeWorld,
             third = uow.trade.create_offer(2, "wheat", 1000, "wood", 800)
         url = "/v1/village/1/trade/offer/{}/accept"
         r = client.post(url.format(first.id), headers=headers(1))
-        assert r.status_code == 201 and r.get_json()["to_village_id"] == 2
+        assert r.status_code == 200 and r.get_json()["to_village_id"] == 2
         r = client.post(url.format(second.id), headers=headers(1), json={})
-        assert r.status_code == 201 and r.get_json()["resources"]["wood"] == 800
+        assert r.status_code == 200 and r.get_json()["resources"]["wood"] == 800
         r = client.post(url.format(third.id), headers=headers(1), json={"x": 1})
         assert r.status_code == 400 and r.get_json()["error"]["details"] == {"field": "x"}
         r = client.post(url.format(first.id), headers=headers(1))

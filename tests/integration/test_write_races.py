@@ -423,7 +423,8 @@ BUILT = {"main_building": 26, "warehouse": 19}  # one instance each: an event na
 
 
 def test_two_engines_while_players_write(postgres_url: str) -> None:
-    """Two engines process one world at once while players build, cancel, train and send:
+    """Two engines process one world at once while players build, cancel, train and send
+    (and their worlds catch up before each call):
     every build completes once, troops are trained and come home once, every movement and
     shipment arrives once."""
     clock = Clock(START)
@@ -443,6 +444,8 @@ def test_two_engines_while_players_write(postgres_url: str) -> None:
     engines = [Engine(database, batch=4) for database in databases]
     players = {p: tr.connect(postgres_url, player_id=p, clock=clock, prefer="sql", cache=False)
                for p in range(1, 7)}
+    for world in players.values():  # each catches the world up too: a third processor
+        world.database.add_commit_listener(listen)
     owner = players_of(raw)
     for village, (target, _) in ATTACKERS.items():
         set_troops(raw, village, ARMY)

@@ -187,10 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "client calls POST /v1/sandbox/advance {\"seconds\": N}, which moves "
                        "it and runs the engine; what `demo --api-url` needs")
     serve.add_argument("--speed", type=float, default=None, metavar="N",
-                       help="run the engine by itself, the world's time going N times real "
-                       "time (1 = real time); without it, nothing completes on its own")
+                       help="the world's time goes N times real time (default 1: real time)")
+    serve.add_argument("--no-engine", action="store_true",
+                       help="run no engine thread (an engine of your own runs the world; "
+                       "each request still processes what is due first)")
     serve.add_argument("--engine-workers", type=int, default=1, metavar="N",
-                       help="with --speed: N engine threads sharing the due events (default 1)")
+                       help="N engine threads sharing the due events (default 1)")
     serve.set_defaults(run=cmd_serve)
 
     engine = commands.add_parser(
@@ -256,7 +258,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
           request_timeout=args.request_timeout, idle_timeout=args.idle_timeout,
           rate_limit=args.rate_limit or None, rate_burst=args.rate_burst,
           max_streams=args.max_streams, heartbeat_s=args.heartbeat,
-          engine_workers=args.engine_workers)
+          engine_workers=args.engine_workers, engine=not args.no_engine)
     return 0
 
 
@@ -282,7 +284,8 @@ def cmd_create_world(args: argparse.Namespace, out: TextIO) -> int:
             replace=args.replace,
         )
     except tr.Conflict as exc:
-        return _fail(f"Conflict: {exc} (run again with --replace)")
+        hint = "" if args.replace or "tables" in exc.details else " (run again with --replace)"
+        return _fail(f"Conflict: {exc}{hint}")
     out.write(
         f"Created world {summary.world_id!r} at {summary.url}: "
         f"{counted(summary.players, 'player')}, "

@@ -9,7 +9,7 @@ from __future__ import annotations
 BUILD_QUEUED = "build_queued"  # village_id, position, building, target_level, completes_at
 BUILD_CANCELLED = "build_cancelled"  # village_id, position
 BUILD_COMPLETED = "build_completed"  # village_id, building, level
-TRAINING_QUEUED = "training_queued"  # village_id, order_id
+TRAINING_QUEUED = "training_queued"  # village_id, order_id, next_at (the first unit's)
 TROOPS_TRAINED = "troops_trained"  # village_id, unit, count
 MOVEMENT_SENT = "movement_sent"  # movement_id, kind, from_village_id, to_village_id, arrives_at
 ATTACK_INCOMING = "attack_incoming"  # same, to the target's owner (attacks, raids, sieges, scouts)

@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from travian_repo.backend import Backend, BackendRequest
-from travian_repo.domain.errors import ConfigurationError, Forbidden
+from datetime import datetime
+
+from travian_repo.domain.errors import ConfigurationError, Forbidden, NotFound
+from travian_repo.domain.settings import Settings
 from travian_repo.domain.values import Event, Player
 from travian_repo.http.transport import Transport
 from travian_repo.infra.ratelimit import rate_limiter_from_option
-from travian_repo.wire.routes import route
+from travian_repo.wire.routes import ADVANCE_PATH, WORLD_PATH, route
 from travian_repo.wire.serializer import decode
 
 if TYPE_CHECKING:
@@ -69,6 +72,20 @@ class HttpBackend(Backend):
     @property
     def settings(self) -> WorldSettings | None:
         return None  # the v1 API does not publish them
+
+    def world_settings(self) -> Settings:
+        return decode(Settings, self.transport.request("world.settings", "GET", WORLD_PATH))
+
+    def advance(self, seconds: float) -> datetime:
+        try:
+            # The route keeps no Idempotency-Key: a retry after a lost answer moves it again.
+            answer = self.transport.request("sandbox.advance", "POST", ADVANCE_PATH,
+                                            json_body={"seconds": seconds})
+        except NotFound:
+            raise ConfigurationError(
+                f"the server at {self.transport.base_url} has no manual clock (start it with "
+                "`travian-repo serve --manual-clock`)") from None
+        return datetime.fromisoformat(answer["now"])
 
     def add_commit_listener(self, listener: Callable[[list[Event]], None]) -> None:
         """The server commits and publishes the API's writes; nothing commits here."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Sequence
@@ -103,6 +104,7 @@ def create_world(
                 schema.world_settings.insert().values(
                     id=1,
                     world_id=world_id,
+                    world_uid=uuid.uuid4().hex,
                     schema_version=schema.SCHEMA_VERSION,
                     speed=speed,
                     map_radius=map_radius,
@@ -182,7 +184,15 @@ def _check_args(
 
 
 def _prepare_schema(conn: Connection, replace: bool) -> None:
-    existing = inspect(conn).has_table("world_settings")
+    tables = set(inspect(conn).get_table_names())
+    existing = "world_settings" in tables
+    taken = sorted(tables & (set(schema.metadata.tables) | {"alembic_version"}))
+    if taken and not existing:
+        # Not a world: those tables are someone else's data, never dropped nor mixed with.
+        raise Conflict(
+            f"the database is not a travian_repo world but has tables of the same names "
+            f"({', '.join(taken)}); nothing was changed: use an empty database or file",
+            details={"tables": taken})
     if existing and not replace:
         raise Conflict("the database already holds a world; pass replace=True to start over")
     if existing or replace:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, cast
 
+import os
+from datetime import datetime
+
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
 from travian_repo.backend import Backend, BackendRequest
 from travian_repo.domain.errors import ConfigurationError
+from travian_repo.domain.settings import Settings
 from travian_repo.domain.values import Event
 from travian_repo.infra.retry import RetryPolicy
+from travian_repo.sql.catch_up import CatchUp, Processor
 from travian_repo.sql.database import Database, TimeSource, WorldSettings, make_engine
 
 if TYPE_CHECKING:
@@ -33,7 +39,10 @@ class SqlBackend(Backend):
         self.player_id = player_id
 
     @classmethod
-    def open(cls, request: BackendRequest) -> SqlBackend:
+    def open(cls, request: BackendRequest,
+             processor: Callable[[Database], Processor] | None = None) -> SqlBackend:
+        """``processor``: what processes the world's due events (the engine's
+        ``run_until``), run before each unit of work unless ``catch_up=False`` was given."""
         if request.database_url is None:
             raise ConfigurationError("prefer='sql' needs database_url= (or TRAVIAN_DATABASE_URL)")
         options = request.options
@@ -42,6 +51,8 @@ class SqlBackend(Backend):
             options.get("retry"), options.get("pool_size"),
             {name: options[name] for name in DATABASE_OPTIONS if name in options},
         )
+        if processor is not None and options.get("catch_up", True):
+            database.catch_up = CatchUp(database, processor(database))
         served = database.settings.world_id
         if request.world_id not in ("default", served):
             if owns:
@@ -64,6 +75,21 @@ class SqlBackend(Backend):
     def settings(self) -> WorldSettings:
         return self.database_.settings
 
+    def world_settings(self) -> Settings:
+        return settings_value(self.database_)
+
+    def advance(self, seconds: float) -> datetime:
+        database = self.database_
+        move = getattr(database.clock, "advance", None)
+        if move is None:
+            raise ConfigurationError(
+                "advance() moves a manual clock: connect(..., clock=travian_repo.sandbox.Clock())"
+                "; this world runs on real time")
+        move(seconds)
+        if database.catch_up is not None:
+            database.catch_up()
+        return database.clock()
+
     def add_commit_listener(self, listener: Callable[[list[Event]], None]) -> None:
         self.database_.add_commit_listener(listener)
 
@@ -73,6 +99,32 @@ class SqlBackend(Backend):
 
     def describe(self) -> str:
         return self.database_.engine.url.render_as_string(hide_password=True)
+
+
+def check_sqlite_file(url: str) -> None:
+    """A SQLite URL names a file that exists: opening one never creates it (only
+    ``create_world`` makes a world); ConfigurationError otherwise."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - make_engine says what is wrong with the URL
+        return
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    if parsed.database.startswith("file:"):
+        return  # a URI filename: its own mode= decides
+    if not os.path.exists(parsed.database):
+        raise ConfigurationError(
+            f"no SQLite world at {os.path.abspath(parsed.database)} (the file does not exist); "
+            "create one with travian_repo.sandbox.create_world(url) or `travian-repo "
+            "create-world --database-url URL`", details={"path": parsed.database})
+
+
+def settings_value(database: Database) -> Settings:
+    """The world's settings as the public value, at the database clock's now."""
+    row = database.settings
+    return Settings(world_id=row.world_id, world_uid=row.world_uid, speed=row.speed, map_radius=row.map_radius,
+                    tournament_square_bonus_percent=row.tournament_square_bonus_percent,
+                    build_queue_limit=row.build_queue_limit, server_time=database.clock())
 
 
 def open_database(
@@ -89,6 +141,7 @@ def open_database(
             )
         engine, owns = database_url, False
     elif isinstance(database_url, str):
+        check_sqlite_file(database_url)
         engine, owns = make_engine(database_url, pool_size=pool_size, **(bounds or {})), True
     else:
         raise ConfigurationError("database_url must be a URL string or a SQLAlchemy Engine")

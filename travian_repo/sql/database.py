@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
@@ -37,6 +37,9 @@ from travian_repo.sql.engines import (
 )
 from travian_repo.sql.error_mapping import translate
 from travian_repo.sql.session import NOT_APPLIED, SqlSession, pipeline
+
+if TYPE_CHECKING:
+    from travian_repo.sql.catch_up import CatchUp
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,22 @@ class Database:
         self._commit_listeners: list[Callable[[list[Event]], None]] = []
         # Outcome keys of confirmed commits, deleted by later transactions (PostgreSQL).
         self._spent_keys: list[str] = []
+        # Run before a unit of work's first statement: the world catching up to now (set by
+        # the SQL backend, see travian_repo.sql.catch_up), or None.
+        self.catch_up: CatchUp | None = None
+        self._held: dict[int, int] = {}  # thread id -> transactions it holds open
+
+    def hold(self, thread: int, change: int) -> None:
+        """Count a transaction opened (+1) or ended (-1) by ``thread``."""
+        with self._lock:
+            count = self._held.get(thread, 0) + change
+            if count > 0:
+                self._held[thread] = count
+            else:
+                self._held.pop(thread, None)
+
+    def holds_transaction(self, thread: int) -> bool:
+        return thread in self._held
 
     def add_commit_listener(self, listener: Callable[[list[Event]], None]) -> None:
         """Call ``listener(events)`` after every commit that wrote (cache, event bus)."""
@@ -92,8 +111,10 @@ class Database:
                     self._settings = read_settings(self.engine)
         return self._settings
 
-    def session(self) -> SqlSession:
-        return SqlSession(self)
+    def session(self, *, catch_up: bool = False) -> SqlSession:
+        """A new session; ``catch_up``: run ``self.catch_up`` before its first statement
+        (a unit of work's session; never the engine's own)."""
+        return SqlSession(self, catch_up=catch_up)
 
     def player_for_token(self, token: str) -> int | None:
         """The player an API token belongs to; None for an unknown token.

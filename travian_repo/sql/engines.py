@@ -42,6 +42,7 @@ def utc_now() -> datetime:
 @dataclass(frozen=True)
 class WorldSettings:
     world_id: str
+    world_uid: str
     schema_version: int
     speed: int
     map_radius: int
@@ -264,6 +265,7 @@ def read_settings(engine: Engine) -> WorldSettings:
         )
     return WorldSettings(
         world_id=row["world_id"],
+        world_uid=row["world_uid"],
         schema_version=row["schema_version"],
         speed=row["speed"],
         map_radius=row["map_radius"],

@@ -29,7 +29,7 @@ from travian_repo.sql.database import make_engine
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 # world_settings.schema_version -> the Alembic revision that leaves a world at it.
-REVISIONS: dict[int, str] = {1: "0001", 2: "0002", 3: "0003"}
+REVISIONS: dict[int, str] = {1: "0001", 2: "0002", 3: "0003", 4: "0004"}
 
 UPGRADE_COMMAND = "travian-repo upgrade-world --database-url URL"
 

@@ -133,7 +133,10 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
             ]
 
             order_id = queue_training(conn, state, cost, lines)  # InsufficientResources first
-            self._emit(events.TRAINING_QUEUED, actor, village_id=village_id, order_id=order_id)
+            first = min(as_utc(line["started_at"]) + timedelta(seconds=line["seconds_each"])
+                        for line in lines)
+            self._emit(events.TRAINING_QUEUED, actor, village_id=village_id, order_id=order_id,
+                       next_at=first.isoformat())
             return TrainingOrder(
                 id=order_id,
                 village_id=village_id,

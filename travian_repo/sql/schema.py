@@ -34,7 +34,7 @@ from sqlalchemy.types import TypeDecorator
 # Bump when a table or column changes, with a migration in sql/migrations/versions/ that
 # brings a world of the previous version here; a world with another version raises
 # SchemaMismatch (an older one says how to upgrade it).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -82,6 +82,9 @@ world_settings = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("world_id", String(64), nullable=False),
+    # The world's identity (a random hex id made with it): two worlds both named "default"
+    # are told apart by it.
+    Column("world_uid", String(32), nullable=False),
     Column("schema_version", Integer, nullable=False),
     Column("speed", Integer, nullable=False, default=1),
     Column("map_radius", Integer, nullable=False, default=200),

@@ -16,6 +16,7 @@ step that sends nothing sends none of them.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
@@ -74,10 +75,12 @@ class SqlSession:
     saying whether it did not (safe to retry) or could not be found out.
     """
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, catch_up: bool = False) -> None:
         self.database = database
+        self._catch_up = catch_up
         self._conn: Connection | None = None
-        self._in_transaction = False
+        self._open = False  # see _in_transaction
+        self._holder = 0  # the thread that opened the transaction
         self._wrote = False
         self._savepoints = 0
         self._events: list[Event] = []
@@ -87,6 +90,21 @@ class SqlSession:
         # Set when the connection dropped under an open transaction: its writes are gone, so
         # the unit of work may not go on writing or commit as if they were there.
         self._lost: str | None = None
+
+    @property
+    def _in_transaction(self) -> bool:
+        return self._open
+
+    @_in_transaction.setter
+    def _in_transaction(self, value: bool) -> None:
+        # The database counts the transactions each thread holds open: catching the world
+        # up from a thread that holds one would wait on its own locks.
+        if value and not self._open:
+            self._holder = threading.get_ident()
+            self.database.hold(self._holder, 1)
+        elif self._open and not value:
+            self.database.hold(self._holder, -1)
+        self._open = value
 
     def emit(self, kind: str, player_id: int, /, **data: Any) -> None:
         """Record a domain event of the current write; published only after the commit."""
@@ -112,6 +130,11 @@ class SqlSession:
 
     def connection(self) -> Connection:
         if self._conn is None:
+            if self._catch_up:
+                self._catch_up = False
+                if (self.database.catch_up is not None
+                        and not self.database.holds_transaction(threading.get_ident())):
+                    self.database.catch_up()
             try:
                 conn = self.database.engine.connect()
                 if not self.database.autocommit_engine:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Union
 
 from travian_repo.domain import values
+from travian_repo.domain.settings import Settings
 from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import CONTRACTS, RANKING_METRICS, declared_operations
 from travian_repo.repositories.declaration import (
@@ -31,6 +32,7 @@ from travian_repo.repositories.declaration import (
 )
 from travian_repo.rules import placement
 from travian_repo.wire import openapi_frame as frame
+from travian_repo.wire import openapi_world as world_routes
 from travian_repo.wire.routes import PREFIX
 from travian_repo.wire.serializer import encode
 
@@ -251,9 +253,8 @@ def _path_item(declared: Operation, contract: str, found: dict[str, type]) -> di
                 "content": {"application/json": {"schema": {
                     "type": "object", "additionalProperties": False, "properties": {}}}},
             }
-    success = "201" if declared.method == "POST" else "200"
     item["responses"] = {
-        success: {
+        "200": {  # writes too, with the created value: the original async client wants 200
             "description": _answer_description(declared.response),
             "headers": {
                 "Cache-Control": {"$ref": "#/components/headers/CacheControl"},
@@ -291,6 +292,8 @@ def document() -> dict[str, Any]:
         paths.setdefault(PREFIX + declared.path, {})[declared.method.lower()] = _path_item(
             declared, contracts[domain], found)
     paths.update(frame.SESSION_PATHS)
+    paths.update(world_routes.PATHS)
+    found["Settings"] = Settings
     schemas = dict(frame.SCHEMAS)
     done: set[str] = set()
     while set(found) - done:  # value classes may name further ones

@@ -10,11 +10,13 @@ from typing import Any
 DESCRIPTION = """\
 One route per repository operation of travian_repo, generated from the operations'
 declarations (`python -m travian_repo.wire.openapi`).
-Bodies are JSON; GET parameters travel in the query string, never in a body.
+Bodies are JSON; GET parameters travel in the query string, or (as the original async
+client sends them) as the fields of a JSON object body on the GET. Writes answer `200`
+with the created value.
 
 **Every request** carries `Authorization: Bearer <token>` (the token decides which player
-acts) and `X-World-Id` (the world the client means; a request for another world is
-refused with `409`, a missing header with `400`).
+acts) and may carry `X-World-Id` (the world the client means; a request for another world
+is refused with `409`, an empty header with `400`; without it, the server's own world).
 
 **Writes** (POST, DELETE) may carry an `Idempotency-Key` (1 to 128 visible ASCII
 characters, scoped to the player). The same key with the same request (method, path and
@@ -261,8 +263,9 @@ PARAMETERS: dict[str, Any] = {
     'WorldId': {
         'name': 'X-World-Id',
         'in': 'header',
-        'required': True,
-        'description': "The world the request is for; must equal the server's world id.",
+        'required': False,
+        'description': "The world the request is for; must equal the server's world id. "
+                       "Without it, the server's own world.",
         'schema': {'type': 'string', 'minLength': 1, 'maxLength': 64},
     },
     'IdempotencyKey': {

@@ -20,9 +20,11 @@ others travel in the query string (GET) or the JSON body (POST; a dotted wire na
     trade.accept_offer        POST   {} (or no body: every argument is in the path)
 
 An optional argument may be left out of the body or query string (its default applies).
-GET parameters travel in the query string (``limit``, ``kind``, ``unread_only``, ``x``, ``y``).
-Writes carry an ``Idempotency-Key`` header; every request carries ``Authorization: Bearer``
-and ``X-World-Id``. ``python -m travian_repo.wire.openapi`` writes the whole table out as
+GET parameters travel in the query string (``limit``, ``kind``, ``unread_only``, ``x``,
+``y``); the server also takes them from a GET's JSON object body (the original async client
+sends them so). Writes answer 200 with the created value; they carry an ``Idempotency-Key`` header.
+Every request carries ``Authorization: Bearer``; ``X-World-Id`` may be left out (the
+server's own world). ``python -m travian_repo.wire.openapi`` writes the whole table out as
 ``docs/openapi.yaml``.
 """
 
@@ -34,6 +36,10 @@ from travian_repo.repositories.base import declared_operations
 from travian_repo.repositories.declaration import BODY, PATH, Operation
 
 PREFIX = "/v1"
+# Beside the operations' table: the world's settings (public, no token needed).
+WORLD_PATH = f"{PREFIX}/world"
+# A sandbox's manual clock (servers started with --manual-clock only).
+ADVANCE_PATH = f"{PREFIX}/sandbox/advance"
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import travian_repo as tr
 
 DEMO_START = datetime(2026, 1, 1, 8, 0, tzinfo=timezone.utc)
 DEMO_DATABASE_FILE = "travian_demo.db"
-DEFAULT_MAP_RADIUS = 200  # create_world's default; over HTTP the radius is not published
+DEFAULT_MAP_RADIUS = 200  # create_world's default
 
 
 class Sandbox(Protocol):
@@ -82,7 +82,7 @@ class HttpSandbox:
             self.close()
             raise
         self.player_ids = chosen
-        self.map_radius = DEFAULT_MAP_RADIUS
+        self.map_radius = self.worlds[chosen[0]].settings.map_radius  # GET /v1/world
         self.where = f"the world served at {self.base}/v1/"
         self._session = requests.Session()
         first = self.worlds[chosen[0]]

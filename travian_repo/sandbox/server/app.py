@@ -41,7 +41,7 @@ from travian_repo.sandbox.server.parsing import Call, request_body, request_quer
 from travian_repo.sql.database import TimeSource
 from travian_repo.unit_of_work import UnitOfWork
 from travian_repo.wire.openapi import document_text
-from travian_repo.wire.routes import PREFIX, ROUTES, Route
+from travian_repo.wire.routes import PREFIX, ROUTES, WORLD_PATH, Route
 from travian_repo.wire.serializer import encode
 from travian_repo.world import World, connect
 
@@ -50,7 +50,7 @@ log = logging.getLogger("travian_repo.sandbox.server")
 OPENAPI_PATH = f"{PREFIX}/openapi.yaml"
 HEALTH_PATH = f"{PREFIX}/health"
 # Answered without the database, on threads of their own (see serving.py).
-DATABASE_FREE_PATHS = frozenset({OPENAPI_PATH, HEALTH_PATH})
+DATABASE_FREE_PATHS = frozenset({OPENAPI_PATH, HEALTH_PATH, WORLD_PATH})
 _EXTENSION = "travian_repo"
 
 
@@ -112,7 +112,8 @@ def _execute(route: Route, uow: UnitOfWork, op: Op) -> Answer:
         result = op(uow)
     except TravianError as failure:
         return error_answer(failure)
-    return Answer(201 if route.method == "POST" else 200, json_text(encode(result)))
+    # 200 with the created value for writes too: the original async client accepts only 200.
+    return Answer(200, json_text(encode(result)))
 
 
 def openapi_text() -> str:
@@ -186,7 +187,12 @@ def create_app(
         return Answer(200, json_text({"status": "ok", "world_id": service.world_id})).response(
             **{"Cache-Control": "no-store"})
 
+    def world_settings() -> Response:
+        # Public, like health: the settings are read once per server, the time is the clock's.
+        return Answer(200, json_text(encode(world.settings))).response()
+
     app.add_url_rule(OPENAPI_PATH, endpoint="openapi", view_func=openapi, methods=["GET"])
+    app.add_url_rule(WORLD_PATH, endpoint="world", view_func=world_settings, methods=["GET"])
     app.add_url_rule(HEALTH_PATH, endpoint="health", view_func=health, methods=["GET"])
     if manual is not None:
         add_clock_route(app, world.database, service.world_id, manual)

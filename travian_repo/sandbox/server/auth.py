@@ -3,8 +3,8 @@
 - ``Authorization: Bearer <token>``: the player the token belongs to acts. An unknown or
   malformed token is ``401`` with a ``WWW-Authenticate: Bearer`` challenge. No header acts
   as nobody: the repositories answer public reads and refuse the rest (``Unauthorized``).
-- ``X-World-Id``: must equal the world's id. Missing: ``400 invalid_request``; another
-  world: ``409 conflict`` naming both ids.
+- ``X-World-Id``: the world's id. Missing: this server's world; empty: ``400
+  invalid_request``; another world: ``409 conflict`` naming both ids.
 """
 
 from __future__ import annotations
@@ -40,10 +40,13 @@ def authenticate(database: Database) -> int | None:
 
 
 def check_world(world_id: str) -> None:
-    """The current request names ``world_id`` in ``X-World-Id``."""
+    """The current request names ``world_id`` in ``X-World-Id``, or no world at all (then it
+    means this server's own, as the original async client does)."""
     given = request.headers.get("X-World-Id")
-    if given is None or not given.strip():
-        raise InvalidRequest("missing X-World-Id header (this server's world is "
+    if given is None:
+        return
+    if not given.strip():
+        raise InvalidRequest("an empty X-World-Id header (this server's world is "
                              f"{world_id!r})", details={"header": "X-World-Id"})
     if given != world_id:
         raise Conflict(

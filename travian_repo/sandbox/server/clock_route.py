@@ -19,9 +19,9 @@ from travian_repo.sandbox.server.answers import Answer, Refused, error_answer, j
 from travian_repo.sandbox.server.auth import authenticate, check_world
 from travian_repo.sandbox.server.parsing import optional_object_body
 from travian_repo.sql.database import Database, TimeSource, make_engine, read_created_at
-from travian_repo.wire.routes import PREFIX
+from travian_repo.wire.routes import ADVANCE_PATH
 
-SANDBOX_ADVANCE_PATH = f"{PREFIX}/sandbox/advance"
+SANDBOX_ADVANCE_PATH = ADVANCE_PATH
 MAX_ADVANCE_SECONDS = 366 * 86400
 
 

@@ -128,20 +128,40 @@ class Call:
 
 
 def request_query() -> Query:
-    """The current request's query string."""
-    return Query(request.args.to_dict(flat=False))
+    """The current request's query string; on a GET, also a JSON object body's fields (the
+    original async client sends a read's parameters so), as if they were in the query."""
+    args = request.args.to_dict(flat=False)
+    if request.method == "GET":
+        raw = request.get_data(cache=True)
+        if raw.strip():
+            data = decode_json(raw)
+            if not isinstance(data, dict):
+                raise InvalidRequest(
+                    f"a GET's JSON body must be an object of parameters, got {json_kind(data)}")
+            for name, value in data.items():
+                args.setdefault(name, []).append(_query_text(name, value))
+    return Query(args)
+
+
+def _query_text(name: str, value: Any) -> str:
+    """A JSON parameter as the query string would carry it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, str)):
+        return str(value)
+    raise InvalidRequest(f"parameter {name!r} must be an integer, a string or a boolean, "
+                         f"got {json_kind(value)}", details={"parameter": name})
 
 
 def request_body(route: Route) -> tuple[Any, Body | None]:
     """The current request's body: its JSON value (for the idempotency fingerprint) and a
     ``Body`` over it; ``(None, None)`` for routes that take no body."""
+    if not route.is_write:
+        return None, None  # a GET's body, if any, is its parameters: request_query reads it
     raw = request.get_data(cache=False)
-    if not route.is_write or route.method == "DELETE":
+    if route.method == "DELETE":
         if raw.strip():
-            raise InvalidRequest(
-                f"{route.method} {PREFIX}{route.path} takes no body"
-                + ("; GET parameters travel in the query string" if not route.is_write else "")
-            )
+            raise InvalidRequest(f"{route.method} {PREFIX}{route.path} takes no body")
         return None, None
     if not raw.strip():
         if not route.takes_body:  # the path says it all: empty is the same as `{}`

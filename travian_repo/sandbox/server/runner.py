@@ -71,6 +71,7 @@ def serve(
     max_streams: int = DEFAULT_MAX_STREAMS,
     heartbeat_s: float = DEFAULT_HEARTBEAT_S,
     engine_workers: int = 1,
+    engine: bool = True,
 ) -> None:
     """Serve v1 over the world at ``database_url`` until interrupted (blocking).
 
@@ -80,8 +81,10 @@ def serve(
     request within ``request_timeout``; a keep-alive connection idle for ``idle_timeout``
     seconds is closed. See ``travian_repo.sandbox.serving``.
 
-    ``speed``: the engine runs by itself, the world's time going ``speed`` times real time
-    from now (1 = real time); None with ``manual_clock`` leaves time to the clients.
+    The engine runs by itself in real time, or with ``speed`` the world's time going
+    ``speed`` times real time from now; ``manual_clock`` leaves time to the clients (POST
+    /v1/sandbox/advance). ``engine=False``: no engine thread, for a world whose engine runs
+    elsewhere (each request still processes what is due first, see ``connect(catch_up=)``).
     ``engine_workers``: engine threads sharing the due events.
     ``rate_limit`` / ``rate_burst``: the per-token limit, ``max_streams`` / ``heartbeat_s``:
     the event streams, as for ``create_app``.
@@ -101,18 +104,19 @@ def serve(
     database = app_world(app).database
     # The engine commits through the server's own Database, so its events reach the same
     # commit listeners (event bus, cache) as the players' writes.
-    engine = None
+    thread = None
     try:
         server = _listen(app, host, port, options, {})
-        engine = None if speed is None else EngineThread(
-            database, clock=clock, interval=1.0, workers=engine_workers).start()
+        if engine and not manual_clock:
+            thread = EngineThread(database, clock=clock, interval=1.0,
+                                  workers=engine_workers).start()
         log.info("serving world %r on http://%s:%s%s", database.settings.world_id, host,
                  server.effective_port, PREFIX)
         server.run()
     finally:
         _end_streams(app)
-        if engine is not None:
-            engine.stop()
+        if thread is not None:
+            thread.stop()
         app_world(app).close()
 
 
