@@ -264,3 +264,20 @@ def test_the_api_url_may_end_in_v1(suffix: str) -> None:
 
     assert check_base_url("http://127.0.0.1:8080" + suffix) == "http://127.0.0.1:8080"
     assert check_base_url("http://h/game" + suffix) == "http://h/game"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_opening_a_sql_world_loads_the_engine_but_not_world_generation(world_url: str) -> None:
+    # The engine comes in for catching up; world generation and Alembic are not its business.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, travian_repo as tr\n"
+        f"with tr.connect({world_url!r}, player_id=1) as world:\n"
+        "    world.villages.get(1)\n"
+        "print(sorted(m for m in ('travian_repo.sandbox.engine', 'travian_repo.sandbox.worldgen',"
+        " 'alembic', 'travian_repo.sandbox.server') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['travian_repo.sandbox.engine']"
