@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the sandbox engine over a world without serving it: N processes "
         "share the due events (each skips the villages another holds) and process them in "
         "time order, until SIGINT or SIGTERM stops them between two batches. Run it anywhere "
-        "that reaches the database, beside servers started without --speed.",
+        "that reaches the database, beside servers started with --no-engine.",
     )
     engine.add_argument("--database-url", default=env_url, required=env_url is None,
                         metavar="URL", help=url_help)

@@ -75,8 +75,8 @@ def serve(
 ) -> None:
     """Serve v1 over the world at ``database_url`` until interrupted (blocking).
 
-    ``threads`` answer requests (GET /v1/health and /v1/openapi.yaml have two threads of
-    their own); at most ``connection_limit`` connections are open at once; a request's
+    ``threads`` answer requests (GET /v1/health, /v1/world and /v1/openapi.yaml have two
+    threads of their own); at most ``connection_limit`` connections are open at once; a request's
     headers must arrive within ``header_timeout`` seconds of its first byte and the whole
     request within ``request_timeout``; a keep-alive connection idle for ``idle_timeout``
     seconds is closed. See ``travian_repo.sandbox.serving``.
