@@ -94,7 +94,7 @@ def epoch(admin: redis.Redis, world_id: str) -> Any:
     return admin.get(f"{KEY_PREFIX}:{CACHE_FORMAT_VERSION}:{world_id}:gen:world")
 
 
-# ---- the issue's scenario: writer in another process, idle after its write ------------------
+# ---- a writer in another process, idle after its write -------------------------------------
 
 WRITER = textwrap.dedent("""
     import sys

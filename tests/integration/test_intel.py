@@ -1,5 +1,5 @@
 """The SQL intel repository on SQLite and PostgreSQL: sending scouts and reading scout
-reports. Reports are written by the engine (a later issue); these tests insert them.
+reports. These tests insert the reports themselves (the engine's are in test_engine.py).
 
 Player 1 (romans, scout: equites_legati), player 2 (teutons, scout), player 3 (gauls,
 pathfinder); 5 scouts at home each; the clock stands still at START.
