@@ -226,9 +226,21 @@ def test_user_errors_exit_2_with_a_message(
 def test_tokens_on_a_database_that_is_not_a_world_says_what_to_do(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
+    (tmp_path / "empty.db").touch()
     code, _, err = run(capsys, "tokens", "--database-url", f"sqlite:///{tmp_path}/empty.db")
     assert code == 2
     assert "SchemaMismatch" in err and "create-world" in err
+
+
+@pytest.mark.parametrize("command", ["tokens", "upgrade-world"])
+def test_a_missing_sqlite_file_is_named_and_not_created(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str
+) -> None:
+    missing = tmp_path / "missing.db"
+    code, _, err = run(capsys, command, "--database-url", f"sqlite:///{missing}")
+    assert code == 2
+    assert "ConfigurationError" in err and str(missing) in err
+    assert not missing.exists()
 
 
 def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:

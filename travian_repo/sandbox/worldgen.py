@@ -18,6 +18,7 @@ from travian_repo.rules.village import village_economy
 from travian_repo.rules.placement import RALLY_POINT_SLOT
 from travian_repo.sql import schema, tokens as api_tokens
 from travian_repo.sql.database import make_engine, prepare_sqlite, read_settings
+from travian_repo.sql.engines import check_sqlite_file
 from travian_repo.sql.migrate import stamp_head
 
 # The classic 4-4-4-6 village: slot -> field (Travian's field ids 1..18).
@@ -139,6 +140,8 @@ def player_tokens(url: str | Engine, *, now: datetime | None = None) -> dict[int
     issues new ones, and the tokens issued before (by create_world or an earlier call)
     stop working.
     """
+    if isinstance(url, str):
+        check_sqlite_file(url)  # a missing file: say so, and create none
     engine = make_engine(url) if isinstance(url, str) else url
     now = now or datetime.now(timezone.utc)
     try:

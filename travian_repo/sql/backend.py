@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, cast
 
-import os
 from datetime import datetime
 
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 
 from travian_repo.backend import Backend, BackendRequest
 from travian_repo.domain.errors import ConfigurationError
@@ -17,6 +15,7 @@ from travian_repo.domain.values import Event
 from travian_repo.infra.retry import RetryPolicy
 from travian_repo.sql.catch_up import CatchUp, Processor
 from travian_repo.sql.database import Database, TimeSource, WorldSettings, make_engine
+from travian_repo.sql.engines import check_sqlite_file
 
 if TYPE_CHECKING:
     from travian_repo.infra.cache import Cache
@@ -99,24 +98,6 @@ class SqlBackend(Backend):
 
     def describe(self) -> str:
         return self.database_.engine.url.render_as_string(hide_password=True)
-
-
-def check_sqlite_file(url: str) -> None:
-    """A SQLite URL names a file that exists: opening one never creates it (only
-    ``create_world`` makes a world); ConfigurationError otherwise."""
-    try:
-        parsed = make_url(url)
-    except Exception:  # noqa: BLE001 - make_engine says what is wrong with the URL
-        return
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return
-    if parsed.database.startswith("file:"):
-        return  # a URI filename: its own mode= decides
-    if not os.path.exists(parsed.database):
-        raise ConfigurationError(
-            f"no SQLite world at {os.path.abspath(parsed.database)} (the file does not exist); "
-            "create one with travian_repo.sandbox.create_world(url) or `travian-repo "
-            "create-world --database-url URL`", details={"path": parsed.database})
 
 
 def settings_value(database: Database) -> Settings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -226,6 +227,24 @@ def prepare_sqlite(engine: Engine) -> None:
     engine._travian_sqlite_ready = True  # type: ignore[attr-defined]
 
 
+def check_sqlite_file(url: str) -> None:
+    """A SQLite URL names a file that exists: opening one never creates it (only
+    ``create_world`` makes a world); ConfigurationError otherwise."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - make_engine says what is wrong with the URL
+        return
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    if parsed.database.startswith("file:"):
+        return  # a URI filename: its own mode= decides
+    if not os.path.exists(parsed.database):
+        raise ConfigurationError(
+            f"no SQLite world at {os.path.abspath(parsed.database)} (the file does not exist); "
+            "create one with travian_repo.sandbox.create_world(url) or `travian-repo "
+            "create-world --database-url URL`", details={"path": parsed.database})
+
+
 def read_settings(engine: Engine) -> WorldSettings:
     """The world settings row, or SchemaMismatch saying what to do."""
     try:
@@ -293,5 +312,5 @@ def _safe_url(engine: Engine) -> str:
 
 __all__ = ["CONNECT_TIMEOUT_S", "KEEPALIVES_IDLE_S", "POOL_TIMEOUT_S", "PRE_PING_IDLE_S",
            "REPLY_GRACE_S", "SQLITE_BUSY_TIMEOUT_MS", "STATEMENT_TIMEOUT_S", "TimeSource",
-           "WorldSettings", "make_engine", "prepare_sqlite", "read_created_at", "read_settings",
-           "utc_now"]
+           "WorldSettings", "check_sqlite_file", "make_engine", "prepare_sqlite",
+           "read_created_at", "read_settings", "utc_now"]

@@ -25,6 +25,7 @@ from sqlalchemy import exc as sa_exc
 from travian_repo.domain.errors import BackendUnavailable, Conflict, SchemaMismatch
 from travian_repo.sql import schema
 from travian_repo.sql.database import make_engine
+from travian_repo.sql.engines import check_sqlite_file
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -65,6 +66,8 @@ def upgrade_world(url: str | Engine) -> UpgradeResult:
     data breaks a rule the new version enforces; BackendUnavailable when the database
     cannot be reached.
     """
+    if isinstance(url, str):
+        check_sqlite_file(url)  # a missing file: say so, and create none
     engine = make_engine(url) if isinstance(url, str) else url
     shown = engine.url.render_as_string(hide_password=True)
     try:
