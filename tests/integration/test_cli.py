@@ -232,7 +232,7 @@ def test_tokens_on_a_database_that_is_not_a_world_says_what_to_do(
     assert "SchemaMismatch" in err and "create-world" in err
 
 
-@pytest.mark.parametrize("command", ["tokens", "upgrade-world"])
+@pytest.mark.parametrize("command", ["tokens", "upgrade-world", "engine"])
 def test_a_missing_sqlite_file_is_named_and_not_created(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str
 ) -> None:

@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 import travian_repo as tr
 from travian_repo.apps import demo
 from travian_repo.sandbox import create_world, player_tokens, upgrade_world
+from travian_repo.sql.engines import check_sqlite_file
 from travian_repo.sandbox.limits import DEFAULT_RATE
 
 PROG = "travian-repo"
@@ -222,6 +223,7 @@ def cmd_engine(args: argparse.Namespace, out: TextIO) -> int:
         return _fail("--workers must be 1 or more, --speed and --interval positive")
     if args.workers > 1 and make_url(args.database_url).get_backend_name() != "postgresql":
         return _fail("--workers above 1 needs PostgreSQL (SQLite has one writer at a time)")
+    check_sqlite_file(args.database_url)  # a missing file: say so, and create none
 
     def ready() -> None:
         out.write(f"Engine: {args.workers} worker(s) on {_shown_url(args.database_url)}, "
