@@ -71,7 +71,7 @@ class HttpBackend(Backend):
 
     @property
     def settings(self) -> WorldSettings | None:
-        return None  # the v1 API does not publish them
+        return None  # the row is the database's; the API answers world_settings() (GET /v1/world)
 
     def world_settings(self) -> Settings:
         return decode(Settings, self.transport.request("world.settings", "GET", WORLD_PATH))
