@@ -163,16 +163,24 @@ def library_state(run: Run) -> dict[int, Any]:
     return state
 
 
-# Rows that differ between two worlds by design: the API tokens are random.
+# Rows that differ between two worlds by design: the API tokens are random, and so is each
+# world's identity (world_settings.world_uid).
 SKIPPED_TABLES = {schema.api_tokens.name, schema.idempotency_keys.name}
+SKIPPED_COLUMNS = {(schema.world_settings.name, "world_uid")}
 
 
 def rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
-            return {t.name: sorted((tuple(r) for r in conn.execute(sa.select(t))), key=repr)
-                    for t in schema.metadata.sorted_tables if t.name not in SKIPPED_TABLES}
+            found = {}
+            for t in schema.metadata.sorted_tables:
+                if t.name in SKIPPED_TABLES:
+                    continue
+                kept = [c for c in t.columns if (t.name, c.name) not in SKIPPED_COLUMNS]
+                found[t.name] = sorted((tuple(r) for r in conn.execute(sa.select(*kept))),
+                                       key=repr)
+            return found
     finally:
         engine.dispose()
 
