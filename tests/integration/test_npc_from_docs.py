@@ -173,7 +173,7 @@ def rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
-            found = {}
+            found: dict[str, list[tuple[Any, ...]]] = {}
             for t in schema.metadata.sorted_tables:
                 if t.name in SKIPPED_TABLES:
                     continue
