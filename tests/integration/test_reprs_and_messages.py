@@ -32,7 +32,7 @@ def test_reprs_say_backend_player_and_whether_open(url: str, clock: Clock) -> No
     with Engine(world.database, clock=clock) as engine:
         text = repr(engine)
     assert text.startswith("<Engine on sqlite:///") and text.endswith(
-        "now=2026-01-01 12:00:00 UTC batch=16 idle>")
+        f"now=2026-01-01 12:00:00 UTC batch={engine.batch} idle>")
     world.close()
     assert repr(world).endswith("player_id=1 closed>") and world.closed
 

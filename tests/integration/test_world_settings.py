@@ -27,16 +27,17 @@ def test_settings_are_the_same_on_both_backends(make_world: MakeWorld, database_
 
 
 def test_explicit_arguments_win_over_the_environment(
-    make_world: MakeWorld, database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    if not database_url.startswith("sqlite"):
-        pytest.skip("one backend is enough")
-    make_world()
+    database_url = f"sqlite:///{tmp_path / 'w.db'}"  # the database does not matter here
+    create_world(database_url, players=2, seed=1)
     monkeypatch.setenv("TRAVIAN_API_URL", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("TRAVIAN_API_TOKEN", "someone-elses")
     with tr.connect(database_url, player_id=1) as world:
         assert world.prefer == "sql"
-        world.villages.queue_building(1, "woodcutter")  # lands in the file, not the API
+        order = world.villages.queue_building(1, "woodcutter")  # lands in the file, not the API
+    with tr.connect(database_url, player_id=1) as again:
+        assert list(again.villages.build_queue(1)) == [order]
 
 
 def test_a_missing_sqlite_file_is_an_error_and_no_file_is_made(tmp_path: Path) -> None:
