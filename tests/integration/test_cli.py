@@ -401,3 +401,19 @@ def test_serve_with_engine_workers_stops_cleanly_on_sigterm(postgres_url: str) -
         if server.poll() is None:
             server.kill()
     assert server.returncode == 0, err
+
+
+def test_serve_on_a_port_already_taken_is_one_error_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import socket
+
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    create_world(url, players=2, seed=1)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        code, _, err = run(capsys, "serve", "--database-url", url, "--port", port, "--no-engine")
+    assert code == 2
+    assert err == f"travian-repo: error: cannot listen on 127.0.0.1:{port}: Address already in use\n"

@@ -254,13 +254,16 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     _stop_on_sigterm()
     if args.rate_limit < 0 or (args.rate_burst is not None and not args.rate_burst >= 1):
         return _fail("--rate-limit must be 0 (no limit) or more, --rate-burst 1 or more")
-    serve(args.database_url, host=args.host, port=args.port, threads=args.threads,
-          redis_url=args.redis_url, manual_clock=manual, speed=args.speed,
-          connection_limit=args.connection_limit, header_timeout=args.header_timeout,
-          request_timeout=args.request_timeout, idle_timeout=args.idle_timeout,
-          rate_limit=args.rate_limit or None, rate_burst=args.rate_burst,
-          max_streams=args.max_streams, heartbeat_s=args.heartbeat,
-          engine_workers=args.engine_workers, engine=not args.no_engine)
+    try:
+        serve(args.database_url, host=args.host, port=args.port, threads=args.threads,
+              redis_url=args.redis_url, manual_clock=manual, speed=args.speed,
+              connection_limit=args.connection_limit, header_timeout=args.header_timeout,
+              request_timeout=args.request_timeout, idle_timeout=args.idle_timeout,
+              rate_limit=args.rate_limit or None, rate_burst=args.rate_burst,
+              max_streams=args.max_streams, heartbeat_s=args.heartbeat,
+              engine_workers=args.engine_workers, engine=not args.no_engine)
+    except OSError as exc:  # the port is taken, or the host is not this machine's
+        return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
     return 0
 
 
