@@ -103,7 +103,8 @@ class SqlBackend(Backend):
 def settings_value(database: Database) -> Settings:
     """The world's settings as the public value, at the database clock's now."""
     row = database.settings
-    return Settings(world_id=row.world_id, world_uid=row.world_uid, speed=row.speed, map_radius=row.map_radius,
+    return Settings(world_id=row.world_id, world_uid=row.world_uid, speed=row.speed,
+                    map_radius=row.map_radius,
                     tournament_square_bonus_percent=row.tournament_square_bonus_percent,
                     build_queue_limit=row.build_queue_limit, server_time=database.clock())
 

@@ -37,22 +37,20 @@ NEVER = datetime.max.replace(tzinfo=timezone.utc)
 
 Processor = Callable[[datetime], int]
 
+# When a training line's next unit is done: the one date arithmetic the dialects spell apart.
+_NEXT_UNIT = {
+    "postgresql": "started_at + make_interval(secs => seconds_each * (trained + 1))",
+    "sqlite": "strftime('%Y-%m-%d %H:%M:%f', started_at, "
+              "'+' || (seconds_each * (trained + 1)) || ' seconds')",
+}
 _NEXT_DUE = {
-    "postgresql": """
+    dialect: f"""
 SELECT (SELECT min(completes_at) FROM build_queue),
-       (SELECT min(started_at + make_interval(secs => seconds_each * (trained + 1)))
-          FROM training_queue WHERE trained < count),
+       (SELECT min({next_unit}) FROM training_queue WHERE trained < count),
        (SELECT min(arrives_at) FROM movements WHERE state = 'underway'),
        (SELECT min(arrives_at) FROM shipments WHERE state = 'underway'),
-       (SELECT min(returns_at) FROM shipments WHERE state = 'returning')""",
-    "sqlite": """
-SELECT (SELECT min(completes_at) FROM build_queue),
-       (SELECT min(strftime('%Y-%m-%d %H:%M:%f', started_at,
-                            '+' || (seconds_each * (trained + 1)) || ' seconds'))
-          FROM training_queue WHERE trained < count),
-       (SELECT min(arrives_at) FROM movements WHERE state = 'underway'),
-       (SELECT min(arrives_at) FROM shipments WHERE state = 'underway'),
-       (SELECT min(returns_at) FROM shipments WHERE state = 'returning')""",
+       (SELECT min(returns_at) FROM shipments WHERE state = 'returning')"""
+    for dialect, next_unit in _NEXT_UNIT.items()
 }
 
 
