@@ -92,13 +92,15 @@ def run_engines(database: tr.sql.Database, clock: Clock, until: datetime, worker
     if workers == 1:  # in this thread (what --profile sees)
         statements = Statements(database.engine)
         engine = Engine(database, clock=clock, batch=batch)
-        t0 = time.perf_counter()
+        t0, cpu = time.perf_counter(), time.process_time()
         if profiler is not None:
             profiler.enable()
         done = engine.run_until(until)
         if profiler is not None:
             profiler.disable()
-        return done, statements.count, time.perf_counter() - t0
+        elapsed = time.perf_counter() - t0
+        print(f"worker's CPU: {time.process_time() - cpu:.2f} s")
+        return done, statements.count, elapsed
     url = database.engine.url.render_as_string(hide_password=False)
     spawn = multiprocessing.get_context("spawn")
     out = spawn.Queue()
@@ -116,6 +118,9 @@ def run_engines(database: tr.sql.Database, clock: Clock, until: datetime, worker
         p.join()
     if any(isinstance(r, str) for r in results):
         raise RuntimeError(next(r for r in results if isinstance(r, str)))
+    cpu = [r[2] for r in results]
+    print(f"workers' CPU: {sum(cpu):.2f} s in all, {max(cpu):.2f} s the busiest; "
+          f"events by worker: {', '.join(str(r[0]) for r in results)}")
     return sum(r[0] for r in results), sum(r[1] for r in results), elapsed
 
 
@@ -127,7 +132,9 @@ def _worker(url: str, index: int, workers: int, until: datetime, out: Any, ready
             ready.wait()
             go.wait()
             statements = Statements(engine.database.engine)
-            out.put((engine.run_until(until), statements.count))
+            cpu = time.process_time()
+            done = engine.run_until(until)
+            out.put((done, statements.count, time.process_time() - cpu))
     except BaseException as exc:  # noqa: BLE001 - reported by the parent
         out.put(f"worker {index}: {type(exc).__name__}: {exc}")
 

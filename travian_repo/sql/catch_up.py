@@ -18,10 +18,11 @@ import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from travian_repo.domain.errors import TravianError
 from travian_repo.domain.values import Event
+from travian_repo.sql.pending import next_due_at
 from travian_repo.sql.schema import as_utc
 
 if TYPE_CHECKING:
@@ -37,28 +38,10 @@ NEVER = datetime.max.replace(tzinfo=timezone.utc)
 
 Processor = Callable[[datetime], int]
 
-# When a training line's next unit is done: the one date arithmetic the dialects spell apart.
-_NEXT_UNIT = {
-    "postgresql": "started_at + make_interval(secs => seconds_each * (trained + 1))",
-    "sqlite": "strftime('%Y-%m-%d %H:%M:%f', started_at, "
-              "'+' || (seconds_each * (trained + 1)) || ' seconds')",
-}
-_NEXT_DUE = {
-    dialect: f"""
-SELECT (SELECT min(completes_at) FROM build_queue),
-       (SELECT min({next_unit}) FROM training_queue WHERE trained < count),
-       (SELECT min(arrives_at) FROM movements WHERE state = 'underway'),
-       (SELECT min(arrives_at) FROM shipments WHERE state = 'underway'),
-       (SELECT min(returns_at) FROM shipments WHERE state = 'returning')"""
-    for dialect, next_unit in _NEXT_UNIT.items()
-}
-
 
 def next_due(conn: Connection) -> datetime:
     """When the next event of the world falls due (``NEVER``: nothing is pending)."""
-    row = conn.execute(text(_NEXT_DUE[conn.dialect.name])).one()
-    times = [as_utc(value) for value in row if value is not None]
-    return min(times, default=NEVER)
+    return next_due_at(conn) or NEVER
 
 
 class CatchUp:

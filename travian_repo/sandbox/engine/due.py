@@ -11,6 +11,7 @@ from typing import Any, Mapping
 from sqlalchemy import Connection, or_, select
 
 from travian_repo.sql import schema
+from travian_repo.sql.pending import due_until
 from travian_repo.sql.schema import as_utc
 
 _m = schema.movements
@@ -53,38 +54,9 @@ class Due:
 
 
 def collect(conn: Connection, when: datetime) -> list[Due]:
-    """Everything due up to ``when``, unordered (the runner makes a heap of it)."""
-    due: list[Due] = []
-    builds = conn.execute(
-        select(_q.c.id, _q.c.completes_at, _q.c.village_id).where(_q.c.completes_at <= when)
-    )
-    for id_, at, village in builds:
-        due.append(Due.of("build", at, id_, village))
-    lines = conn.execute(
-        select(_tq.c.id, _tq.c.started_at, _tq.c.seconds_each, _tq.c.trained, _tq.c.village_id)
-        .where(_tq.c.trained < _tq.c.count, _tq.c.started_at <= when)
-    )
-    for id_, started, seconds, trained, village in lines:
-        at = as_utc(started) + timedelta(seconds=seconds * (trained + 1))
-        if at <= when:
-            due.append(Due.of("train", at, id_, village))
-    moving = conn.execute(
-        select(_m.c.id, _m.c.kind, _m.c.arrives_at, _m.c.from_village_id, _m.c.to_village_id)
-        .where(_m.c.state == "underway", _m.c.arrives_at <= when)
-    )
-    for id_, kind, at, source, target in moving:
-        due.append(Due.of(kind, at, id_, source, target))
-    shipped = conn.execute(
-        select(_s.c.id, _s.c.arrives_at, _s.c.from_village_id, _s.c.to_village_id)
-        .where(_s.c.state == "underway", _s.c.arrives_at <= when)
-    )
-    for id_, at, source, target in shipped:
-        due.append(Due.of("deliver", at, id_, source, target))
-    for id_, at in conn.execute(
-        select(_s.c.id, _s.c.returns_at).where(_s.c.state == "returning", _s.c.returns_at <= when)
-    ):
-        due.append(Due.of("merchants", at, id_))
-    return due
+    """Everything due up to ``when``, unordered (the runner makes a heap of it), in one
+    statement: what is due, and when, is ``sql/pending.py``'s definition."""
+    return [Due.of(p.kind, p.at, p.id, p.source, p.target) for p in due_until(conn, when)]
 
 
 def collect_held(conn: Connection, ids: list[int], when: datetime) -> dict[tuple[str, int], tuple[Due, Any]]:
@@ -136,7 +108,8 @@ def key(due: Due) -> tuple[str, int]:
 
 
 # Villages are shared among workers in blocks of neighbouring ids: a world's villages made
-# together (a player's, a region's) raid, trade and reinforce each other more often.
+# together (a player's, a region's) raid, trade and reinforce each other more often, so an
+# event rarely involves two workers' villages.
 BLOCK = 32
 
 
@@ -145,23 +118,21 @@ def owner(due: Due, workers: int) -> int:
     return (min(villages_of(due) or {due.id}) // BLOCK) % workers
 
 
-def take(heap: list[Due], count: int, done: set[tuple[str, int]],
-         share: tuple[int, int] | None = None) -> list[Due]:
-    """Up to ``count`` first events of the heap not ``done`` (popped; ``done`` ones are
-    dropped). With ``share`` = (index, workers), the worker's own events first: those whose
-    lowest village falls to ``index`` (``owner``), from the first ``count * workers``."""
-    ahead: list[Due] = []
-    while heap and len(ahead) < count * (share[1] if share else 1):
-        due = heapq.heappop(heap)
-        if key(due) not in done:
-            ahead.append(due)
-    if share is None:
-        return ahead
+def mine(due: list[Due], share: tuple[int, int]) -> list[Due]:
+    """The events of the share (index, workers), as a heap."""
     index, workers = share
-    mine = [d for d in ahead if owner(d, workers) == index][:count]
-    chosen = mine or ahead[:count]
-    picked = set(map(id, chosen))
-    for due in ahead:
-        if id(due) not in picked:
-            heapq.heappush(heap, due)
-    return chosen
+    own = [d for d in due if owner(d, workers) == index]
+    heapq.heapify(own)
+    return own
+
+
+def take(heap: list[Due], count: int, done: set[tuple[str, int]],
+         settled: set[int] | None = None) -> list[Due]:
+    """Up to ``count`` first events of the heap (popped), leaving out those ``done`` and
+    those involving a village in ``settled`` (a batch held it and processed all it could)."""
+    ahead: list[Due] = []
+    while heap and len(ahead) < count:
+        due = heapq.heappop(heap)
+        if key(due) not in done and not (settled and villages_of(due) & settled):
+            ahead.append(due)
+    return ahead

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, select
 from travian_repo.domain.values import ClockFn
 from travian_repo.sandbox.engine.builds import complete_build
 from travian_repo.sandbox.engine.due import (
-    HOSTILE, Due, collect, collect_held, key, stationed_homes, take, villages_of,
+    HOSTILE, Due, collect, collect_held, key, mine, stationed_homes, take, villages_of,
 )
 from travian_repo.sandbox.engine.flush import flush
 from travian_repo.sandbox.engine.held import Held
@@ -38,6 +38,9 @@ _r, _v = schema.village_resources, schema.villages
 # A batch processes up to this many times ``batch`` steps: what else is due in the villages
 # of its ``batch`` events comes with them (their state is read once).
 _STEPS = 16
+# A sharing engine whose round moved fewer than 1 / WAIT_BELOW of the events it started
+# from stops skipping what others hold and waits for it instead.
+WAIT_BELOW = 4
 
 
 class Engine:
@@ -86,49 +89,13 @@ class Engine:
         if when.tzinfo is None:
             raise ValueError("run_until needs an aware datetime")
         when = when.astimezone(timezone.utc)
-        processed = 0
         with self._run_lock:
             session = self._session = self.database.session()
             try:
-                while not self.halt.is_set():
-                    heap = session.read(lambda conn: collect(conn, when))
-                    if not heap:
-                        break
-                    heapq.heapify(heap)
-                    done: set[tuple[str, int]] = set()
-                    moved_on = 0
-                    while heap and not self.halt.is_set():
-                        ahead = take(heap, self.batch, done, self.share)
-                        if not ahead:
-                            break
-                        finished: set[tuple[str, int]] = set()
-                        try:
-                            count, finished = session.write(functools.partial(
-                                self._process_batch, ahead=ahead, when=when))
-                            session.commit()
-                        except BaseException:
-                            session.rollback()
-                            raise
-                        finally:
-                            # Alone, what waited is tried again at once (its batch will
-                            # hold what it waited for); sharing, at the next round, so as
-                            # not to spin on villages another worker holds.
-                            if self.share is None:
-                                for due in ahead:
-                                    heapq.heappush(heap, due)
-                        done |= finished
-                        processed += count
-                        moved_on += len(finished)
-                        if not finished and self.share is None:
-                            break
-                    if moved_on == 0:
-                        if self.share is None:
-                            break  # all stale (a concurrent engine took them)
-                        self.halt.wait(0.01)  # the others hold them: look again
+                return self._shared(when) if self.share else self._alone(when)
             finally:
                 self._session = None
                 session.close()
-        return processed
 
     def overdue(self, when: datetime | None = None) -> int:
         """How many events are due at ``when`` (default: the clock's now) and not processed."""
@@ -154,18 +121,108 @@ class Engine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- the rounds -------------------------------------------------------------------------
+
+    def _alone(self, when: datetime) -> int:
+        """Rounds of batches over everything due, earliest first; what waited is tried again
+        at once (its batch will hold what it waited for)."""
+        processed = 0
+        while not self.halt.is_set():
+            heap = self._collect(when)
+            if not heap:
+                break
+            done: set[tuple[str, int]] = set()
+            moved_on = 0
+            while heap and not self.halt.is_set():
+                ahead = take(heap, self.batch, done)
+                if not ahead:
+                    break
+                try:
+                    count, finished, _ = self._batch(ahead, when, skip=False)
+                finally:
+                    for due in ahead:
+                        heapq.heappush(heap, due)
+                done |= finished
+                processed += count
+                moved_on += len(finished)
+                if not finished:
+                    break
+            if moved_on == 0:
+                break  # all stale (a concurrent engine took them)
+        return processed
+
+    def _shared(self, when: datetime) -> int:
+        """Rounds of batches over this engine's share, skipping villages another holds; a
+        round that moves nothing of its share waits (a plain lock) for the villages of the
+        world's earliest events instead of looking again at once."""
+        assert self.share is not None
+        processed = 0
+        while not self.halt.is_set():
+            heap = self._collect(when, ordered=False)
+            if not heap:
+                break
+            own = mine(heap, self.share)
+            done: set[tuple[str, int]] = set()
+            settled: set[int] = set()
+            moved_on = tried = 0
+            while own and not self.halt.is_set():
+                ahead = take(own, self.batch, done, settled)
+                if not ahead:
+                    break
+                count, finished, locked = self._batch(ahead, when, skip=True)
+                done |= finished
+                processed += count
+                moved_on += len(finished)
+                tried += len(ahead)
+                # What is left in the villages it held waits on others (or on troops the
+                # batch sent home): the next round sees it, not the next batch.
+                settled |= locked
+            if moved_on and moved_on * WAIT_BELOW >= tried or self.halt.is_set():
+                continue
+            # Little of its share could move: what it needs, another holds (the events left
+            # are chained to other shares' villages). Wait for it in the database (no
+            # spinning), on what one engine alone would take next; its earliest event then
+            # always moves, whoever's share it is.
+            heapq.heapify(heap)
+            ahead = take(heap, self.batch, done)
+            count, finished, _ = self._batch(ahead, when, skip=False)
+            processed += count
+        return processed
+
+    def _collect(self, when: datetime, *, ordered: bool = True) -> list[Due]:
+        assert self._session is not None
+        heap: list[Due] = self._session.read(lambda conn: collect(conn, when))
+        if ordered:
+            heapq.heapify(heap)
+        return heap
+
+    def _batch(self, ahead: list[Due], when: datetime, *, skip: bool
+               ) -> tuple[int, set[tuple[str, int]], set[int]]:
+        """One batch in its own transaction (see ``_process_batch``)."""
+        session = self._session
+        assert session is not None
+        try:
+            result = session.write(functools.partial(
+                self._process_batch, ahead=ahead, when=when, skip=skip))
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        return result
+
     # -- one batch --------------------------------------------------------------------------
 
-    def _process_batch(self, conn: Connection, *, ahead: list[Due], when: datetime
-                       ) -> tuple[int, set[tuple[str, int]]]:
+    def _process_batch(self, conn: Connection, *, ahead: list[Due], when: datetime,
+                       skip: bool) -> tuple[int, set[tuple[str, int]], set[int]]:
         """One transaction: lock the villages of the events ``ahead`` (one statement, lowest
-        id first; skipping those another engine holds when sharing), read what is due in
-        them after the lock, process it in time order in memory, write it set-wise.
+        id first; with ``skip``, leaving out those another transaction holds), read what is
+        due in them after the lock, process it in time order in memory, write it set-wise.
 
         An event needing a village the batch does not hold waits for a later batch, and so
         does everything after it in the villages it involves. Nothing here changes the
         caller's heap, so a step run again (serialization failure) starts afresh. Returns
-        the events processed and the (kind, id) of those finished or found gone."""
+        the events processed, the (kind, id) of those finished or found gone, and the
+        villages held, when everything processable in them was processed (else none)."""
         assert self._session is not None, "batches run inside run_until only"
         ids: set[int] = set()
         for due in ahead:
@@ -174,16 +231,16 @@ class Engine:
                           if due.kind in HOSTILE or due.kind == "scout"})
         if targets:
             ids.update(int(r[0]) for r in conn.execute(stationed_homes(targets)))
-        locked = _lock(conn, ids, skip=self.share is not None)
-        held = Held.load(conn, locked, conn_speed(conn)) if locked else None
-        if held is not None:
-            held.read_populations(conn)
+        locked = _lock(conn, ids, skip=skip)
         found = collect_held(conn, sorted(locked), when)
         finished = {key(d) for d in ahead if d.kind != "merchants" and villages_of(d) & locked
                     and key(d) not in found}
         heap = [due for due, _ in found.values()] + [d for d in ahead if d.kind == "merchants"]
-        if held is None:
-            held = Held({}, {}, 0)
+        if not heap:  # all gone (another engine was first): nothing to read
+            return 0, finished, ids
+        held = Held.load(conn, locked, conn_speed(conn)) if locked else Held({}, {}, 0)
+        if locked:
+            held.read_populations(conn)
         senders = {d.source for d, _ in found.values() if d.kind == "deliver"} - held.owners.keys()
         if senders:
             held.owners.update((int(i), int(p)) for i, p in conn.execute(
@@ -215,7 +272,7 @@ class Engine:
                 for v in villages & locked:
                     blocked[v] = min(blocked.get(v, later), later)
         count += flush(conn, held, when, self._session.emit)
-        return count, finished
+        return count, finished, set() if heap else ids
 
 
 def _lock(conn: Connection, ids: set[int], *, skip: bool) -> set[int]:
