@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.integration.test_engine_workers import START, busy_world
+from tests.integration.test_engine_workers import busy_world
 from travian_repo.sandbox import Engine
 from travian_repo.sandbox.engine.due import collect
 from travian_repo.sql.catch_up import NEVER, next_due
@@ -20,8 +20,8 @@ SQLITE_EARLY = timedelta(milliseconds=1)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_the_catch_up_wakes_when_the_engine_first_finds_something_due(database_url: str
-                                                                     ) -> None:
+def test_the_catch_up_wakes_when_the_engine_first_finds_something_due(
+        database_url: str) -> None:
     busy_world(database_url, 6)
     early = SQLITE_EARLY if database_url.startswith("sqlite") else timedelta(0)
     kinds: Counter[str] = Counter()

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 import sqlalchemy
-from sqlalchemy import Connection, select
+from sqlalchemy import ColumnElement, Connection, or_, select
 
 from travian_repo.domain.values import ClockFn
 from travian_repo.sandbox.engine.builds import complete_build
@@ -40,7 +40,7 @@ _r, _v = schema.village_resources, schema.villages
 _STEPS = 16
 # A sharing engine whose round moved fewer than 1 / WAIT_BELOW of the events it started
 # from stops skipping what others hold and waits for it instead.
-WAIT_BELOW = 4
+WAIT_BELOW = 2
 
 
 class Engine:
@@ -51,8 +51,9 @@ class Engine:
     closed by :meth:`close`). ``clock``: what :meth:`run_due` runs up to (default: the
     database's clock). ``batch``: the events a transaction starts from (it also processes
     what else is due in their villages, up to 16 times ``batch`` steps). ``share`` = (index,
-    workers): one of several engines sharing the world; it skips villages another holds
-    (``SKIP LOCKED``) and prefers its own share of them, instead of waiting.
+    workers): one of several engines sharing the world; it takes batches of its share of
+    the villages (``due.owner``), skipping those another holds (``SKIP LOCKED``), and when
+    a round moves little, waits for the world's oldest events under a plain lock.
     """
 
     def __init__(self, database: Database | sqlalchemy.Engine | str, *,
@@ -229,9 +230,8 @@ class Engine:
             ids |= villages_of(due)
         targets = sorted({due.target for due in ahead
                           if due.kind in HOSTILE or due.kind == "scout"})
-        if targets:
-            ids.update(int(r[0]) for r in conn.execute(stationed_homes(targets)))
-        locked = _lock(conn, ids, skip=skip)
+        locked = _lock(conn, ids, targets, skip=skip)
+        ids |= locked
         found = collect_held(conn, sorted(locked), when)
         finished = {key(d) for d in ahead if d.kind != "merchants" and villages_of(d) & locked
                     and key(d) not in found}
@@ -275,12 +275,16 @@ class Engine:
         return count, finished, set() if heap else ids
 
 
-def _lock(conn: Connection, ids: set[int], *, skip: bool) -> set[int]:
+def _lock(conn: Connection, ids: set[int], targets: list[int], *, skip: bool) -> set[int]:
     """Lock the villages' write locks in one statement, lowest id first (no deadlock with
-    players or another engine); with ``skip``, those another transaction holds are left
-    out. The villages locked (those that exist)."""
-    if not ids:
+    players or another engine): ``ids`` and the homes of troops stationed in ``targets``
+    (a hostile arrival may change them). With ``skip``, those another transaction holds
+    are left out. The villages locked (those that exist)."""
+    if not ids and not targets:
         return set()
+    wanted: ColumnElement[bool] = _r.c.village_id.in_(sorted(ids))
+    if targets:
+        wanted = or_(wanted, _r.c.village_id.in_(stationed_homes(targets)))
     return {int(r[0]) for r in conn.execute(
-        select(_r.c.village_id).where(_r.c.village_id.in_(sorted(ids)))
-        .order_by(_r.c.village_id).with_for_update(skip_locked=skip))}
+        select(_r.c.village_id).where(wanted).order_by(_r.c.village_id)
+        .with_for_update(of=_r, skip_locked=skip))}

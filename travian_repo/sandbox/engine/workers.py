@@ -1,9 +1,10 @@
 """The engine without a server: ``run_workers`` runs N engine processes over one world,
 sharing its due events, until SIGINT or SIGTERM (what ``travian-repo engine`` runs).
 
-Each process is an engine with its share (``Engine(share=(i, N))``): it locks the villages
-of its batches with ``SKIP LOCKED`` and leaves those another holds, so the processes never
-wait on each other, and every event is still processed once, in time order per village.
+Each process is an engine with its share (``Engine(share=(i, N))``): it takes batches of
+its share, locks their villages with ``SKIP LOCKED`` and leaves those another holds; when
+little of its share can move, it waits for the others' locks in the database instead of
+looking again. Every event is still processed once, in time order per village.
 On a signal every process ends its run between two batches and exits.
 """
 
