@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import time
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 
 from travian_repo.domain.errors import TravianError
 from travian_repo.repositories import validation as v
@@ -180,6 +180,11 @@ class VillageRepository(Repository):
     @abstractmethod
     def get(self, village_id: int) -> Village:
         """The village now; private fields only for its owner."""
+
+    @operation("GET", "/villages", checks={"village_ids": v.check_ids})
+    @abstractmethod
+    def get_many(self, village_ids: Sequence[int]) -> list[Village]:
+        """Several villages at once (one round trip), in the order asked; each as ``get``."""
 
     @operation("GET", "/player/{player_id}/villages", ttl=60, depends=("villages_of:{player_id}",))
     @abstractmethod

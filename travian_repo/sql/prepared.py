@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 from collections import namedtuple
 from dataclasses import dataclass
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from sqlalchemy import Connection, Executable
 from sqlalchemy import exc as sa_exc
@@ -81,8 +81,7 @@ class Rows(Protocol):
 
 
 class _Fetched:
-    def __init__(self, rows: Sequence[Any], names: tuple[str, ...]) -> None:
-        make = _row_type(names)._make
+    def __init__(self, rows: Sequence[Any], make: Callable[[Any], Any]) -> None:
         self._rows = [make(row) for row in rows]
 
     def first(self) -> Any:
@@ -97,6 +96,10 @@ def _row_type(names: tuple[str, ...]) -> Any:
     return namedtuple("Row", names, rename=True)
 
 
+# The row maker of each statement text (the library's own few): its columns never change.
+_MAKERS: dict[str, Callable[[Any], Any]] = {}
+
+
 def _execute(conn: Connection, sql: str, params: dict[str, Any]) -> Rows:
     cursor = conn.connection.cursor()
     try:
@@ -108,10 +111,13 @@ def _execute(conn: Connection, sql: str, params: dict[str, Any]) -> Rows:
             if deadline is not None:
                 deadline.disarm(cursor.connection)
             raise
-        description = cursor.description
-        if description is None:
-            return _Fetched([], ())
-        return _Fetched(cursor.fetchall(), tuple(d[0] for d in description))
+        make = _MAKERS.get(sql)
+        if make is None:
+            description = cursor.description
+            if description is None:
+                return _Fetched([], tuple)
+            make = _MAKERS[sql] = _row_type(tuple(d[0] for d in description))._make
+        return _Fetched(cursor.fetchall(), make)
     finally:
         cursor.close()
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
-from sqlalchemy import (Connection, CursorResult, Select, and_, bindparam, func, insert,
+from sqlalchemy import (Connection, CursorResult, Select, and_, any_, bindparam, func, insert,
                         literal_column, or_, select, update)
 from sqlalchemy.sql.dml import Insert
 
@@ -127,6 +127,8 @@ _BY_PLAYER = prepared.prepare(
     VILLAGE_SELECT.where(_v.c.player_id == bindparam("player_id")).order_by(
         _v.c.is_capital.desc(), _v.c.population.desc(), _v.c.id),
 )
+_BY_IDS = prepared.prepare(
+    "tr_villages_by_ids", VILLAGE_SELECT.where(_v.c.id == any_(bindparam("village_ids"))))
 _AT = prepared.prepare(
     "tr_village_at", VILLAGE_SELECT.where((_v.c.x == bindparam("x")) & (_v.c.y == bindparam("y"))))
 
@@ -384,6 +386,17 @@ def load_player_villages(conn: Connection, player_id: int, now: datetime) -> lis
     """The player's villages, capital first, then by population."""
     rows = prepared.run(conn, _BY_PLAYER, params={"player_id": player_id})
     return [state_from_row(row, now) for row in rows]
+
+
+def load_villages(
+    conn: Connection, village_ids: Sequence[int], now: datetime
+) -> dict[int, VillageState]:
+    """Several villages in one statement, by id (those that exist)."""
+    if conn.dialect.name == "postgresql":
+        rows: Iterable[Any] = prepared.run(conn, _BY_IDS, params={"village_ids": list(village_ids)})
+    else:
+        rows = conn.execute(VILLAGE_SELECT.where(_v.c.id.in_(sorted(set(village_ids)))))
+    return {int(row.id): state_from_row(row, now) for row in rows}
 
 
 def load_village_at(conn: Connection, x: int, y: int, now: datetime) -> VillageState | None:
