@@ -186,12 +186,14 @@ def compare(url: str, player_id: int, ids: Sequence[int], *, raw_get: Callable[[
         for fn in bursts.values():  # warm-up: every connection opened, every thread started
             fn()
         burst_ms: dict[str, list[float]] = {name: [] for name in bursts}
+        burst_cpu: dict[str, list[float]] = {name: [] for name in bursts}
         for r in range(max(3, rounds + 2)):
             names = list(bursts) if r % 2 == 0 else list(bursts)[::-1]
             for name in names:
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 bursts[name]()
                 burst_ms[name].append((time.perf_counter() - started) * 1000)
+                burst_cpu[name].append((time.process_time() - cpu) * 1000)
     finally:
         threads.shutdown()
         loop.run_until_complete(pool.close())
@@ -203,6 +205,7 @@ def compare(url: str, player_id: int, ids: Sequence[int], *, raw_get: Callable[[
         engine.dispose()
 
     burst_med = {name: statistics.median(v) for name, v in burst_ms.items()}
+    cpu_med = {name: statistics.median(v) for name, v in burst_cpu.items()}
     labels = {
         "raw": "raw psycopg2, one statement (part 1's baseline)",
         "asyncpg": "asyncpg, three queries, pool.acquire per call",
@@ -215,12 +218,12 @@ def compare(url: str, player_id: int, ids: Sequence[int], *, raw_get: Callable[[
         f"calls, the paths alternated, median; burst: all {len(ids)} at once")
     out(f"  burst: asyncio.gather on an asyncpg pool of {workers}; raw and library on "
         f"{workers} threads (library pool_size={workers}); median of {len(burst_ms['raw'])} bursts")
-    out(f"  {'path':<52} {'per call us':>11} {'burst ms':>9}   bursts (ms)")
+    out(f"  {'path':<52} {'per call us':>11} {'burst ms':>9} {'cpu ms':>7}   bursts (ms)")
     for name in labels:
         if name not in call_us and name not in burst_med:
             continue
-        burst = (f"{burst_med[name]:>9.1f}   " + " ".join(f"{x:.0f}" for x in burst_ms[name])
-                 if name in burst_med else "")
+        burst = (f"{burst_med[name]:>9.1f} {cpu_med[name]:>7.1f}   "
+                 + " ".join(f"{x:.0f}" for x in burst_ms[name]) if name in burst_med else "")
         per_call_us = f"{call_us[name]:>11.0f}" if name in call_us else f"{'-':>11}"
         out(f"  {labels[name]:<52} {per_call_us} {burst}")
     for what, lib, base in (("per call", call_us["library"], call_us["asyncpg"]),
@@ -234,5 +237,7 @@ def compare(url: str, player_id: int, ids: Sequence[int], *, raw_get: Callable[[
             "call, one statement; the goal's line is the quick-call burst above)")
     out(f"  ratio held connections (uow / asyncpg one connection) = "
         f"{call_us['library_held'] / call_us['asyncpg_held']:.2f}x   (reference)")
+    out("  cpu ms: this process's CPU time during a burst (median): the client's own cost, "
+        "less noisy than wall time on a shared machine")
     out(f"  ratio raw/asyncpg     (per call) = {call_us['raw'] / call_us['asyncpg']:.2f}x, "
         f"(burst) = {burst_med['raw'] / burst_med['asyncpg']:.2f}x   (reference)")

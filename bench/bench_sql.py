@@ -719,9 +719,9 @@ def bench_tick(url: str, players: list[int], warm_player: int, workers: int,
         world = tr.connect(engine, catch_up=catch_up)
         counter = StatementCounter(engine)
         with counter, ThreadPoolExecutor(workers) as pool:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             results = list(pool.map(lambda p: npc_turn(world, p), players))
-            total = time.perf_counter() - started
+            total, cpu = time.perf_counter() - started, time.process_time() - cpu
         metrics = world.metrics
     finally:
         engine.dispose()
@@ -731,6 +731,8 @@ def bench_tick(url: str, players: list[int], warm_player: int, workers: int,
     out("  actions: read own villages + queue_building(lowest field) + military.train(first unit, 1)"
         + ("" if catch_up else "; catch_up=False"))
     out(f"  total                 {total:8.2f} s   ({len(players) / total:.0f} players/s)")
+    out(f"  CPU of this process   {cpu:8.2f} s   ({cpu * 1e6 / len(players):.0f} us per player; "
+        "the client's own cost, less noisy than wall time on a shared machine)")
     report_turns(results)
     out(f"  statements per player  {counter.statements / len(players):5.2f}   "
         f"[{counter.describe_statements()}]")
@@ -755,6 +757,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds and calls (< 30 s)")
     parser.add_argument("--workers", type=int, default=16, help="thread pool size for the tick")
     parser.add_argument("--tick-players", type=int, default=TICK_PLAYERS)
+    parser.add_argument("--parts", default="1234",
+                        help="which parts to run, e.g. 34 (default: all four)")
     parser.add_argument("--profile", action="store_true",
                         help="also print the layered cost breakdown and a cProfile of villages.get")
     args = parser.parse_args(argv)
@@ -791,35 +795,41 @@ def main(argv: Sequence[str] | None = None) -> None:
     get_ids = village_ids_of(engine, get_player)
     burst_ids = village_ids_of(engine, list_players[1000])[:TICK_PLAYERS]  # part 4
 
-    out()
-    out("1. villages.get: library vs one hand-written psycopg2 query (same data)")
-    result = bench_get(engine, url, get_player, get_ids, rounds, calls)
-    ratio = report_get(result, rounds, calls, get_ids)
-    quick_minus_uow = (statistics.median(result["samples"]["library"])
-                       - statistics.median(result["samples"]["uow"])) * 1e6
-    if args.profile or ratio > GET_TARGET:
+    if "1" in args.parts:
         out()
-        out("1b. where the library's get time goes (layers alternated in blocks of 100 calls, median us per call)")
-        breakdown(engine, url, get_player, get_ids, calls if not args.quick else 200,
-                  3 if not args.quick else 2, quick_minus_uow)
-    if args.profile:
-        out()
-        profile_get(engine, get_player, get_ids, 2000 if not args.quick else 500)
+        out("1. villages.get: library vs one hand-written psycopg2 query (same data)")
+        result = bench_get(engine, url, get_player, get_ids, rounds, calls)
+        ratio = report_get(result, rounds, calls, get_ids)
+        quick_minus_uow = (statistics.median(result["samples"]["library"])
+                           - statistics.median(result["samples"]["uow"])) * 1e6
+        if args.profile or ratio > GET_TARGET:
+            out()
+            out("1b. where the library's get time goes (layers alternated in blocks of 100 "
+                "calls, median us per call)")
+            breakdown(engine, url, get_player, get_ids, calls if not args.quick else 200,
+                      3 if not args.quick else 2, quick_minus_uow)
+        if args.profile:
+            out()
+            profile_get(engine, get_player, get_ids, 2000 if not args.quick else 500)
 
-    out()
-    out("2. round trips (statements that reach the server)")
-    bench_round_trips(engine, url, get_player, get_ids, list_players, list_players[1], args.quick)
+    if "2" in args.parts:
+        out()
+        out("2. round trips and statements (what reaches the server)")
+        bench_round_trips(engine, url, get_player, get_ids, list_players, list_players[1],
+                          args.quick)
     engine.dispose()
 
-    out()
-    out(f"3. tick of {len(tick_players)} NPC players on PostgreSQL")
-    bench_tick(url, tick_players, list_players[100], args.workers, not args.no_catch_up)
+    if "3" in args.parts:
+        out()
+        out(f"3. tick of {len(tick_players)} NPC players on PostgreSQL")
+        bench_tick(url, tick_players, list_players[100], args.workers, not args.no_catch_up)
 
-    out()
-    out("4. against the original async design: asyncpg, three queries per village")
-    async_baseline.compare(url, list_players[1000], burst_ids, raw_get=raw_get,
-                           same_data=same_data, rounds=rounds, calls=calls,
-                           workers=args.workers)
+    if "4" in args.parts:
+        out()
+        out("4. against the original async design: asyncpg, three queries per village")
+        async_baseline.compare(url, list_players[1000], burst_ids, raw_get=raw_get,
+                               same_data=same_data, rounds=rounds, calls=calls,
+                               workers=args.workers)
 
     out()
     out(f"run took {time.perf_counter() - run_started:.1f} s")
