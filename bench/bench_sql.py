@@ -5,11 +5,12 @@
 
 1. ``villages.get`` through the library against one hand-written psycopg2 query reading the
    same data (village + owner's tribe + resources row + buildings + build queue), interleaved.
-2. Round trips (statements reaching the server) per ``villages.get`` and per
-   ``villages.list_by_player`` of 1, 10, 100 and 1000 villages.
+2. Round trips and the statements they carry per ``villages.get``, per
+   ``villages.list_by_player`` of 1, 10, 100 and 1000 villages and per NPC turn.
 3. A tick of 500 NPC players on a thread pool: read own villages, queue one build, train one unit.
 4. The design it replaces: the original async design's village read (asyncpg, three queries)
-   beside the raw baseline and the library, per call and for a burst of 500 villages
+   beside the raw baseline and the library, per call and for a burst of 500 villages, and
+   the batched read ``villages.get_many`` on a line of its own
    (bench/async_baseline.py; asyncpg is bench-only: ``pip install -e '.[bench]'``).
 
 The benchmark builds its own world in its own database (``travian_bench`` by default, created
