@@ -108,3 +108,12 @@ def test_a_step_undone_gives_its_locks_back_and_the_next_step_locks_again(
     assert [s for s in build.statements if "tr_village_lock" in s], build.statements
     assert not [s for s in train.statements if "tr_village_lock" in s], train.statements
     assert not locked_elsewhere(world, 1)
+
+
+def test_get_many_is_one_statement_however_many_villages(world: tr.World) -> None:
+    world.villages.get_many([1, 2])  # warm: the pooled connection has its prepared statements
+    for ids in ([1], [3, 1, 2, 6]):
+        with Sent(world.database.engine) as sent:
+            got = world.villages.get_many(ids)
+        assert [v.id for v in got] == ids
+        assert len(sent.statements) == 1, sent.statements

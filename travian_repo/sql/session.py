@@ -10,7 +10,10 @@ On PostgreSQL the session's own statements ride along: ``BEGIN`` (with its outco
 ``SAVEPOINT`` and the last step's ``RELEASE SAVEPOINT`` are sent in the same round trip as
 the step's first statement, ahead of it (``pipeline``); ``COMMIT`` makes a pending
 ``RELEASE`` unnecessary. Nothing else changes: the server runs them first, in order, and a
-step that sends nothing sends none of them.
+step that sends nothing sends none of them. Fewer statements, too: the transaction's first
+village lock carries the outcome key's insert (``fold_outcome_key``), and the session keeps
+the villages its transaction has locked (``held_locks``; a step's own go when its savepoint
+is rolled back, as PostgreSQL releases them), so a later step only reads them.
 """
 
 from __future__ import annotations
