@@ -110,3 +110,30 @@ def test_auto_refuses_a_database_and_an_api_of_different_worlds(
         with tr.connect(database_url, api_url=server.url, token=summary.tokens[1],
                         clock=clock) as same:
             assert same.prefer == "auto" and same.villages.get(1).id == 1
+
+
+def test_advance_with_the_same_idempotency_key_moves_the_clock_once(
+        make_world: MakeWorld, database_url: str, clock: Clock) -> None:
+    """A retry after a lost answer replays it: the manual clock moves once."""
+    import requests
+
+    summary = make_world()
+    with ServerThread(create_app(database_url, manual_clock=True, clock=clock,
+                                 rate_limit=None)) as server:
+        url = server.url + "/v1/sandbox/advance"
+        headers = {"Authorization": f"Bearer {summary.tokens[1]}", "Idempotency-Key": "tick-1"}
+        before = clock()
+        first = requests.post(url, json={"seconds": 60}, headers=headers, timeout=10)
+        again = requests.post(url, json={"seconds": 60}, headers=headers, timeout=10)
+        assert first.status_code == again.status_code == 200, again.text
+        assert again.content == first.content
+        assert again.headers.get("Idempotent-Replayed") == "true"
+        assert (clock() - before).total_seconds() == 60
+        other = requests.post(url, json={"seconds": 30}, headers=headers, timeout=10)
+        assert other.status_code == 409 and other.json()["error"]["code"] == "conflict"
+        fresh = requests.post(url, json={"seconds": 60}, timeout=10,
+                              headers={**headers, "Idempotency-Key": "tick-2"})
+        assert fresh.status_code == 200 and (clock() - before).total_seconds() == 120
+        with tr.connect(api_url=server.url, token=summary.tokens[1]) as http:
+            assert http.advance(60) == clock()  # the client's own key, once per call
+            assert (clock() - before).total_seconds() == 180

@@ -78,7 +78,7 @@ class HttpBackend(Backend):
 
     def advance(self, seconds: float) -> datetime:
         try:
-            # The route keeps no Idempotency-Key: a retry after a lost answer moves it again.
+            # Sent with an Idempotency-Key like every write: a retry moves the clock once.
             answer = self.transport.request("sandbox.advance", "POST", ADVANCE_PATH,
                                             json_body={"seconds": seconds})
         except NotFound:
