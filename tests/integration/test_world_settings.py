@@ -26,6 +26,20 @@ def test_settings_are_the_same_on_both_backends(make_world: MakeWorld, database_
         assert sql.settings.world_id == summary.world_id
 
 
+@pytest.mark.parametrize("morale", [True, False])
+def test_the_morale_setting_is_in_the_settings_on_both_backends(
+        make_world: MakeWorld, database_url: str, clock: Clock, morale: bool) -> None:
+    import requests
+
+    summary = make_world(morale=morale)
+    with ServerThread(create_app(database_url, clock=clock, rate_limit=None)) as server, \
+            tr.connect(database_url, player_id=1, clock=clock) as sql, \
+            tr.connect(api_url=server.url, token=summary.tokens[1]) as http:
+        assert sql.settings.morale is morale
+        assert http.settings.morale is morale
+        assert requests.get(server.url + "/v1/world", timeout=10).json()["morale"] is morale
+
+
 def test_explicit_arguments_win_over_the_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
