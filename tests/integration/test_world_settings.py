@@ -151,3 +151,18 @@ def test_advance_with_the_same_idempotency_key_moves_the_clock_once(
         with tr.connect(api_url=server.url, token=summary.tokens[1]) as http:
             assert http.advance(60) == clock()  # the client's own key, once per call
             assert (clock() - before).total_seconds() == 180
+
+
+def test_the_http_client_learns_the_servers_world_when_none_is_given(
+        make_world: MakeWorld, database_url: str, clock: Clock) -> None:
+    summary = make_world(world_id="w7")
+    app = create_app(database_url, clock=clock, rate_limit=None)
+    with ServerThread(app) as server:
+        with tr.connect(api_url=server.url, token=summary.tokens[1], cache=True) as world:
+            assert world.world_id == "w7" and world.settings.world_id == "w7"
+            assert world.villages.get(1).id == 1
+            assert world.cache is not None and world.cache.world_id == "w7"
+        with tr.connect(api_url=server.url, token=summary.tokens[1], world_id="w7") as given:
+            assert given.world_id == "w7" and given.villages.get(1).id == 1
+        with pytest.raises(tr.Conflict, match="w7"):  # a world asked for is checked, never changed
+            tr.connect(api_url=server.url, token=summary.tokens[1], world_id="other")
