@@ -1,6 +1,6 @@
-"""Reports the engine writes are seen by the next read, with the cache on, on both backends:
-the engine may commit them in another process (or on the server), where no invalidation of
-the reader's cache follows."""
+"""Reports the engine writes, seen by the next read on both backends (with the cache on: the
+engine may commit them in another process, or on the server, where no invalidation of the
+reader's cache follows): scout reports, and the trade reports of merchants delivering."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Iterator
 import pytest
 
 import travian_repo as tr
+from travian_repo.domain.values import Resources
 from travian_repo.sandbox import Clock
 from travian_repo.sandbox.server import ServerThread, app_world, create_app
 
@@ -43,3 +44,22 @@ def test_a_scout_report_the_engine_writes_is_in_the_next_read(cached: tr.World,
     [report] = cached.intel.scout_reports(1)
     assert report.kind == "scout" and report.payload["success"] is True
     assert [r.id for r in cached.intel.reports(1, kind="scout")] == [report.id]
+
+
+def test_merchants_delivering_write_a_trade_report_for_both_players(
+        cached: tr.World, database_url: str, clock: Clock) -> None:
+    shipment = cached.trade.send_resources(1, 4, Resources(wood=100, clay=20))
+    clock.set(shipment.arrives_at)
+    [mine] = cached.intel.reports(1, kind="trade")
+    assert cached.intel.reports(1, limit=1) == [mine]  # among every kind, newest first
+    assert (mine.kind, mine.village_id, mine.read) == ("trade", 4, False)
+    assert mine.payload == {
+        "kind": "trade", "shipment_id": shipment.id, "at": shipment.arrives_at.isoformat(),
+        "from_village_id": 1, "from_player_id": 1, "to_village_id": 4, "to_player_id": 4,
+        "resources": {"wood": 100, "clay": 20, "iron": 0, "wheat": 0}}
+    with tr.connect(database_url, player_id=4, clock=clock) as recipient:
+        [theirs] = recipient.intel.reports(4, kind="trade")
+    assert (theirs.payload, theirs.subject) == (mine.payload, mine.subject)
+    # the merchants' way home (as long as the way out) writes nothing more
+    clock.set(shipment.arrives_at + (shipment.arrives_at - shipment.departed_at))
+    assert cached.intel.reports(1, kind="trade") == [mine]

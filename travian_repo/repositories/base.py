@@ -373,7 +373,7 @@ class IntelRepository(Repository):
     @abstractmethod
     def reports(self, player_id: int, *, kind: str | None = None, limit: int = 20) -> list[Report]:
         """The player's newest reports, all kinds or only ``kind`` (one of
-        ``REPORT_KINDS``: attack, defense, scout, scouted), newest first, at most ``limit``
+        ``REPORT_KINDS``: attack, defense, scout, scouted, trade), newest first, at most ``limit``
         (1..1000). An attack or defense report carries its typed ``battle``. Reading does
         not mark reports read. The player only. Errors: InvalidRequest (bad id, kind or
         limit); Unauthorized (acting as nobody); Forbidden (another player's reports,
