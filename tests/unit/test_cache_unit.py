@@ -61,7 +61,7 @@ def test_sql_and_http_cache_the_same_reads_alike() -> None:
     # Every read is cached but these, on purpose: the engine writes reports, often in
     # another process whose commits no client cache hears of; a batch of villages depends
     # on each of them, and an entry depends on entities named one per template.
-    never_cached = {"intel.reports", "villages.get_many"}
+    never_cached = {"intel.reports", "intel.scout_reports", "villages.get_many"}
     assert set(every) == reads - never_cached
 
 
