@@ -171,12 +171,18 @@ def slowest_speed(tribe: str, troops: Mapping[str, int]) -> int:
 
 
 def carry_capacity(tribe: str, troops: Mapping[str, int]) -> int:
-    return sum(spec.carry * count for spec, count in _counted(tribe, troops))
+    total = 0
+    for spec, count in _counted(tribe, troops):
+        total += spec.carry * count
+    return total
 
 
 def upkeep(tribe: str, troops: Mapping[str, int]) -> int:
     """Wheat per hour the troops eat."""
-    return sum(spec.upkeep * count for spec, count in _counted(tribe, troops))
+    total = 0
+    for spec, count in _counted(tribe, troops):
+        total += spec.upkeep * count
+    return total
 
 
 __all__ = [
