@@ -27,12 +27,12 @@ def train_units(step: Step, due: Due, line: Any) -> Outcome:
 
     # A unit waits when the batch's next event comes first: compared as Due orders them.
     stop = None if after is None else (after.at, after.order, after.id)
-    done = trained
+    done, last, at = trained, state.now, unit_time(trained + 1)  # ``at``: the next unit's
     while done < count:
-        at = unit_time(done + 1)
         if at > when or (stop is not None and (at, _TRAIN, line_id) > stop):
             break
         done += 1
+        last, at = at, unit_time(done + 1)
     new = done - trained
     if new == 0:
         return Outcome()
@@ -40,11 +40,11 @@ def train_units(step: Step, due: Due, line: Any) -> Outcome:
     held.lines[line_id] = (was, done, done >= count)
     if done >= count:
         held.orders.add(int(line.order_id))
-    state.now = max(state.now, unit_time(done))
+    state.now = max(state.now, last)
     held.upkeep_changed(state, upkeep(state.tribe, {unit: new}))
     step.emit(events.TROOPS_TRAINED, state.player_id, village_id=state.id,
               unit=unit, count=new)
     follow = []
-    if done < count and unit_time(done + 1) <= when:
-        follow.append(Due.of("train", unit_time(done + 1), line_id, state.id))
+    if done < count and at <= when:
+        follow.append(Due.of("train", at, line_id, state.id))
     return Outcome(new, follow)
