@@ -178,9 +178,13 @@ def carry_capacity(tribe: str, troops: Mapping[str, int]) -> int:
 
 
 def upkeep(tribe: str, troops: Mapping[str, int]) -> int:
-    """Wheat per hour the troops eat."""
+    """Wheat per hour the troops eat (``_counted``'s checks, inline: the engine's hot path)."""
+    key = check_tribe(tribe)
     total = 0
-    for spec, count in _counted(tribe, troops):
+    for name, count in troops.items():
+        spec = unit_spec(key, name)
+        if type(count) is not int or count < 0:
+            count = check_int(count, f"count of {spec.name}", minimum=0)
         total += spec.upkeep * count
     return total
 
