@@ -15,8 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, Iterator
 
 from sqlalchemy import (
-    BigInteger, ColumnElement, Connection, Integer, String, func, literal, select, true,
-    union_all,
+    BigInteger, ColumnElement, Connection, Integer, String, func, literal, select, union_all,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -59,7 +58,7 @@ class Source:
     id: ColumnElement[int]
     start: ColumnElement[datetime]
     offset: ColumnElement[int] | None  # None: due at ``start``
-    pending: ColumnElement[bool]
+    pending: ColumnElement[bool] | None  # None: every row
     source: ColumnElement[int]
     target: ColumnElement[int]
 
@@ -69,13 +68,17 @@ class Source:
         return self.start if self.offset is None else _Plus(self.start, self.offset)
 
 
+def _pending(src: Source) -> list[ColumnElement[bool]]:
+    return [] if src.pending is None else [src.pending]
+
+
 def _kind(name: str) -> ColumnElement[str]:
     return literal(name, String)
 
 
 _NONE = literal(0, BigInteger)
 SOURCES: tuple[Source, ...] = (
-    Source(_kind("build"), _q.c.id, _q.c.completes_at, None, true(), _q.c.village_id, _NONE),
+    Source(_kind("build"), _q.c.id, _q.c.completes_at, None, None, _q.c.village_id, _NONE),
     Source(_kind("train"), _tq.c.id, _tq.c.started_at, _tq.c.seconds_each * (_tq.c.trained + 1),
            _tq.c.trained < _tq.c.count, _tq.c.village_id, _NONE),
     Source(_m.c.kind, _m.c.id, _m.c.arrives_at, None, _m.c.state == "underway",
@@ -104,7 +107,7 @@ def due_until(conn: Connection, when: datetime) -> Iterator[Pending]:
         select(src.kind.label("kind"), src.id.label("id"), src.start.label("start"),
                (src.offset if src.offset is not None else literal(0, Integer)).label("offset"),
                src.source.label("source"), src.target.label("target"))
-        .where(src.pending, src.due_at <= when)
+        .where(*_pending(src), src.due_at <= when)
         for src in SOURCES)))
     for kind, id_, start, offset, source, target in rows:
         at = as_utc(start) + timedelta(seconds=offset) if offset else as_utc(start)
@@ -116,6 +119,6 @@ def next_due_at(conn: Connection) -> datetime | None:
     """When the next row falls due (None: nothing is pending), in one statement. On SQLite
     up to a millisecond early for a training line (see ``_Plus``)."""
     row = conn.execute(select(*(
-        select(func.min(src.due_at)).where(src.pending).scalar_subquery()
+        select(func.min(src.due_at)).where(*_pending(src)).scalar_subquery()
         for src in SOURCES))).one()
     return min((as_utc(value) for value in row if value is not None), default=None)

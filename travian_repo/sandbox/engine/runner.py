@@ -154,8 +154,8 @@ class Engine:
 
     def _shared(self, when: datetime) -> int:
         """Rounds of batches over this engine's share, skipping villages another holds; a
-        round that moves nothing of its share waits (a plain lock) for the villages of the
-        world's earliest events instead of looking again at once."""
+        round that moves little of its share (``WAIT_BELOW``) waits (a plain lock) for the
+        villages of the world's earliest events instead of looking again at once."""
         assert self.share is not None
         processed = 0
         while not self.halt.is_set():
@@ -170,14 +170,14 @@ class Engine:
                 ahead = take(own, self.batch, done, settled)
                 if not ahead:
                     break
-                count, finished, locked = self._batch(ahead, when, skip=True)
+                count, finished, seen = self._batch(ahead, when, skip=True)
                 done |= finished
                 processed += count
                 moved_on += len(finished)
                 tried += len(ahead)
                 # What is left in the villages it held waits on others (or on troops the
                 # batch sent home): the next round sees it, not the next batch.
-                settled |= locked
+                settled |= seen
             if moved_on and moved_on * WAIT_BELOW >= tried or self.halt.is_set():
                 continue
             # Little of its share could move: what it needs, another holds (the events left
