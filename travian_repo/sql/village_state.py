@@ -178,28 +178,36 @@ class VillageState:
         )
 
 
+@functools.lru_cache(maxsize=1 << 14)
+def _building(slot: Any, name: Any, level: Any) -> Building:
+    """A building as read (a frozen value: villages built alike share them)."""
+    return Building(int(slot), str(name), int(level))
+
+
+def _slot(building: Building) -> int:
+    return building.slot
+
+
+def _order(q: Any, village_id: int) -> BuildOrder:
+    return BuildOrder(
+        id=int(q[0]),
+        village_id=village_id,
+        position=int(q[1]),
+        slot=int(q[2]),
+        building=str(q[3]),
+        target_level=int(q[4]),
+        cost=Resources(int(q[5]), int(q[6]), int(q[7]), int(q[8])),
+        started_at=as_utc(q[9]),
+        completes_at=as_utc(q[10]),
+    )
+
+
 def state_from_row(row: Any, now: datetime) -> VillageState:
-    buildings = sorted(
-        (Building(int(s), str(n), int(lv)) for s, n, lv in row.buildings or ()),
-        key=lambda b: b.slot,
-    )
-    queue = sorted(
-        (
-            BuildOrder(
-                id=int(q[0]),
-                village_id=int(row.id),
-                position=int(q[1]),
-                slot=int(q[2]),
-                building=str(q[3]),
-                target_level=int(q[4]),
-                cost=Resources(int(q[5]), int(q[6]), int(q[7]), int(q[8])),
-                started_at=as_utc(q[9]),
-                completes_at=as_utc(q[10]),
-            )
-            for q in row.queue or ()
-        ),
-        key=lambda o: o.position,
-    )
+    buildings = sorted([_building(*b) for b in row.buildings or ()], key=_slot)
+    queue: list[BuildOrder] = []
+    if row.queue:
+        village_id = int(row.id)
+        queue = sorted((_order(q, village_id) for q in row.queue), key=lambda o: o.position)
     production = Resources(
         row.wood_production, row.clay_production, row.iron_production, row.wheat_production
     )

@@ -38,7 +38,6 @@ class Village:
     stored_at: datetime
     troops: dict[str, int]
     population: int  # as stored
-    buildings: dict[int, tuple[str, int]]  # as stored: slot -> (name, level)
     dirty: bool = False
 
 
@@ -71,8 +70,11 @@ class Held:
     queue_closed: set[int] = field(default_factory=set)
     lines: dict[int, tuple[int, int, bool]] = field(default_factory=dict)  # id -> (was, now, gone)
     orders: set[int] = field(default_factory=set)
+    # The buildings as stored (slot -> (name, level)) of the villages whose buildings changed.
+    built: dict[int, dict[int, tuple[str, int]]] = field(default_factory=dict)
     shipped: list[int] = field(default_factory=list)  # underway -> returning
     merchants: list[int] = field(default_factory=list)  # returning -> done
+    _of_player: dict[int, list[Village]] | None = field(default=None, repr=False)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -88,7 +90,7 @@ class Held:
                 state = state_from_row(row, at)
                 villages[state.id] = Village(
                     state, (row.wood, row.clay, row.iron, row.wheat), at, troops[state.id],
-                    state.population, {b.slot: (b.name, b.level) for b in state.buildings})
+                    state.population)
             for vid, unit, count in conn.execute(
                     select(_t.c.village_id, _t.c.unit, _t.c.count)
                     .where(_t.c.village_id.in_(ids), _t.c.count > 0)):
@@ -118,9 +120,12 @@ class Held:
 
     def population_of(self, player_id: int) -> int:
         """The player's population now: as read, with the batch's changes to its villages."""
+        if self._of_player is None:  # who owns which held village does not change
+            self._of_player = {}
+            for v in self.villages.values():
+                self._of_player.setdefault(v.state.player_id, []).append(v)
         return self.populations.get(player_id, 0) + sum(
-            v.state.population - v.population for v in self.villages.values()
-            if v.state.player_id == player_id)
+            v.state.population - v.population for v in self._of_player.get(player_id, ()))
 
     def homes_in(self, target: int) -> set[int]:
         return {g.home for g in self.stationed.get(target, ())}
@@ -159,6 +164,8 @@ class Held:
     def set_level(self, state: VillageState, slot: int, name: str, level: int) -> None:
         """A building's level now (at 0 a building goes; a resource field stays at 0), and
         the economy recomputed: the troops' upkeep is what the stored wheat says it is."""
+        if state.id not in self.built:
+            self.built[state.id] = {b.slot: (b.name, b.level) for b in state.buildings}
         old = _economy(tuple((b.name, b.level) for b in state.buildings), self.speed)
         upkeep = old.production.wheat - state.production.wheat
         if level > 0 or name in RESOURCE_FIELDS:
