@@ -21,8 +21,7 @@ from travian_repo.rules.buildings import RESOURCE_FIELDS
 from travian_repo.rules.stock import Stock, settle_stock
 from travian_repo.rules.village import VillageEconomy, village_economy
 from travian_repo.sql import schema
-from travian_repo.sql.schema import as_utc
-from travian_repo.sql.village_state import VILLAGE_SELECT, VillageState, state_from_row
+from travian_repo.sql.village_state import VillageState, load_stored
 
 _v = schema.villages
 _t = schema.troops
@@ -85,12 +84,9 @@ class Held:
         troops: dict[int, dict[str, int]] = {i: {} for i in ids}
         stationed: dict[int, list[Stationed]] = {i: [] for i in ids}
         if ids:
-            for row in conn.execute(VILLAGE_SELECT.where(_v.c.id.in_(ids))):
-                at = as_utc(row.updated_at)
-                state = state_from_row(row, at)
-                villages[state.id] = Village(
-                    state, (row.wood, row.clay, row.iron, row.wheat), at, troops[state.id],
-                    state.population)
+            for state, stock in load_stored(conn, ids):
+                villages[state.id] = Village(state, stock, state.now, troops[state.id],
+                                             state.population)
             for vid, unit, count in conn.execute(
                     select(_t.c.village_id, _t.c.unit, _t.c.count)
                     .where(_t.c.village_id.in_(ids), _t.c.count > 0)):
