@@ -7,6 +7,7 @@ shows and the stock a write spends are computed the same way.
 from __future__ import annotations
 
 import functools
+import operator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable
@@ -190,8 +191,7 @@ def _building(slot: Any, name: Any, level: Any) -> Building:
     return Building(int(slot), str(name), int(level))
 
 
-def _slot(building: Building) -> int:
-    return building.slot
+_slot = operator.attrgetter("slot")
 
 
 def _order(q: Any, village_id: int) -> BuildOrder:
@@ -210,10 +210,11 @@ def _order(q: Any, village_id: int) -> BuildOrder:
 
 def state_from_row(row: Any, now: datetime) -> VillageState:
     buildings = sorted([_building(*b) for b in row.buildings or ()], key=_slot)
-    return _state(row, buildings, now)
+    return _state(row, buildings, now, row.training if "training" in row._fields else None)
 
 
-def _state(row: Any, buildings: list[Building], now: datetime) -> VillageState:
+def _state(row: Any, buildings: list[Building], now: datetime, training: Any = None
+           ) -> VillageState:
     queue: list[BuildOrder] = []
     if row.queue:
         village_id = int(row.id)
@@ -245,9 +246,7 @@ def _state(row: Any, buildings: list[Building], now: datetime) -> VillageState:
         buildings=buildings,
         queue=queue,
         now=now,
-        training_ends={
-            str(b): as_utc(t) for b, t in getattr(row, "training", None) or () if t is not None
-        },
+        training_ends={str(b): as_utc(t) for b, t in training or () if t is not None},
     )
 
 
