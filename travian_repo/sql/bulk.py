@@ -1,8 +1,9 @@
 """Set-wise statements: many rows changed by one statement, on PostgreSQL and SQLite.
 
-The engine's batches write through these: one ``UPDATE ... FROM (VALUES ...)`` for every
-row of a kind of change, one ``DELETE ... WHERE key IN (...)``, one multi-row ``INSERT``.
-Each returns how many rows it changed, for the callers' row checks.
+The engine's batches write through these: one ``UPDATE ... FROM`` (the rows), one
+``INSERT ... SELECT`` (the rows), one ``DELETE ... WHERE key IN (...)``, where "the rows"
+are one JSON parameter (a single ``json.dumps`` per statement, no processing per bound
+value). Each returns how many rows it changed, for the callers' row checks.
 """
 
 from __future__ import annotations
