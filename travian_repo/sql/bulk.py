@@ -61,7 +61,10 @@ def _json_rows(conn: Connection, table: Table, names: Sequence[str]
         fields = ", ".join(f"c{i} {t.compile(dialect)}" for i, t in enumerate(types))
         source = f"json_to_recordset(CAST(:rows AS JSON)) AS v({fields})"
     else:
-        picks = ", ".join(f"json_extract(value, '$[{i}]') AS c{i}" for i in range(len(names)))
+        # A JSON column's value stays JSON text (json_extract alone unquotes a string).
+        picks = ", ".join((f"json_quote(json_extract(value, '$[{i}]'))" if j
+                           else f"json_extract(value, '$[{i}]')") + f" AS c{i}"
+                          for i, j in enumerate(nested))
         source = f"(SELECT {picks} FROM json_each(:rows) ORDER BY key) AS v"
     keys = [f"c{i}" for i in range(len(names))]
     # Only the columns whose values need converting go through a function per value.
