@@ -5,11 +5,12 @@
 
 1. ``villages.get`` through the library against one hand-written psycopg2 query reading the
    same data (village + owner's tribe + resources row + buildings + build queue), interleaved.
-2. Round trips (statements reaching the server) per ``villages.get`` and per
-   ``villages.list_by_player`` of 1, 10, 100 and 1000 villages.
+2. Round trips and the statements they carry per ``villages.get``, per
+   ``villages.list_by_player`` of 1, 10, 100 and 1000 villages and per NPC turn.
 3. A tick of 500 NPC players on a thread pool: read own villages, queue one build, train one unit.
 4. The design it replaces: the original async design's village read (asyncpg, three queries)
-   beside the raw baseline and the library, per call and for a burst of 500 villages
+   beside the raw baseline and the library, per call and for a burst of 500 villages, and
+   the batched read ``villages.get_many`` on a line of its own
    (bench/async_baseline.py; asyncpg is bench-only: ``pip install -e '.[bench]'``).
 
 The benchmark builds its own world in its own database (``travian_bench`` by default, created
@@ -133,30 +134,82 @@ def raw_list(conn: Any, player_id: int) -> list[dict[str, Any]]:
 # helpers
 
 
+def statements_in(sql: str) -> list[str]:
+    """The SQL statements one message carries: split at each ``;`` outside quotes, quoted
+    names, parentheses and comments (the library sends several in one simple query)."""
+    parts: list[str] = []
+    depth, start, i, n = 0, 0, 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if c in "'\"":
+            i = sql.find(c, i + 1)  # '' inside a literal reads as two literals: same split
+            if i < 0:
+                break
+        elif c == "-" and sql.startswith("--", i):
+            i = sql.find("\n", i)
+            if i < 0:
+                break
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == ";" and depth == 0:
+            parts.append(sql[start:i])
+            start = i + 1
+        i += 1
+    parts.append(sql[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+def statement_kind(statement: str) -> str:
+    """The first word, with the prepared statement's name for an EXECUTE."""
+    words = statement.split(None, 2)
+    if not words:
+        return "?"
+    kind = words[0].upper()
+    if kind == "EXECUTE" and len(words) > 1:
+        return f"EXECUTE {words[1].split('(', 1)[0]}"
+    return kind
+
+
 class StatementCounter:
-    """Counts statements sent to the server through an engine (``before_cursor_execute``)."""
+    """Counts what an engine sends to the server (``before_cursor_execute``, seen after the
+    library's own listener put its queued statements in front): round trips (one per
+    cursor execute, by the first word of the message) and the statements they carry."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.kinds: Counter[str] = Counter()
+        self.statement_kinds: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     def _on_execute(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         words = statement.split(None, 1)
         kind = words[0].upper() if words else "?"
+        inside = [statement_kind(part) for part in statements_in(statement)]
         with self._lock:
             self.kinds[kind] += 1
+            self.statement_kinds.update(inside)
 
     @property
     def total(self) -> int:
+        """Round trips."""
         return sum(self.kinds.values())
+
+    @property
+    def statements(self) -> int:
+        return sum(self.statement_kinds.values())
 
     def reset(self) -> None:
         with self._lock:
             self.kinds.clear()
+            self.statement_kinds.clear()
 
     def describe(self) -> str:
         return ", ".join(f"{k} {n}" for k, n in self.kinds.most_common())
+
+    def describe_statements(self) -> str:
+        return ", ".join(f"{k} {n}" for k, n in self.statement_kinds.most_common())
 
     def __enter__(self) -> StatementCounter:
         self.reset()
@@ -180,6 +233,7 @@ class WireCounter:
     def __init__(self, host: str, port: int) -> None:
         self.upstream = (host, port)
         self.kinds: Counter[str] = Counter()
+        self.statements = 0
         self.counting = False
         self._lock = threading.Lock()
         self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -204,6 +258,7 @@ class WireCounter:
     def __enter__(self) -> WireCounter:
         with self._lock:
             self.kinds.clear()
+            self.statements = 0
         self.counting = True
         return self
 
@@ -267,10 +322,13 @@ class WireCounter:
                     size = 1 + int.from_bytes(buf[1:5], "big")
                     kind = buf[:1]
                     if self.counting and kind in (b"Q", b"S"):  # Query; Sync (extended protocol)
-                        words = buf[5:size].rstrip(b"\x00").split(None, 1)
+                        query = buf[5:size].rstrip(b"\x00")
+                        words = query.split(None, 1)
                         word = words[0].decode(errors="replace").upper() if kind == b"Q" and words else "SYNC"
+                        inside = len(statements_in(query.decode(errors="replace"))) if kind == b"Q" else 0
                         with self._lock:
                             self.kinds[word] += 1
+                            self.statements += inside
                     buf = buf[size:]
                 dst.sendall(data)
         except OSError:
@@ -556,13 +614,16 @@ def bench_round_trips(engine: Engine, url: str, get_player: int, get_ids: list[i
         with listener, wire:
             for _ in range(calls):
                 fn()
-        sa = f"{listener.total / calls:g}"
-        on_wire = f"{wire.total / calls:g}"
         per = "" if calls == 1 else f" per call, over {calls} calls"
-        return f"{sa:>10} {on_wire:>8}   wire: {wire.describe()}{per}"
+        return f"{columns(calls)}   wire: {wire.describe()}{per}"
+
+    def columns(calls: int) -> str:
+        return (f"{listener.total / calls:>7g} {wire.total / calls:>6g} "
+                f"{listener.statements / calls:>7g} {wire.statements / calls:>6g}")
 
     try:
-        out(f"  {'operation':<46} {'SA events':>10} {'wire':>8}")
+        out(f"  {'':<46} {'round trips':>14} {'statements':>14}")
+        out(f"  {'operation':<46} {'SA':>7} {'wire':>6} {'SA':>7} {'wire':>6}")
         world = tr.connect(proxied, player_id=get_player)
         out(f"  {'villages.get (quick call)':<46} "
             + count(lambda: world.villages.get(get_ids[0])))
@@ -577,8 +638,7 @@ def bench_round_trips(engine: Engine, url: str, get_player: int, get_ids: list[i
             uow.villages.get(get_ids[0])
             with listener, wire:
                 gets_in_uow()
-            out(f"  {'villages.get (inside one unit of work)':<46} "
-                f"{listener.total / len(get_ids):>10g} {wire.total / len(get_ids):>8g}   "
+            out(f"  {'villages.get (inside one unit of work)':<46} {columns(len(get_ids))}   "
                 f"wire: {wire.describe()} for {len(get_ids)} calls")
         for size, pid in list_players.items():
             pworld = tr.connect(proxied, player_id=pid)
@@ -592,17 +652,19 @@ def bench_round_trips(engine: Engine, url: str, get_player: int, get_ids: list[i
         what = "list + build + train"
         outcome = ", ".join(f"{k} {str(turn[k]).split(':')[0]}" for k in ("build", "train")
                             if turn[k] is not None)
-        out(f"  {f'one NPC turn ({what}), one uow':<46} {listener.total:>10} {wire.total:>8}   "
+        out(f"  {f'one NPC turn ({what}), one uow':<46} {columns(1)}   "
             f"wire: {wire.describe()}  ({outcome or turn['crash']})")
+        out(f"  {'':<46} statements: {listener.describe_statements()}")
     finally:
         proxied.dispose()
         wire.close()
-    out("  SA events: statements seen by a before_cursor_execute listener on the engine (every")
-    out("    SELECT/INSERT/UPDATE, and the BEGIN/SAVEPOINT/COMMIT the library sends itself).")
-    out("  wire: Query messages psycopg2 really sent, counted by a TCP proxy in front of the server")
-    out("    (each is one round trip), steady state of a reused pooled connection. The two")
-    out("    columns agree when nothing reaches the wire behind the listener's back (the")
-    out("    library's engines connect in autocommit, so no isolation reset on check-in).")
+    out("  round trips: SA, cursor executes seen by a before_cursor_execute listener on the engine;")
+    out("    wire, Query messages psycopg2 really sent, counted by a TCP proxy in front of the")
+    out("    server. Each is one round trip; steady state of a reused pooled connection.")
+    out("  statements: the SQL statements those messages carry, split at each ';' outside quotes")
+    out("    and parentheses (BEGIN, SAVEPOINT, the outcome key's insert, each lock, each read and")
+    out("    each write count one; a CTE is part of its statement). The SA and wire columns agree")
+    out("    when nothing reaches the wire behind the listener's back.")
 
     out()
     raw = psycopg2.connect(**raw_connect_args(url))
@@ -658,9 +720,9 @@ def bench_tick(url: str, players: list[int], warm_player: int, workers: int,
         world = tr.connect(engine, catch_up=catch_up)
         counter = StatementCounter(engine)
         with counter, ThreadPoolExecutor(workers) as pool:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             results = list(pool.map(lambda p: npc_turn(world, p), players))
-            total = time.perf_counter() - started
+            total, cpu = time.perf_counter() - started, time.process_time() - cpu
         metrics = world.metrics
     finally:
         engine.dispose()
@@ -670,8 +732,12 @@ def bench_tick(url: str, players: list[int], warm_player: int, workers: int,
     out("  actions: read own villages + queue_building(lowest field) + military.train(first unit, 1)"
         + ("" if catch_up else "; catch_up=False"))
     out(f"  total                 {total:8.2f} s   ({len(players) / total:.0f} players/s)")
+    out(f"  CPU of this process   {cpu:8.2f} s   ({cpu * 1e6 / len(players):.0f} us per player; "
+        "the client's own cost, less noisy than wall time on a shared machine)")
     report_turns(results)
-    out(f"  statements per player (SA events) {counter.total / len(players):.1f}   [{counter.describe()}]")
+    out(f"  statements per player  {counter.statements / len(players):5.2f}   "
+        f"[{counter.describe_statements()}]")
+    out(f"  round trips per player {counter.total / len(players):5.2f}   [{counter.describe()}]")
     out(f"  world.metrics p95_latency_ms (all operations) {metrics['p95_latency_ms']:.2f} ms, "
         f"avg {metrics['avg_latency_ms']:.2f} ms over {metrics['total_requests']} calls, "
         f"errors {metrics['errors']}, retries {metrics['retries']}")
@@ -692,6 +758,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds and calls (< 30 s)")
     parser.add_argument("--workers", type=int, default=16, help="thread pool size for the tick")
     parser.add_argument("--tick-players", type=int, default=TICK_PLAYERS)
+    parser.add_argument("--parts", default="1234",
+                        help="which parts to run, e.g. 34 (default: all four)")
     parser.add_argument("--profile", action="store_true",
                         help="also print the layered cost breakdown and a cProfile of villages.get")
     args = parser.parse_args(argv)
@@ -728,35 +796,41 @@ def main(argv: Sequence[str] | None = None) -> None:
     get_ids = village_ids_of(engine, get_player)
     burst_ids = village_ids_of(engine, list_players[1000])[:TICK_PLAYERS]  # part 4
 
-    out()
-    out("1. villages.get: library vs one hand-written psycopg2 query (same data)")
-    result = bench_get(engine, url, get_player, get_ids, rounds, calls)
-    ratio = report_get(result, rounds, calls, get_ids)
-    quick_minus_uow = (statistics.median(result["samples"]["library"])
-                       - statistics.median(result["samples"]["uow"])) * 1e6
-    if args.profile or ratio > GET_TARGET:
+    if "1" in args.parts:
         out()
-        out("1b. where the library's get time goes (layers alternated in blocks of 100 calls, median us per call)")
-        breakdown(engine, url, get_player, get_ids, calls if not args.quick else 200,
-                  3 if not args.quick else 2, quick_minus_uow)
-    if args.profile:
-        out()
-        profile_get(engine, get_player, get_ids, 2000 if not args.quick else 500)
+        out("1. villages.get: library vs one hand-written psycopg2 query (same data)")
+        result = bench_get(engine, url, get_player, get_ids, rounds, calls)
+        ratio = report_get(result, rounds, calls, get_ids)
+        quick_minus_uow = (statistics.median(result["samples"]["library"])
+                           - statistics.median(result["samples"]["uow"])) * 1e6
+        if args.profile or ratio > GET_TARGET:
+            out()
+            out("1b. where the library's get time goes (layers alternated in blocks of 100 "
+                "calls, median us per call)")
+            breakdown(engine, url, get_player, get_ids, calls if not args.quick else 200,
+                      3 if not args.quick else 2, quick_minus_uow)
+        if args.profile:
+            out()
+            profile_get(engine, get_player, get_ids, 2000 if not args.quick else 500)
 
-    out()
-    out("2. round trips (statements that reach the server)")
-    bench_round_trips(engine, url, get_player, get_ids, list_players, list_players[1], args.quick)
+    if "2" in args.parts:
+        out()
+        out("2. round trips and statements (what reaches the server)")
+        bench_round_trips(engine, url, get_player, get_ids, list_players, list_players[1],
+                          args.quick)
     engine.dispose()
 
-    out()
-    out(f"3. tick of {len(tick_players)} NPC players on PostgreSQL")
-    bench_tick(url, tick_players, list_players[100], args.workers, not args.no_catch_up)
+    if "3" in args.parts:
+        out()
+        out(f"3. tick of {len(tick_players)} NPC players on PostgreSQL")
+        bench_tick(url, tick_players, list_players[100], args.workers, not args.no_catch_up)
 
-    out()
-    out("4. against the original async design: asyncpg, three queries per village")
-    async_baseline.compare(url, list_players[1000], burst_ids, raw_get=raw_get,
-                           same_data=same_data, rounds=rounds, calls=calls,
-                           workers=args.workers)
+    if "4" in args.parts:
+        out()
+        out("4. against the original async design: asyncpg, three queries per village")
+        async_baseline.compare(url, list_players[1000], burst_ids, raw_get=raw_get,
+                               same_data=same_data, rounds=rounds, calls=calls,
+                               workers=args.workers)
 
     out()
     out(f"run took {time.perf_counter() - run_started:.1f} s")

@@ -110,6 +110,22 @@ def test_acting_as_nobody_reads_public_faces_only(
     assert anonymous.villages.list_by_player(1) == [public]
 
 
+def test_get_many_in_the_order_asked_each_as_get(world: tr.World) -> None:
+    got = world.villages.get_many([2, 1, 2, 5])
+    assert got == [world.villages.get(i) for i in (2, 1, 2, 5)]
+    assert [v.is_private_view for v in got] == [False, True, False, False]
+    assert world.villages.get_many((1,)) == [world.villages.get(1)]
+
+
+def test_get_many_missing_and_bad_ids(world: tr.World, raw: sa.Engine) -> None:
+    villages: Any = world.villages
+    refuses(raw, tr.NotFound, lambda: villages.get_many([1, 7]), lambda: villages.get_many([999]))
+    refuses(raw, tr.InvalidRequest, lambda: villages.get_many([]),
+            lambda: villages.get_many(list(range(1, 1002))), lambda: villages.get_many(1),
+            lambda: villages.get_many({1, 2}), lambda: villages.get_many("1,x"),
+            *[(lambda b=b: villages.get_many([1, b])) for b in BAD_IDS])
+
+
 # ---- list_by_player and at -----------------------------------------------------------------
 
 def test_list_by_player_capital_first_private_for_the_owner(world: tr.World, raw: sa.Engine) -> None:

@@ -26,6 +26,20 @@ def test_settings_are_the_same_on_both_backends(make_world: MakeWorld, database_
         assert sql.settings.world_id == summary.world_id
 
 
+@pytest.mark.parametrize("morale", [True, False])
+def test_the_morale_setting_is_in_the_settings_on_both_backends(
+        make_world: MakeWorld, database_url: str, clock: Clock, morale: bool) -> None:
+    import requests
+
+    summary = make_world(morale=morale)
+    with ServerThread(create_app(database_url, clock=clock, rate_limit=None)) as server, \
+            tr.connect(database_url, player_id=1, clock=clock) as sql, \
+            tr.connect(api_url=server.url, token=summary.tokens[1]) as http:
+        assert sql.settings.morale is morale
+        assert http.settings.morale is morale
+        assert requests.get(server.url + "/v1/world", timeout=10).json()["morale"] is morale
+
+
 def test_explicit_arguments_win_over_the_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -110,3 +124,45 @@ def test_auto_refuses_a_database_and_an_api_of_different_worlds(
         with tr.connect(database_url, api_url=server.url, token=summary.tokens[1],
                         clock=clock) as same:
             assert same.prefer == "auto" and same.villages.get(1).id == 1
+
+
+def test_advance_with_the_same_idempotency_key_moves_the_clock_once(
+        make_world: MakeWorld, database_url: str, clock: Clock) -> None:
+    """A retry after a lost answer replays it: the manual clock moves once."""
+    import requests
+
+    summary = make_world()
+    with ServerThread(create_app(database_url, manual_clock=True, clock=clock,
+                                 rate_limit=None)) as server:
+        url = server.url + "/v1/sandbox/advance"
+        headers = {"Authorization": f"Bearer {summary.tokens[1]}", "Idempotency-Key": "tick-1"}
+        before = clock()
+        first = requests.post(url, json={"seconds": 60}, headers=headers, timeout=10)
+        again = requests.post(url, json={"seconds": 60}, headers=headers, timeout=10)
+        assert first.status_code == again.status_code == 200, again.text
+        assert again.content == first.content
+        assert again.headers.get("Idempotent-Replayed") == "true"
+        assert (clock() - before).total_seconds() == 60
+        other = requests.post(url, json={"seconds": 30}, headers=headers, timeout=10)
+        assert other.status_code == 409 and other.json()["error"]["code"] == "conflict"
+        fresh = requests.post(url, json={"seconds": 60}, timeout=10,
+                              headers={**headers, "Idempotency-Key": "tick-2"})
+        assert fresh.status_code == 200 and (clock() - before).total_seconds() == 120
+        with tr.connect(api_url=server.url, token=summary.tokens[1]) as http:
+            assert http.advance(60) == clock()  # the client's own key, once per call
+            assert (clock() - before).total_seconds() == 180
+
+
+def test_the_http_client_learns_the_servers_world_when_none_is_given(
+        make_world: MakeWorld, database_url: str, clock: Clock) -> None:
+    summary = make_world(world_id="w7")
+    app = create_app(database_url, clock=clock, rate_limit=None)
+    with ServerThread(app) as server:
+        with tr.connect(api_url=server.url, token=summary.tokens[1], cache=True) as world:
+            assert world.world_id == "w7" and world.settings.world_id == "w7"
+            assert world.villages.get(1).id == 1
+            assert world.cache is not None and world.cache.world_id == "w7"
+        with tr.connect(api_url=server.url, token=summary.tokens[1], world_id="w7") as given:
+            assert given.world_id == "w7" and given.villages.get(1).id == 1
+        with pytest.raises(tr.Conflict, match="w7"):  # a world asked for is checked, never changed
+            tr.connect(api_url=server.url, token=summary.tokens[1], world_id="other")

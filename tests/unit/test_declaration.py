@@ -101,6 +101,9 @@ class Recording(tr.VillageRepository):
     def get(self, village_id: int) -> Any:
         self.calls.append(("get", village_id))
 
+    def get_many(self, village_ids: Any) -> Any:
+        self.calls.append(("get_many", village_ids))
+
     def list_by_player(self, player_id: int) -> Any:
         return []
 
@@ -128,7 +131,11 @@ def test_every_implementation_receives_checked_arguments_from_the_base() -> None
         repo.queue_building(3, "spaceport")
     with pytest.raises(tr.InvalidRequest):
         repo.get(True)  # a bool is no id
+    with pytest.raises(tr.InvalidRequest):
+        repo.get_many([1, True])
     assert len(repo.calls) == 2  # the implementation never ran for bad input
+    repo.get_many("3,1")  # as the query string carries them
+    assert repo.calls[-1] == ("get_many", (3, 1))
 
 
 def test_a_declaration_that_does_not_fit_its_method_is_refused() -> None:

@@ -14,7 +14,8 @@ class Settings:
     identity, made with it (worlds may share a name, never this); ``speed``: the server speed (times
     normal); ``map_radius``: coordinates run from -radius to +radius on both axes (the map
     wraps); ``tournament_square_bonus_percent``: troop speed bonus per level past 20
-    squares; ``build_queue_limit``: orders a village's build queue holds; ``server_time``:
+    squares; ``build_queue_limit``: orders a village's build queue holds; ``morale``: whether
+    battles weigh the defender's population against the attacker's; ``server_time``:
     the world's clock at the read (a sandbox clock may stand still or run fast).
     """
 
@@ -24,6 +25,7 @@ class Settings:
     map_radius: int
     tournament_square_bonus_percent: int
     build_queue_limit: int
+    morale: bool
     server_time: datetime
 
 

@@ -274,8 +274,9 @@ class Shipment(_HtmlRepr):
 
 # Report kinds as stored and returned: a battle seen by its attacker ("attack") or by a
 # defending player ("defense"), a scouting seen by the scout ("scout") or by the scouted
-# village's owner when its own scouts noticed ("scouted").
-REPORT_KINDS: tuple[str, ...] = ("attack", "defense", "scout", "scouted")
+# village's owner when its own scouts noticed ("scouted"), merchants delivering seen by the
+# sender and the recipient ("trade").
+REPORT_KINDS: tuple[str, ...] = ("attack", "defense", "scout", "scouted", "trade")
 
 
 @dataclass(frozen=True, slots=True, repr=False)

@@ -33,10 +33,13 @@ class HttpBackend(Backend):
         if request.api_url is None:
             raise ConfigurationError("prefer='http' needs api_url= (or TRAVIAN_API_URL)")
         options = request.options
+        # "default" asks for no world in particular: the server says which one it serves
+        # (as a database does), and that id names the world here (its cache keys included).
+        learn = request.world_id == "default"
         transport = Transport(
             request.api_url,
             token=request.token,
-            world_id=request.world_id,
+            world_id=None if learn else request.world_id,
             session=options.get("http_session"),
             timeout=options.get("timeout") or (3.05, 10.0),
             retry=options.get("retry"),
@@ -47,6 +50,14 @@ class HttpBackend(Backend):
             pool_size=options.get("pool_size") or 16,
         )
         try:
+            world_id = request.world_id
+            if learn:
+                world_id = decode(Settings, transport.request(
+                    "world.settings", "GET", WORLD_PATH)).world_id
+                transport.use_world(world_id)
+                if world_id != request.world_id:  # a shared limit's keys name the world
+                    transport.rate_limiter = rate_limiter_from_option(
+                        options.get("rate_limit"), request.redis_client, world_id=world_id)
             token_player: int | None = None
             if request.token:
                 me = decode(Player, transport.request(
@@ -56,7 +67,7 @@ class HttpBackend(Backend):
                     raise Forbidden(
                         f"the API token belongs to player {me.id}, not player {request.player_id}"
                     )
-            backend = cls(transport, request.world_id, token_player)
+            backend = cls(transport, world_id, token_player)
             if token_player is None:
                 backend.player_id = request.player_id
             return backend
@@ -78,7 +89,7 @@ class HttpBackend(Backend):
 
     def advance(self, seconds: float) -> datetime:
         try:
-            # The route keeps no Idempotency-Key: a retry after a lost answer moves it again.
+            # Sent with an Idempotency-Key like every write: a retry moves the clock once.
             answer = self.transport.request("sandbox.advance", "POST", ADVANCE_PATH,
                                             json_body={"seconds": seconds})
         except NotFound:

@@ -57,7 +57,8 @@ class _Plan:
 
     def send(self, repo: HttpRepository, values: Sequence[Any]) -> Any:
         path = self.path.format(*[values[i] for i in self.path_args])
-        params = {wire: values[i] for wire, i in self.query_args} if self.query_args else None
+        params = ({wire: _query(values[i]) for wire, i in self.query_args}
+                  if self.query_args else None)
         body: dict[str, Any] | None = None
         if self.method == "POST":
             body = {wire: _json(values[i]) for wire, i in self.body_args}
@@ -80,6 +81,11 @@ _AS_IS = (int, str, bool, type(None), dict)  # checked values JSON carries as th
 
 def _json(value: Any) -> Any:
     return value if type(value) in _AS_IS else encode(value)
+
+
+def _query(value: Any) -> Any:
+    """A query parameter: a list of ids travels as one comma-separated value."""
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
 
 
 def _method(plan: _Plan) -> Callable[..., Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import time
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 
 from travian_repo.domain.errors import TravianError
 from travian_repo.repositories import validation as v
@@ -180,6 +180,11 @@ class VillageRepository(Repository):
     @abstractmethod
     def get(self, village_id: int) -> Village:
         """The village now; private fields only for its owner."""
+
+    @operation("GET", "/villages", checks={"village_ids": v.check_ids})
+    @abstractmethod
+    def get_many(self, village_ids: Sequence[int]) -> list[Village]:
+        """Several villages at once (one round trip), in the order asked; each as ``get``."""
 
     @operation("GET", "/player/{player_id}/villages", ttl=60, depends=("villages_of:{player_id}",))
     @abstractmethod
@@ -360,20 +365,20 @@ class IntelRepository(Repository):
     def send_scouts(self, from_village_id: int, to_village_id: int, count: int = 1) -> Movement:
         """Send the tribe's scouts."""
 
-    @operation("GET", "/player/{player_id}/reports/scout", ttl=120,
-               depends=("reports:{player_id}",), checks={"limit": v.check_limit})
+    # Reports are not cached: the engine writes them, often in another process (or on the
+    # server), whose commits no reader's cache hears of; a stale list would hide a battle
+    # or the scouting just sent for.
+    @operation("GET", "/player/{player_id}/reports/scout", checks={"limit": v.check_limit})
     @abstractmethod
     def scout_reports(self, player_id: int, limit: int = 20) -> list[Report]:
         """The player's newest scout reports (the player only)."""
 
-    # Not cached: the engine writes reports, often in another process, and a report's
-    # read flag changes by mark_report_read; a stale list would hide a battle.
     @operation("GET", "/player/{player_id}/reports",
                checks={"kind": v.check_report_kind, "limit": v.check_limit})
     @abstractmethod
     def reports(self, player_id: int, *, kind: str | None = None, limit: int = 20) -> list[Report]:
         """The player's newest reports, all kinds or only ``kind`` (one of
-        ``REPORT_KINDS``: attack, defense, scout, scouted), newest first, at most ``limit``
+        ``REPORT_KINDS``: attack, defense, scout, scouted, trade), newest first, at most ``limit``
         (1..1000). An attack or defense report carries its typed ``battle``. Reading does
         not mark reports read. The player only. Errors: InvalidRequest (bad id, kind or
         limit); Unauthorized (acting as nobody); Forbidden (another player's reports,

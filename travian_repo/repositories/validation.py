@@ -33,6 +33,25 @@ def check_id(value: Any, name: str) -> int:
     return value
 
 
+MAX_BATCH = 1000  # ids in one batched read
+
+
+def check_ids(value: Any, name: str) -> tuple[int, ...]:
+    """1 to ``MAX_BATCH`` ids: a list or tuple of ints, or (as the query string carries
+    them) one string of decimal ids separated by commas."""
+    if isinstance(value, str):
+        parts = value.split(",")
+        if len(parts) > MAX_BATCH or not all(p.isascii() and p.isdigit() and len(p) <= 19
+                                             for p in parts):
+            raise InvalidRequest(f"{name} must be ids separated by commas, e.g. 1,2,3")
+        value = [int(p) for p in parts]
+    if not isinstance(value, (list, tuple)):
+        raise InvalidRequest(f"{name} must be a list of ids, got {type(value).__name__}")
+    if not 1 <= len(value) <= MAX_BATCH:
+        raise InvalidRequest(f"{name} must hold 1 to {MAX_BATCH} ids, got {len(value)}")
+    return tuple(check_id(item, name) for item in value)
+
+
 def check_name(value: Any, name: str, *, max_length: int = 64) -> str:
     if not isinstance(value, str):
         raise InvalidRequest(f"{name} must be a string, got {type(value).__name__}")

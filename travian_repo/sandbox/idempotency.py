@@ -147,6 +147,17 @@ class IdempotencyStore:
         session.track_outcome(player_id, key)
         return session.write(run)
 
+    def find(self, engine: Engine, player_id: int, key: str) -> StoredAnswer | None:
+        """The key's row as committed now, outside any transaction of the caller's."""
+        with engine.connect() as conn:
+            row = conn.execute(
+                select(_keys.c.request_hash, _keys.c.status_code, _keys.c.response_body).where(
+                    (_keys.c.player_id == player_id) & (_keys.c.key == key)
+                )
+            ).one_or_none()
+        return None if row is None else StoredAnswer(row.request_hash, row.status_code,
+                                                     row.response_body)
+
     def record(
         self, session: SqlSession, player_id: int, key: str, status_code: int, body: str
     ) -> None:

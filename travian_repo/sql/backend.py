@@ -106,7 +106,8 @@ def settings_value(database: Database) -> Settings:
     return Settings(world_id=row.world_id, world_uid=row.world_uid, speed=row.speed,
                     map_radius=row.map_radius,
                     tournament_square_bonus_percent=row.tournament_square_bonus_percent,
-                    build_queue_limit=row.build_queue_limit, server_time=database.clock())
+                    build_queue_limit=row.build_queue_limit, morale=row.morale,
+                    server_time=database.clock())
 
 
 def open_database(

@@ -11,14 +11,22 @@ If that first round trip fails, the connection runs the plain statements from th
 cannot tell which definitions the server took); so does a connection on which a prepared
 statement went missing or stale (``_GONE``): a read outside a transaction runs again at
 once, plain; a write step inside one fails that once. SQLite runs the Core statements.
+
+On PostgreSQL the rows come straight off the driver's cursor as named tuples: the statement
+still goes through the connection's cursor execution (its events, so statements queued
+ahead ride along and the reply deadline is armed; its error handling, so a failure is
+SQLAlchemy's error and a dropped connection is invalidated), but not through a result
+object, whose per-call column bookkeeping costs as much as the rest of a quick read.
 """
 
 from __future__ import annotations
 
+import functools
+from collections import namedtuple
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
-from sqlalchemy import Connection, CursorResult, Executable
+from sqlalchemy import Connection, Executable
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
 
@@ -64,25 +72,75 @@ def prepare(name: str, statement: Executable) -> Prepared:
     return entry
 
 
-def run(conn: Connection, *statements: Prepared, params: dict[str, Any]) -> CursorResult[Any]:
-    """Run ``statements`` in order, in one round trip; the last one's result comes back.
+class Rows(Protocol):
+    """What ``run`` returns: its rows (attribute access by column name)."""
+
+    def first(self) -> Any: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class _Fetched:
+    def __init__(self, rows: Sequence[Any], make: Callable[[Any], Any]) -> None:
+        self._rows = [make(row) for row in rows]
+
+    def first(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._rows)
+
+
+@functools.cache
+def _row_type(names: tuple[str, ...]) -> Any:
+    return namedtuple("Row", names, rename=True)
+
+
+# The row maker of each statement text (the library's own few): its columns never change.
+_MAKERS: dict[str, Callable[[Any], Any]] = {}
+
+
+def _execute(conn: Connection, sql: str, params: dict[str, Any]) -> Rows:
+    cursor = conn.connection.cursor()
+    try:
+        try:
+            conn._cursor_execute(cursor, sql, params)
+        except BaseException:
+            # The reply deadline disarms on the error of an execution context; there is none.
+            deadline = getattr(conn.engine, "_travian_deadline", None)
+            if deadline is not None:
+                deadline.disarm(cursor.connection)
+            raise
+        make = _MAKERS.get(sql)
+        if make is None:
+            description = cursor.description
+            if description is None:
+                return _Fetched([], tuple)
+            make = _MAKERS[sql] = _row_type(tuple(d[0] for d in description))._make
+        return _Fetched(cursor.fetchall(), make)
+    finally:
+        cursor.close()
+
+
+def run(conn: Connection, *statements: Prepared, params: dict[str, Any]) -> Rows:
+    """Run ``statements`` in order, in one round trip; the last one's rows come back.
 
     On PostgreSQL each goes as ``EXECUTE`` (defining them all first on the connection's
     first use); elsewhere they run one by one as Core statements.
     """
     if conn.dialect.name != "postgresql":
-        result = None
+        core = None
         for p in statements:
-            result = conn.execute(p.statement, params)
-        assert result is not None
-        return result
+            core = conn.execute(p.statement, params)
+        assert core is not None
+        return core
     state = conn.info.get(DEFINED)
     if state is False:
-        return conn.exec_driver_sql("; ".join(p.text for p in statements), params)
+        return _execute(conn, "; ".join(p.text for p in statements), params)
     calls = "; ".join(p.call for p in statements)
     if state:
         try:
-            return conn.exec_driver_sql(calls, params)
+            return _execute(conn, calls, params)
         except sa_exc.DBAPIError as exc:
             if getattr(exc.orig, "pgcode", None) not in _GONE or conn.invalidated:
                 raise
@@ -90,9 +148,9 @@ def run(conn: Connection, *statements: Prepared, params: dict[str, Any]) -> Curs
             if conn.connection.dbapi_connection.get_transaction_status() != 0:  # type: ignore[union-attr]
                 raise  # a transaction the error aborted: its write step fails
         # outside a transaction nothing was changed: run it again, plain
-        return conn.exec_driver_sql("; ".join(p.text for p in statements), params)
+        return _execute(conn, "; ".join(p.text for p in statements), params)
     try:
-        result = conn.exec_driver_sql(f"{_DEFINE_ALL}; {calls}", params)
+        result = _execute(conn, f"{_DEFINE_ALL}; {calls}", params)
     except BaseException:
         if not conn.invalidated:  # a new connection starts over anyway
             conn.info[DEFINED] = False
@@ -101,4 +159,4 @@ def run(conn: Connection, *statements: Prepared, params: dict[str, Any]) -> Curs
     return result
 
 
-__all__ = ["DEFINED", "Prepared", "prepare", "run"]
+__all__ = ["DEFINED", "Prepared", "Rows", "prepare", "run"]

@@ -10,7 +10,10 @@ On PostgreSQL the session's own statements ride along: ``BEGIN`` (with its outco
 ``SAVEPOINT`` and the last step's ``RELEASE SAVEPOINT`` are sent in the same round trip as
 the step's first statement, ahead of it (``pipeline``); ``COMMIT`` makes a pending
 ``RELEASE`` unnecessary. Nothing else changes: the server runs them first, in order, and a
-step that sends nothing sends none of them.
+step that sends nothing sends none of them. Fewer statements, too: the transaction's first
+village lock carries the outcome key's insert (``fold_outcome_key``), and the session keeps
+the villages its transaction has locked (``held_locks``; a step's own go when its savepoint
+is rolled back, as PostgreSQL releases them), so a later step only reads them.
 """
 
 from __future__ import annotations
@@ -42,8 +45,37 @@ class _Retryable(Exception):
 
 NOT_APPLIED = "nothing of the unit of work was committed; it is safe to run it again"
 
-# conn.info key: SQL the session queued to go ahead of the connection's next statement.
+# conn.info keys: SQL the session queued to go ahead of the connection's next statement;
+# the queued BEGIN's outcome key (its text and parameters, see ``fold_outcome_key``); the
+# villages whose write lock the open transaction holds (PostgreSQL; see ``held_locks``).
 AHEAD = "travian_ahead"
+OUTCOME = "travian_outcome"
+LOCKED = "travian_locked"
+_PER_TRANSACTION = (AHEAD, OUTCOME, LOCKED)
+
+
+def fold_outcome_key(conn: Connection) -> dict[str, Any] | None:
+    """Take the outcome key's insert off the queued ``BEGIN``, for the caller's next
+    statement to carry as a data-modifying CTE (one statement, not two); its parameters
+    (``key_player``, ``key_value``, ``key_at``), or None when no insert is queued."""
+    outcome = conn.info.pop(OUTCOME, None)
+    if outcome is None or conn.info.get(AHEAD) is not outcome[0]:
+        return None
+    conn.info[AHEAD] = "BEGIN"
+    params = outcome[1]
+    return {"key_player": params["player"], "key_value": params["key"], "key_at": params["now"]}
+
+
+def held_locks(conn: Connection) -> set[int] | None:
+    """The villages whose write lock the connection's open transaction already holds (a
+    later step need not lock them again); None outside a session's PostgreSQL transaction."""
+    held: set[int] | None = conn.info.get(LOCKED)
+    return held
+
+
+def _forget(conn: Connection) -> None:
+    for key in _PER_TRANSACTION:
+        conn.info.pop(key, None)
 
 
 def pipeline(engine: Engine) -> None:
@@ -140,7 +172,7 @@ class SqlSession:
                 if not self.database.autocommit_engine:
                     # A caller's engine: switch per connection (costs a reset on check-in).
                     conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-                conn.info.pop(AHEAD, None)  # never another session's leftovers
+                _forget(conn)  # never another session's leftovers
                 self._conn = conn
             except sa_exc.SQLAlchemyError as exc:
                 raise self._translate(exc) from exc
@@ -200,6 +232,8 @@ class SqlSession:
             held = conn.info.get(AHEAD)  # the last step's RELEASE, not sent yet
             queued: str | None = None
             name = ""
+            locked = conn.info.get(LOCKED)
+            before = None if first or locked is None else set(locked)
             if not first:
                 self._savepoints += 1
                 name = f"tr_step_{self._savepoints}"
@@ -219,6 +253,8 @@ class SqlSession:
                     self._unsent(conn, held, first)  # nothing reached the server: no undo
                 else:
                     self._undo_step(conn, first, None if first else name)
+                    if before is not None and self._conn is conn:
+                        conn.info[LOCKED] = before  # the step's own locks went with it
                 if isinstance(exc, sa_exc.DBAPIError) and error_mapping.is_retryable(exc):
                     raise _Retryable() from exc
                 raise
@@ -262,6 +298,7 @@ class SqlSession:
         sql, params = idempotency.begin_sql(inserts, self.now)
         self._in_transaction = True  # from here a failure must roll back
         self._key = key
+        conn.info[LOCKED] = set()
         if params:
             cursor = conn.connection.cursor()
             try:
@@ -269,6 +306,8 @@ class SqlSession:
             finally:
                 cursor.close()
         self._ahead(conn, sql)
+        if params and conn.info.get(AHEAD) is sql:
+            conn.info[OUTCOME] = (sql, params)
 
     def _ahead(self, conn: Connection, sql: str) -> None:
         """Run ``sql`` before the next statement: on PostgreSQL in that statement's round
@@ -309,7 +348,7 @@ class SqlSession:
         events, self._events = self._events, []
         if self._conn is not None and self._in_transaction:
             key = self._key
-            self._conn.info.pop(AHEAD, None)  # a RELEASE at most: COMMIT releases them all
+            _forget(self._conn)  # a RELEASE at most: COMMIT releases them all
             try:
                 self._conn.exec_driver_sql("COMMIT")
             except sa_exc.SQLAlchemyError as exc:
@@ -365,7 +404,7 @@ class SqlSession:
         self._events = []
         self._lost = None
         if self._conn is not None:
-            self._conn.info.pop(AHEAD, None)
+            _forget(self._conn)
         if self._conn is not None and self._in_transaction:
             try:
                 self._conn.exec_driver_sql("ROLLBACK")
@@ -379,7 +418,7 @@ class SqlSession:
             if self._in_transaction:
                 self.rollback()
             if self._conn is not None:
-                self._conn.info.pop(AHEAD, None)
+                _forget(self._conn)
                 try:
                     self._conn.close()
                 except sa_exc.SQLAlchemyError:
@@ -397,6 +436,9 @@ class SqlSession:
                 self._discard()
 
     def _end_transaction(self) -> None:
+        if self._conn is not None:
+            self._conn.info.pop(LOCKED, None)
+            self._conn.info.pop(OUTCOME, None)
         self._in_transaction = False
         self._key = None
         self._caller_key = None
@@ -417,7 +459,7 @@ class SqlSession:
         if self._conn is not None:
             conn, self._conn = self._conn, None
             try:
-                conn.info.pop(AHEAD, None)
+                _forget(conn)
                 conn.invalidate()
                 conn.close()
             except sa_exc.SQLAlchemyError:
@@ -436,4 +478,4 @@ class SqlSession:
         return error
 
 
-__all__ = ["AHEAD", "NOT_APPLIED", "SqlSession", "pipeline"]
+__all__ = ["AHEAD", "NOT_APPLIED", "SqlSession", "fold_outcome_key", "held_locks", "pipeline"]

@@ -10,11 +10,11 @@ import functools
 import operator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from sqlalchemy import (
-    ARRAY, BigInteger, Connection, CursorResult, Select, and_, any_, bindparam, func, or_, select,
-    update,
+    ARRAY, BigInteger, Connection, CursorResult, Select, and_, any_, bindparam, func, insert,
+    literal_column, or_, select, update,
 )
 from sqlalchemy.sql.dml import Insert
 
@@ -23,6 +23,7 @@ from travian_repo.domain.values import Building, BuildOrder, Resources, Village
 from travian_repo.rules.placement import highest_levels
 from travian_repo.rules.stock import Stock, settle_stock, whole
 from travian_repo.sql import prepared, schema
+from travian_repo.sql.session import fold_outcome_key, held_locks
 from travian_repo.sql.dialect import json_rows
 from travian_repo.sql.schema import as_utc
 
@@ -115,15 +116,25 @@ _BY_ID_TRAINING = prepared.prepare(
 # The lock is its own statement: on PostgreSQL a ``SELECT ... FOR UPDATE`` that waited for
 # the lock re-reads only the locked row, while its subqueries (the queue, the buildings) keep
 # the snapshot from before the wait. Reading after the lock sees every write committed before.
-_LOCK = prepared.prepare(
-    "tr_village_lock",
-    select(_r.c.village_id).where(_r.c.village_id == bindparam("village_id")).with_for_update(),
+_LOCK_SELECT = (
+    select(_r.c.village_id).where(_r.c.village_id == bindparam("village_id")).with_for_update())
+_LOCK = prepared.prepare("tr_village_lock", _LOCK_SELECT)
+# The same lock carrying the transaction's outcome key (``session.fold_outcome_key``) when
+# it is the transaction's first statement: the key's insert is a statement fewer.
+_LOCK_KEYED = prepared.prepare(
+    "tr_village_lock_keyed",
+    _LOCK_SELECT.add_cte(insert(schema.idempotency_keys).values(
+        player_id=bindparam("key_player"), key=bindparam("key_value"),
+        request_hash=literal_column("''"),
+        created_at=bindparam("key_at", type_=schema.UTCDateTime())).cte("outcome_key")),
 )
 _BY_PLAYER = prepared.prepare(
     "tr_villages_of",
     VILLAGE_SELECT.where(_v.c.player_id == bindparam("player_id")).order_by(
         _v.c.is_capital.desc(), _v.c.population.desc(), _v.c.id),
 )
+_BY_IDS = prepared.prepare(
+    "tr_villages_by_ids", VILLAGE_SELECT.where(_v.c.id == any_(bindparam("village_ids"))))
 _AT = prepared.prepare(
     "tr_village_at", VILLAGE_SELECT.where((_v.c.x == bindparam("x")) & (_v.c.y == bindparam("y"))))
 
@@ -288,14 +299,27 @@ def _locked_row(conn: Connection, village_id: int, *, training: bool = False) ->
     """Take the village's write lock, then read it: NotFound when it does not exist.
 
     PostgreSQL: ``SELECT ... FOR UPDATE`` on the resources row, then the read, as two
-    statements in one round trip. SQLite: the session already holds the database write lock
-    (``BEGIN IMMEDIATE``), so the read is all.
+    statements in one round trip; a village whose lock the transaction already holds (an
+    earlier step took it) is only read. SQLite: the session already holds the database
+    write lock (``BEGIN IMMEDIATE``), so the read is all.
     """
     read = _BY_ID_TRAINING if training else _BY_ID
-    steps = (_LOCK, read) if conn.dialect.name == "postgresql" else (read,)
-    row = prepared.run(conn, *steps, params={"village_id": village_id}).first()
+    params: dict[str, Any] = {"village_id": village_id}
+    held = None
+    if conn.dialect.name != "postgresql":
+        steps: tuple[prepared.Prepared, ...] = (read,)
+    elif (held := held_locks(conn)) is not None and village_id in held:
+        steps = (read,)
+    else:
+        key = fold_outcome_key(conn)
+        if key is not None:
+            params.update(key)
+        steps = (_LOCK if key is None else _LOCK_KEYED, read)
+    row = prepared.run(conn, *steps, params=params).first()
     if row is None:
         raise NotFound(f"village {village_id} does not exist")
+    if held is not None:
+        held.add(village_id)
     return row
 
 
@@ -401,6 +425,17 @@ def load_player_villages(conn: Connection, player_id: int, now: datetime) -> lis
     """The player's villages, capital first, then by population."""
     rows = prepared.run(conn, _BY_PLAYER, params={"player_id": player_id})
     return [state_from_row(row, now) for row in rows]
+
+
+def load_villages(
+    conn: Connection, village_ids: Sequence[int], now: datetime
+) -> dict[int, VillageState]:
+    """Several villages in one statement, by id (those that exist)."""
+    if conn.dialect.name == "postgresql":
+        rows: Iterable[Any] = prepared.run(conn, _BY_IDS, params={"village_ids": list(village_ids)})
+    else:
+        rows = conn.execute(VILLAGE_SELECT.where(_v.c.id.in_(sorted(set(village_ids)))))
+    return {int(row.id): state_from_row(row, now) for row in rows}
 
 
 def load_village_at(conn: Connection, x: int, y: int, now: datetime) -> VillageState | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from sqlalchemy import Connection, bindparam, delete, insert
 
 from travian_repo.domain import events
@@ -21,6 +23,7 @@ from travian_repo.sql.village_state import (
     load_village,
     load_player_villages,
     load_village_at,
+    load_villages,
     lock_village,
     move_order,
     spend,
@@ -43,6 +46,14 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
     def get(self, village_id: int) -> Village:
         state = self._read(lambda conn: load_village(conn, village_id, self.now))
         return state.to_village(private=state.player_id == self._actor)
+
+    def get_many(self, village_ids: Sequence[int]) -> list[Village]:
+        states = self._read(lambda conn: load_villages(conn, village_ids, self.now))
+        missing = next((i for i in village_ids if i not in states), None)
+        if missing is not None:
+            raise NotFound(f"village {missing} does not exist")
+        actor = self._actor
+        return [states[i].to_village(private=states[i].player_id == actor) for i in village_ids]
 
     def list_by_player(self, player_id: int) -> list[Village]:
 

@@ -56,6 +56,8 @@ def _string(low: int, high: int) -> dict[str, Any]:
 # the document is made, so a new checker is documented when it is added).
 CHECKER_SCHEMAS: dict[Callable[..., Any], dict[str, Any]] = {
     v.check_id: _ref("Id"),
+    v.check_ids: {"type": "string", "pattern": r"^[0-9]+(,[0-9]+)*$",
+                  "description": f"1 to {v.MAX_BATCH} village ids separated by commas."},
     v.check_bool: {"type": "boolean"},
     v.check_coordinate: {"type": "integer", "description": "A map coordinate."},
     v.check_building: {"type": "string",

@@ -45,9 +45,11 @@ PATHS: dict[str, Any] = {
                 "world's clock on by `seconds` and run the engine up to it (travian_repo's "
                 "`world.advance(seconds)`). Headers: `Authorization: Bearer <token>` of any "
                 "player (required), `X-World-Id` (optional, as everywhere), `Content-Type: "
-                "application/json`. No `Idempotency-Key`: sent again, it moves the clock again."
+                "application/json`, `Idempotency-Key` (optional, as on every write: the same key "
+                "and body replay the first answer and move the clock once)."
             ),
-            "parameters": [{"$ref": "#/components/parameters/WorldId"}],
+            "parameters": [{"$ref": "#/components/parameters/WorldId"},
+                           {"$ref": "#/components/parameters/IdempotencyKey"}],
             "requestBody": {
                 "required": True,
                 "content": {"application/json": {"schema": {

@@ -59,6 +59,9 @@ class Transport:
     retried. The transport is thread-safe: share one among threads, with ``pool_size`` at
     least the number of threads.
 
+    ``world_id``: sent as ``X-World-Id`` on every request; None sends none (the server then
+    answers for its own world) until ``use_world`` names one.
+
     ``session``: the caller's ``requests.Session`` is used as given (its adapters untouched)
     and never closed by ``close()``; without one the transport makes and owns one.
     ``rate_limiter``: acquired before every attempt (retries included); ``None`` = no client
@@ -72,7 +75,7 @@ class Transport:
         base_url: str,
         *,
         token: str | None,
-        world_id: str,
+        world_id: str | None,
         session: requests.Session | None = None,
         timeout: tuple[float, float] = (3.05, 10.0),
         retry: RetryPolicy | None = None,
@@ -85,8 +88,8 @@ class Transport:
         self.base_url = check_base_url(base_url)
         if token is not None and not isinstance(token, str):
             raise ConfigurationError("token must be a string or None")
-        if not isinstance(world_id, str) or not world_id:
-            raise ConfigurationError("world_id must be a non-empty string")
+        if world_id is not None:
+            _check_world_id(world_id)
         self.timeout = check_timeout(timeout)
         pool_size = check_pool_size(pool_size)
         self.max_retry_after = check_max_retry_after(max_retry_after)
@@ -97,7 +100,9 @@ class Transport:
         self.rate_limiter = rate_limiter
         self.metrics = metrics if metrics is not None else Metrics()
         self._sleep = sleep
-        self._headers: dict[str, str] = {"Accept": "application/json", "X-World-Id": world_id}
+        self._headers: dict[str, str] = {"Accept": "application/json"}
+        if world_id is not None:  # without one the server answers for its own world
+            self._headers["X-World-Id"] = world_id
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
         self._owns_session = session is None
@@ -222,6 +227,12 @@ class Transport:
         finally:
             self.metrics.record(operation, (time.perf_counter() - started) * 1000.0, error=failed)
 
+    def use_world(self, world_id: str) -> None:
+        """Name ``world_id`` in ``X-World-Id`` from now on."""
+        _check_world_id(world_id)
+        self.world_id = world_id
+        self._headers["X-World-Id"] = world_id
+
     # ---- plumbing -------------------------------------------------------------------------
 
     @property
@@ -262,6 +273,11 @@ class Transport:
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""
         return f"<Transport {redact(self.base_url)} world={self.world_id!r}{state}>"
+
+
+def _check_world_id(world_id: object) -> None:
+    if not isinstance(world_id, str) or not world_id:
+        raise ConfigurationError("world_id must be a non-empty string")
 
 
 def _query(params: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -73,7 +73,6 @@ class Held:
     built: dict[int, dict[int, tuple[str, int]]] = field(default_factory=dict)
     shipped: list[int] = field(default_factory=list)  # underway -> returning
     merchants: list[int] = field(default_factory=list)  # returning -> done
-    _of_player: dict[int, list[Village]] | None = field(default=None, repr=False)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -116,12 +115,16 @@ class Held:
 
     def population_of(self, player_id: int) -> int:
         """The player's population now: as read, with the batch's changes to its villages."""
-        if self._of_player is None:  # who owns which held village does not change
-            self._of_player = {}
-            for v in self.villages.values():
-                self._of_player.setdefault(v.state.player_id, []).append(v)
         return self.populations.get(player_id, 0) + sum(
             v.state.population - v.population for v in self._of_player.get(player_id, ()))
+
+    @functools.cached_property
+    def _of_player(self) -> dict[int, list[Village]]:
+        """The held villages by player (a batch's villages keep their owner)."""
+        by: dict[int, list[Village]] = {}
+        for v in self.villages.values():
+            by.setdefault(v.state.player_id, []).append(v)
+        return by
 
     def homes_in(self, target: int) -> set[int]:
         return {g.home for g in self.stationed.get(target, ())}

@@ -1,5 +1,6 @@
-"""Writing reports: the battle reports of an attack (the attacker's, each defender's) and
-the scouting reports (the scout's, and the defender's when it has scouts of its own)."""
+"""Writing reports: the battle reports of an attack (the attacker's, each defender's), the
+scouting reports (the scout's, and the defender's when it has scouts of its own) and the
+trade report of merchants delivering (the sender's, and the recipient's)."""
 
 from __future__ import annotations
 
@@ -108,6 +109,19 @@ def scout_reports(
                           success=result.success, attacker_player_id=int(mv.player_id),
                           attacker_village_id=home.id, scouts=sum(sent.values()),
                           killed=sum(lost.values())), at)
+
+
+def trade_reports(step: Step, row: Any, sender: int, target: VillageState,
+                  at: datetime) -> None:
+    """One report to the sending player and one to the recipient's (one when the same)."""
+    payload: dict[str, Any] = dict(
+        kind="trade", shipment_id=int(row.id), at=at.isoformat(),
+        from_village_id=int(row.from_village_id), from_player_id=sender,
+        to_village_id=target.id, to_player_id=target.player_id,
+        resources=resources_payload(Resources(row.wood, row.clay, row.iron, row.wheat)))
+    subject = f"Merchants deliver to {target.name}"
+    for player in sorted({sender, target.player_id}):
+        write_report(step, player, "trade", subject, target.id, dict(payload), at)
 
 
 def resources_payload(r: Resources) -> dict[str, int]:

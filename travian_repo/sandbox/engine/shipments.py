@@ -8,6 +8,7 @@ from typing import Any
 from travian_repo.domain import events
 from travian_repo.domain.values import Resources
 from travian_repo.sandbox.engine.due import Due
+from travian_repo.sandbox.engine.reports import trade_reports
 from travian_repo.sandbox.engine.step import Outcome, Step
 from travian_repo.sql.schema import as_utc
 
@@ -23,6 +24,7 @@ def deliver(step: Step, due: Due, row: Any) -> Outcome:
     step.emit(events.RESOURCES_ARRIVED, state.player_id, **data)
     if int(sender) != state.player_id:
         step.emit(events.RESOURCES_ARRIVED, int(sender), **data)
+    trade_reports(step, row, int(sender), state, due.at)
     follow = []
     if as_utc(row.returns_at) <= step.when:
         follow.append(Due.of("merchants", row.returns_at, row.id))

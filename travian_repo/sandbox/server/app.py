@@ -195,7 +195,8 @@ def create_app(
     app.add_url_rule(WORLD_PATH, endpoint="world", view_func=world_settings, methods=["GET"])
     app.add_url_rule(HEALTH_PATH, endpoint="health", view_func=health, methods=["GET"])
     if manual is not None:
-        add_clock_route(app, world.database, service.world_id, manual)
+        add_clock_route(app, world.database, service.world_id, manual, service.writes,
+                        world.unit_of_work)
     add_event_stream_route(app, world.database, service.world_id, service.check_rate, streams)
 
     @app.after_request

@@ -1,0 +1,119 @@
+"""Statements (not only round trips) on PostgreSQL: what an NPC turn sends, and the locks a
+transaction's later steps rely on instead of locking again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+import travian_repo as tr
+
+TRAIN = {"legionnaire": 1}  # player 1 (romans) has barracks in the developed world
+
+
+@pytest.fixture
+def backend() -> str:
+    return "postgresql"
+
+
+def statements_in(sql: str) -> list[str]:
+    """The statements of one message: split at each ';' outside quotes and parentheses."""
+    parts, depth, start, quote = [], 0, 0, ""
+    for i, c in enumerate(sql):
+        if quote:
+            quote = "" if c == quote else quote
+        elif c in "'\"":
+            quote = c
+        elif c in "()":
+            depth += 1 if c == "(" else -1
+        elif c == ";" and depth == 0:
+            parts.append(sql[start:i])
+            start = i + 1
+    parts.append(sql[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+class Sent:
+    """Every statement the engine hands the driver, in order."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.statements: list[str] = []
+
+    def _seen(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        self.statements += statements_in(statement)
+
+    def __enter__(self) -> Sent:
+        sa.event.listen(self.engine, "after_cursor_execute", self._seen)
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        sa.event.remove(self.engine, "after_cursor_execute", self._seen)
+
+
+def keys(world: tr.World) -> int:
+    with world.database.engine.connect() as conn:
+        return int(conn.exec_driver_sql(
+            "SELECT count(*) FROM idempotency_keys WHERE player_id = 0").scalar_one())
+
+
+def test_an_npc_turn_sends_at_most_nine_statements(world: tr.World) -> None:
+    def turn() -> None:
+        with world.unit_of_work(player_id=1) as uow:
+            village = uow.villages.list_by_player(1)[0]
+            uow.villages.queue_building(village.id, "woodcutter")
+            uow.military.train(village.id, TRAIN)
+
+    turn()  # warm: the pooled connection has its prepared statements
+    before = keys(world)
+    with Sent(world.database.engine) as sent:
+        turn()
+    assert len(sent.statements) <= 9, "\n".join(sent.statements)
+    # The transaction still records its outcome key, and locks before it reads.
+    assert keys(world) == before + 1
+    first_lock = next(i for i, s in enumerate(sent.statements) if "tr_village_lock" in s)
+    assert sent.statements[first_lock + 1].startswith("EXECUTE tr_village("), sent.statements
+
+
+def locked_elsewhere(world: tr.World, village_id: int) -> bool:
+    """Whether another connection finds the village's write lock taken."""
+    with world.database.engine.connect() as conn:
+        try:
+            conn.exec_driver_sql(
+                "SELECT 1 FROM village_resources WHERE village_id = %(v)s FOR UPDATE NOWAIT",
+                {"v": village_id})
+        except sa.exc.OperationalError as exc:
+            assert getattr(exc.orig, "pgcode", None) == "55P03", exc
+            return True
+        return False
+
+
+def test_a_step_undone_gives_its_locks_back_and_the_next_step_locks_again(
+        world: tr.World) -> None:
+    def elsewhere(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("UPDATE villages SET population = population + 1 WHERE id = 2")
+
+    with world.unit_of_work(player_id=1) as uow:
+        uow.session.write(elsewhere)  # the transaction's first step: village 1 not locked
+        with pytest.raises(tr.InsufficientResources):
+            uow.military.train(1, {"legionnaire": 5000})  # locks village 1, then is undone
+        assert not locked_elsewhere(world, 1)  # its savepoint's rollback let the lock go
+        with Sent(world.database.engine) as build:
+            uow.villages.queue_building(1, "woodcutter")  # so this step must take it again
+        with Sent(world.database.engine) as train:
+            uow.military.train(1, TRAIN)  # held since the step before: only read
+        assert locked_elsewhere(world, 1)
+    assert [s for s in build.statements if "tr_village_lock" in s], build.statements
+    assert not [s for s in train.statements if "tr_village_lock" in s], train.statements
+    assert not locked_elsewhere(world, 1)
+
+
+def test_get_many_is_one_statement_however_many_villages(world: tr.World) -> None:
+    world.villages.get_many([1, 2])  # warm: the pooled connection has its prepared statements
+    for ids in ([1], [3, 1, 2, 6]):
+        with Sent(world.database.engine) as sent:
+            got = world.villages.get_many(ids)
+        assert [v.id for v in got] == ids
+        assert len(sent.statements) == 1, sent.statements
