@@ -12,10 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import (
-    ARRAY, BigInteger, Connection, CursorResult, Select, and_, any_, bindparam, func, insert,
-    literal_column, or_, select, update,
-)
+from sqlalchemy import (ARRAY, BigInteger, Connection, CursorResult, Select, and_, any_,
+                        bindparam, func, insert, literal_column, or_, select, update)
 from sqlalchemy.sql.dml import Insert
 
 from travian_repo.domain.errors import Conflict, Forbidden, InsufficientResources, NotFound
@@ -206,17 +204,10 @@ _slot = operator.attrgetter("slot")
 
 
 def _order(q: Any, village_id: int) -> BuildOrder:
-    return BuildOrder(
-        id=int(q[0]),
-        village_id=village_id,
-        position=int(q[1]),
-        slot=int(q[2]),
-        building=str(q[3]),
-        target_level=int(q[4]),
-        cost=Resources(int(q[5]), int(q[6]), int(q[7]), int(q[8])),
-        started_at=as_utc(q[9]),
-        completes_at=as_utc(q[10]),
-    )
+    return BuildOrder(id=int(q[0]), village_id=village_id, position=int(q[1]), slot=int(q[2]),
+                      building=str(q[3]), target_level=int(q[4]),
+                      cost=Resources(int(q[5]), int(q[6]), int(q[7]), int(q[8])),
+                      started_at=as_utc(q[9]), completes_at=as_utc(q[10]))
 
 
 def state_from_row(row: Any, now: datetime) -> VillageState:
