@@ -11,9 +11,6 @@ import pytest
 
 import travian_repo as tr
 
-# Slow: every example in turn, three hours of game time through the engine.
-pytestmark = pytest.mark.slow
-
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 
