@@ -36,6 +36,10 @@ def round_half_up(value: float | Fraction) -> int:
     """
     if isinstance(value, Fraction):
         return math.floor(value + Fraction(1, 2))
+    if type(value) is float and 0.0 <= value < 2.0**52:
+        # Below 2**52 ``value - floor(value)`` is exact, so this is the same rounding.
+        whole = math.floor(value)
+        return whole + 1 if value - whole >= 0.5 else whole
     # Decimal(float) is exact, so a float that is exactly x.5 rounds up and nothing else moves.
     return int(Decimal(value).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 

@@ -3,6 +3,7 @@ village has, what one carries, how many a load takes)."""
 
 from __future__ import annotations
 
+import functools
 from fractions import Fraction
 from typing import Iterable, Mapping
 
@@ -97,6 +98,18 @@ def storage_capacity(kind: str, levels: Iterable[int]) -> int:
 def cranny_capacity(levels: Iterable[int], *, tribe: str) -> int:
     """Resources hidden per resource type by all crannies; gauls hide 1.5x."""
     key = check_tribe(tribe)
+    built = tuple(levels)
+    if all(type(lv) is int for lv in built):
+        return _cranny(built, key)  # plain levels: every raid's cranny is kept
+    return _cranny_capacity(built, key)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cranny(levels: tuple[int, ...], key: str) -> int:
+    return _cranny_capacity(levels, key)
+
+
+def _cranny_capacity(levels: tuple[int, ...], key: str) -> int:
     data = rules_data()["cranny_capacity"]
     table: list[int] = data["per_resource"]
     top = len(table) - 1

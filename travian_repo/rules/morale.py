@@ -29,6 +29,9 @@ CATAPULT_MORALE_EXPONENT = -0.3
 
 
 def _check(attacker_population: int, defender_population: int) -> tuple[int, int]:
+    if (type(attacker_population) is int and type(defender_population) is int
+            and attacker_population >= 0 and defender_population >= 0):
+        return attacker_population, defender_population  # valid: no call to check them
     return (check_int(attacker_population, "attacker_population", minimum=0),
             check_int(defender_population, "defender_population", minimum=0))
 

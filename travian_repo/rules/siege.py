@@ -25,6 +25,7 @@ Not simulated: smithy upgrades of rams and catapults, the stonemason, artefacts.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -70,6 +71,17 @@ def wall_multiplier(name: str, level: int) -> float:
 
 def wall(tribe: str, level: int) -> Wall:
     """The tribe's wall at ``level`` (its flat defence, multiplier and durability)."""
+    if type(tribe) is str and type(level) is int:  # a value: every battle's wall is kept
+        return _wall(tribe, level)
+    return _make_wall(tribe, level)
+
+
+@functools.lru_cache(maxsize=1024)
+def _wall(tribe: str, level: int) -> Wall:
+    return _make_wall(tribe, level)
+
+
+def _make_wall(tribe: str, level: int) -> Wall:
     name = WALLS[unit_rules.check_tribe(tribe)]
     durability = WALL_DURABILITY[name]
     if level <= 0:

@@ -20,12 +20,13 @@ def settle_stock(
     A stock already above its cap (storage lost since) is cut to the cap, as in the game.
     """
     hours = max(0.0, elapsed_seconds) / 3600.0
-    caps = (warehouse_capacity, warehouse_capacity, warehouse_capacity, granary_capacity)
-    rates = (production.wood, production.clay, production.iron, production.wheat)
-    return tuple(  # type: ignore[return-value]
-        min(float(cap), max(0.0, amount + rate * hours))
-        for amount, rate, cap in zip(stored, rates, caps)
-    )
+    wood, clay, iron, wheat = stored
+    ware, gran = float(warehouse_capacity), float(granary_capacity)
+    # Unrolled (the engine settles a stock per event): each is min(cap, max(0, s + r x h)).
+    return (min(ware, max(0.0, wood + production.wood * hours)),
+            min(ware, max(0.0, clay + production.clay * hours)),
+            min(ware, max(0.0, iron + production.iron * hours)),
+            min(gran, max(0.0, wheat + production.wheat * hours)))
 
 
 def whole(stock: Stock) -> Resources:

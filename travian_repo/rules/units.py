@@ -27,6 +27,7 @@ from travian_repo.rules.data_file import (
 TRIBES: tuple[str, ...] = ("romans", "teutons", "gauls")
 # Every tribe with trainable units; nature (animals) and natars are not playable.
 PLAYABLE_TRIBES: tuple[str, ...] = ("romans", "teutons", "gauls", "egyptians", "huns")
+_PLAYABLE = frozenset(PLAYABLE_TRIBES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,8 @@ def unit_key(display_name: str) -> str:
 
 
 def check_tribe(tribe: object) -> str:
+    if type(tribe) is str and tribe in _PLAYABLE:  # already a key: nothing to normalize
+        return tribe
     key = normalize_name(tribe, "tribe")
     if key not in PLAYABLE_TRIBES:
         raise unknown("tribe", tribe, PLAYABLE_TRIBES)
@@ -105,12 +108,23 @@ def units_of(tribe: str) -> tuple[UnitSpec, ...]:
     return _tribe_units(check_tribe(tribe))[0]
 
 
+# (tribe, unit) keys as the rules spell them -> their spec: the engine's and the battle
+# calculator's lookups skip normalizing names that need none (at most every unit once).
+_SPECS: dict[tuple[str, str], UnitSpec] = {}
+
+
 def unit_spec(tribe: str, name: str) -> UnitSpec:
+    if type(tribe) is str and type(name) is str:
+        found = _SPECS.get((tribe, name))
+        if found is not None:
+            return found
     key = check_tribe(tribe)
     specs, by_name = _tribe_units(key)
     spec = by_name.get(normalize_name(name, "unit"))
     if spec is None:
         raise unknown(f"{key} unit", name, (s.name for s in specs))
+    if tribe == key and name == spec.name:
+        _SPECS[key, name] = spec
     return spec
 
 
@@ -142,7 +156,9 @@ def _counted(tribe: str, troops: Mapping[str, int]) -> list[tuple[UnitSpec, int]
     counted: list[tuple[UnitSpec, int]] = []
     for name, count in troops.items():
         spec = unit_spec(key, name)
-        counted.append((spec, check_int(count, f"count of {spec.name}", minimum=0)))
+        if type(count) is not int or count < 0:  # the common case checked without a call
+            count = check_int(count, f"count of {spec.name}", minimum=0)
+        counted.append((spec, count))
     return counted
 
 
@@ -155,12 +171,22 @@ def slowest_speed(tribe: str, troops: Mapping[str, int]) -> int:
 
 
 def carry_capacity(tribe: str, troops: Mapping[str, int]) -> int:
-    return sum(spec.carry * count for spec, count in _counted(tribe, troops))
+    total = 0
+    for spec, count in _counted(tribe, troops):
+        total += spec.carry * count
+    return total
 
 
 def upkeep(tribe: str, troops: Mapping[str, int]) -> int:
-    """Wheat per hour the troops eat."""
-    return sum(spec.upkeep * count for spec, count in _counted(tribe, troops))
+    """Wheat per hour the troops eat (``_counted``'s checks, inline: the engine's hot path)."""
+    key = check_tribe(tribe)
+    total = 0
+    for name, count in troops.items():
+        spec = unit_spec(key, name)
+        if type(count) is not int or count < 0:
+            count = check_int(count, f"count of {spec.name}", minimum=0)
+        total += spec.upkeep * count
+    return total
 
 
 __all__ = [

@@ -13,12 +13,11 @@ from typing import Any
 
 from travian_repo.domain.values import Building, Resources
 from travian_repo.rules import battle
-from travian_repo.rules.buildings import WALLS
 from travian_repo.rules.economy import cranny_capacity
 from travian_repo.rules.units import upkeep
 from travian_repo.sandbox.engine import reports
 from travian_repo.sandbox.engine.combat import (
-    counts, defenders, morale_populations, send_back, stationed_losses,
+    counts, defenders, morale_populations, send_back, stationed_losses, wall_of,
 )
 from travian_repo.sandbox.engine.step import Step
 from travian_repo.sql.village_state import VillageState
@@ -30,9 +29,7 @@ def resolve_battle(step: Step, mv: Any, states: dict[int, VillageState], at: dat
     target = states[int(mv.to_village_id)]
     sent = counts(mv.troops)
     groups, armies = defenders(step, target, states)
-    wall_name = WALLS[target.tribe]
-    wall_slot = next((b.slot for b in target.buildings if b.name == wall_name and b.level), None)
-    wall_level = target.level(wall_name)
+    wall_name, wall_slot, wall_level = wall_of(target)
     aimed = catapult_target(target, mv.catapult_target, wall_name)
     result = battle.fight(
         battle.Army(home.tribe, sent),
@@ -101,7 +98,13 @@ def resolve_battle(step: Step, mv: Any, states: dict[int, VillageState], at: dat
 def catapult_target(state: VillageState, wanted: str | None, wall_name: str) -> Building | None:
     """The building the catapults aim at: ``wanted`` if it stands, else the highest one other
     than the wall (lowest slot on a tie); None when nothing stands."""
-    standing = [b for b in state.buildings if b.level > 0 and b.name != wall_name]
-    named = [b for b in standing if wanted and b.name == wanted]
-    pool = named or standing
-    return max(pool, key=lambda b: (b.level, -b.slot), default=None)
+    best: Building | None = None
+    named: Building | None = None
+    for b in state.buildings:  # one pass: the highest level, then the lowest slot, wins
+        if b.level > 0 and b.name != wall_name:
+            if best is None or (b.level, -b.slot) > (best.level, -best.slot):
+                best = b
+            if wanted and b.name == wanted and (
+                    named is None or (b.level, -b.slot) > (named.level, -named.slot)):
+                named = b
+    return named if named is not None else best

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 from travian_repo.domain.values import Resources
 from travian_repo.rules import battle
+from travian_repo.rules.buildings import WALLS
 from travian_repo.sandbox.engine.due import Due
 from travian_repo.sandbox.engine.step import Step
 from travian_repo.sql.schema import as_utc
@@ -49,6 +50,21 @@ def defenders(
     for g in held.stationed.get(target.id, ()):
         groups.append(Group(g.player_id, g.home, states[g.home].tribe, dict(g.troops), g.id))
     return groups, [battle.Army(g.tribe, g.troops) for g in groups]
+
+
+def wall_of(target: VillageState) -> tuple[str, int | None, int]:
+    """The target's wall: its name, the slot of the first one standing (None: none stands)
+    and its level (the highest), found in one pass over the buildings."""
+    name = WALLS[target.tribe]
+    slot: int | None = None
+    level = 0
+    for b in target.buildings:
+        if b.name == name:
+            if b.level > level:
+                level = b.level
+            if slot is None and b.level:
+                slot = b.slot
+    return name, slot, level
 
 
 def stationed_losses(step: Step, target: VillageState, movement_id: int,

@@ -4,9 +4,8 @@ the engine processes them (time, then kind, then id)."""
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from sqlalchemy import Connection, or_, select
 
@@ -34,18 +33,18 @@ ORDER: Mapping[str, int] = {
 HOSTILE = frozenset({"attack", "raid", "siege"})
 
 
-@dataclass(frozen=True, order=True)
-class Due:
-    """One thing due: ordered by time, kind order, then id."""
+class Due(NamedTuple):
+    """One thing due: ordered by time, kind order, then id (a tuple, so the heap compares
+    natively; ``(at, order, id)`` is unique to an event, so the rest never decides)."""
 
     at: datetime
     order: int
     id: int
-    kind: str = field(compare=False)
+    kind: str
     # The villages involved, as read when it was found (rechecked under lock): the build's
     # or line's village; a movement's or shipment's source and target.
-    source: int = field(compare=False, default=0)
-    target: int = field(compare=False, default=0)
+    source: int = 0
+    target: int = 0
 
     @classmethod
     def of(cls, kind: str, at: datetime, id_: int, source: int = 0, target: int = 0) -> Due:

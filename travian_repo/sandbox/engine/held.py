@@ -119,8 +119,15 @@ class Held:
     def population_of(self, player_id: int) -> int:
         """The player's population now: as read, with the batch's changes to its villages."""
         return self.populations.get(player_id, 0) + sum(
-            v.state.population - v.population for v in self.villages.values()
-            if v.state.player_id == player_id)
+            v.state.population - v.population for v in self._of_player.get(player_id, ()))
+
+    @functools.cached_property
+    def _of_player(self) -> dict[int, list[Village]]:
+        """The held villages by player (a batch's villages keep their owner)."""
+        by: dict[int, list[Village]] = {}
+        for v in self.villages.values():
+            by.setdefault(v.state.player_id, []).append(v)
+        return by
 
     def homes_in(self, target: int) -> set[int]:
         return {g.home for g in self.stationed.get(target, ())}

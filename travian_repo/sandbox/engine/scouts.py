@@ -7,10 +7,11 @@ from typing import Any
 
 from travian_repo.domain.values import Resources
 from travian_repo.rules import battle
-from travian_repo.rules.buildings import WALLS
 from travian_repo.rules.units import upkeep
 from travian_repo.sandbox.engine import reports
-from travian_repo.sandbox.engine.combat import counts, defenders, morale_populations, send_back
+from travian_repo.sandbox.engine.combat import (
+    counts, defenders, morale_populations, send_back, wall_of,
+)
 from travian_repo.sandbox.engine.step import Step
 from travian_repo.sql.village_state import VillageState
 
@@ -21,8 +22,7 @@ def scout(step: Step, mv: Any, states: dict[int, VillageState], at: datetime) ->
     target = states[int(mv.to_village_id)]
     sent = counts(mv.troops)
     groups, armies = defenders(step, target, states)
-    wall_name = WALLS[target.tribe]
-    wall_level = target.level(wall_name)
+    wall_name, _, wall_level = wall_of(target)
     result = battle.scout(battle.Army(home.tribe, sent), armies,
                           battle.wall(target.tribe, wall_level),
                           **morale_populations(step, home, target))
