@@ -1,8 +1,9 @@
 """Set-wise statements: many rows changed by one statement, on PostgreSQL and SQLite.
 
-The engine's batches write through these: one ``UPDATE ... FROM (VALUES ...)`` for every
-row of a kind of change, one ``DELETE ... WHERE key IN (...)``, one multi-row ``INSERT``.
-Each returns how many rows it changed, for the callers' row checks.
+The engine's batches write through these: one ``UPDATE ... FROM`` (the rows), one
+``INSERT ... SELECT`` (the rows), one ``DELETE ... WHERE key IN (...)``, where "the rows"
+are one JSON parameter (a single ``json.dumps`` per statement, no processing per bound
+value). Each returns how many rows it changed, for the callers' row checks.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 from datetime import date, datetime
 from typing import Any, Callable, Sequence
 
-from sqlalchemy import Connection, Table, delete, insert, text, tuple_
+from sqlalchemy import JSON, Connection, Date, DateTime, Table, delete, text, tuple_
 
 # Rows per statement: well below SQLite's 32,766 bound parameters for the widest row.
 CHUNK = 500
@@ -48,32 +49,42 @@ def _json_rows(conn: Connection, table: Table, names: Sequence[str]
                ) -> tuple[str, Callable[[Sequence[Sequence[Any]]], str]]:
     """A row source ``v`` (columns ``c0``, ``c1``...) reading the rows from one JSON
     parameter ``:rows`` (one statement text per shape, compiled once): ``json_to_recordset``
-    on PostgreSQL, ``json_each`` on SQLite; and the encoder of the rows."""
+    on PostgreSQL, ``json_each`` on SQLite; and the encoder of the rows (one ``json.dumps``
+    for them all; a JSON column's value rides in it as it is)."""
     types = [table.c[n].type for n in names]
     dialect = conn.dialect
-    processors = [t.dialect_impl(dialect).bind_processor(dialect) for t in types]
+    nested = [isinstance(t, JSON) for t in types]
+    processors = [None if j else t.dialect_impl(dialect).bind_processor(dialect)
+                  for t, j in zip(types, nested)]
     pg = dialect.name == "postgresql"
     if pg:
         fields = ", ".join(f"c{i} {t.compile(dialect)}" for i, t in enumerate(types))
         source = f"json_to_recordset(CAST(:rows AS JSON)) AS v({fields})"
     else:
-        picks = ", ".join(f"json_extract(value, '$[{i}]') AS c{i}" for i in range(len(names)))
-        source = f"(SELECT {picks} FROM json_each(:rows)) AS v"
+        # A JSON column's value stays JSON text (json_extract alone unquotes a string).
+        picks = ", ".join((f"json_quote(json_extract(value, '$[{i}]'))" if j
+                           else f"json_extract(value, '$[{i}]')") + f" AS c{i}"
+                          for i, j in enumerate(nested))
+        source = f"(SELECT {picks} FROM json_each(:rows) ORDER BY key) AS v"
+    keys = [f"c{i}" for i in range(len(names))]
+    # Only the columns whose values need converting go through a function per value.
+    convert = [(i, p) for i, p in enumerate(processors) if p is not None]
+    timed = [i for i, t in enumerate(types) if isinstance(getattr(t, "impl", t), (DateTime, Date))]
 
     def encode(rows: Sequence[Sequence[Any]]) -> str:
-        out = [[_plain(p(v) if p else v) for p, v in zip(processors, row)] for row in rows]
-        if pg:
-            return json.dumps([{f"c{i}": v for i, v in enumerate(r)} for r in out])
+        out: list[Any] = []
+        for row in rows:
+            values = list(row)
+            for i, p in convert:
+                values[i] = p(values[i])
+            for i in timed:
+                v = values[i]
+                if isinstance(v, (datetime, date)):
+                    values[i] = v.isoformat()
+            out.append(dict(zip(keys, values)) if pg else values)
         return json.dumps(out)
 
     return source, encode
-
-
-def _plain(value: Any) -> Any:
-    """A bound value as JSON carries it (times as ISO text, which both databases read)."""
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    return value
 
 
 def delete_rows(conn: Connection, table: Table, keys: Sequence[str],
@@ -92,23 +103,41 @@ def delete_rows(conn: Connection, table: Table, keys: Sequence[str],
 
 def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]],
                 returning: Any = None) -> list[Any]:
-    """Insert the rows (one statement per chunk); the ``returning`` column of each, in the
-    rows' order, when asked."""
+    """Insert the rows (of one shape: the first row's keys), one statement per chunk; with
+    ``returning`` (the table's ``id``), the new ids in the rows' order."""
+    if not rows:
+        return []
+    names = list(rows[0])
+    pg = conn.dialect.name == "postgresql"
+    source, encode = _json_rows(conn, table, [*names, "id"] if pg and returning is not None
+                                else names)
+    picks = ", ".join(f"v.c{i}" for i in range(len(names)))
+    statement = f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {picks} FROM {source}"
+    if returning is not None and returning is not table.c.id:
+        raise ValueError("insert_rows returns the new ids only")
+    if returning is not None and pg:
+        # The ids come from the sequence as the rows are inserted, in the SELECT's order:
+        # sorted, they are the rows' in order (the extra column numbers the rows).
+        statement += f" ORDER BY v.c{len(names)} RETURNING id"
     out: list[Any] = []
-    for start in range(0, len(rows), CHUNK):
-        chunk = list(rows[start:start + CHUNK])
+    query = text(statement)
+    for start in range(0, len(rows), CHUNK * 4):
+        chunk = rows[start:start + CHUNK * 4]
+        if len(chunk) > 1 and any(r.keys() != rows[0].keys() for r in chunk):
+            raise ValueError("insert_rows takes rows of one shape")
+        values = [[r[n] for n in names] for r in chunk]
         if returning is None:
-            conn.execute(insert(table), chunk)
-        elif conn.dialect.name == "sqlite" and returning is table.c.id:
-            # One multi-row INSERT gives consecutive rowids after the largest, and the
-            # transaction holds the database's write lock: the ids are the last one's run.
-            conn.execute(insert(table).values(chunk))
+            conn.execute(query, {"rows": encode(values)})
+        elif pg:
+            numbered = [[*v, i] for i, v in enumerate(values)]
+            out.extend(sorted(int(r[0]) for r in conn.execute(query, {"rows": encode(numbered)})))
+        else:
+            # One INSERT gives consecutive rowids after the largest, in the source's order,
+            # and the transaction holds the database's write lock: the ids are the last
+            # one's run.
+            conn.execute(query, {"rows": encode(values)})
             last = int(conn.execute(text("SELECT last_insert_rowid()")).scalar_one())
             out.extend(range(last - len(chunk) + 1, last + 1))
-        else:
-            result = conn.execute(
-                insert(table).returning(returning, sort_by_parameter_order=True), chunk)
-            out.extend(r[0] for r in result)
     return out
 
 

@@ -64,22 +64,26 @@ def collect_held(conn: Connection, ids: list[int], when: datetime) -> dict[tuple
     found: dict[tuple[str, int], tuple[Due, Any]] = {}
     if not ids:
         return found
+    # The rows' times are aware UTC already (``UTCDateTime``) and their ids ints: each Due
+    # is made as it is, without ``Due.of``'s conversions.
+    build, train, deliver = ORDER["build"], ORDER["train"], ORDER["deliver"]
     for row in conn.execute(select(_q).where(_q.c.village_id.in_(ids), _q.c.completes_at <= when)):
-        found["build", row.id] = (Due.of("build", row.completes_at, row.id, row.village_id), row)
+        found["build", row.id] = (Due(row.completes_at, build, row.id, "build", row.village_id),
+                                  row)
     for row in conn.execute(select(_tq).where(_tq.c.village_id.in_(ids), _tq.c.trained < _tq.c.count,
                                               _tq.c.started_at <= when)):
-        at = as_utc(row.started_at) + timedelta(seconds=row.seconds_each * (row.trained + 1))
+        at = row.started_at + timedelta(seconds=row.seconds_each * (row.trained + 1))
         if at <= when:
-            found["train", row.id] = (Due.of("train", at, row.id, row.village_id), row)
+            found["train", row.id] = (Due(at, train, row.id, "train", row.village_id), row)
     for row in conn.execute(select(_m).where(
             _m.c.state == "underway", _m.c.arrives_at <= when,
             or_(_m.c.from_village_id.in_(ids), _m.c.to_village_id.in_(ids)))):
-        found[row.kind, row.id] = (Due.of(row.kind, row.arrives_at, row.id, row.from_village_id,
-                                          row.to_village_id), row)
+        found[row.kind, row.id] = (Due(row.arrives_at, ORDER[row.kind], row.id, row.kind,
+                                       row.from_village_id, row.to_village_id), row)
     for row in conn.execute(select(_s).where(_s.c.state == "underway", _s.c.arrives_at <= when,
                                              _s.c.to_village_id.in_(ids))):
-        found["deliver", row.id] = (Due.of("deliver", row.arrives_at, row.id, row.from_village_id,
-                                           row.to_village_id), row)
+        found["deliver", row.id] = (Due(row.arrives_at, deliver, row.id, "deliver",
+                                        row.from_village_id, row.to_village_id), row)
     return found
 
 

@@ -69,14 +69,14 @@ def _buildings(conn: Connection, held: Held) -> None:
     changed: list[tuple[int, int, str, int]] = []
     added: list[dict[str, Any]] = []
     gone: list[tuple[int, int]] = []
-    for vid, v in sorted(held.villages.items()):
-        now = {b.slot: (b.name, b.level) for b in v.state.buildings}
+    for vid, was in sorted(held.built.items()):
+        now = {b.slot: (b.name, b.level) for b in held.villages[vid].state.buildings}
         for slot, (name, level) in sorted(now.items()):
-            if slot not in v.buildings:
+            if slot not in was:
                 added.append(dict(village_id=vid, slot=slot, building_name=name, level=level))
-            elif v.buildings[slot] != (name, level):
+            elif was[slot] != (name, level):
                 changed.append((vid, slot, name, level))
-        gone += [(vid, slot) for slot in sorted(v.buildings.keys() - now.keys())]
+        gone += [(vid, slot) for slot in sorted(was.keys() - now.keys())]
     expect(update_rows(conn, _b, ["village_id", "slot"], ["building_name", "level"], changed),
            len(changed), "a building")
     expect(delete_rows(conn, _b, ["village_id", "slot"], gone), len(gone), "a building")

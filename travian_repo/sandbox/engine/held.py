@@ -21,8 +21,7 @@ from travian_repo.rules.buildings import RESOURCE_FIELDS
 from travian_repo.rules.stock import Stock, settle_stock
 from travian_repo.rules.village import VillageEconomy, village_economy
 from travian_repo.sql import schema
-from travian_repo.sql.schema import as_utc
-from travian_repo.sql.village_state import VILLAGE_SELECT, VillageState, state_from_row
+from travian_repo.sql.village_state import VillageState, load_stored
 
 _v = schema.villages
 _t = schema.troops
@@ -38,7 +37,6 @@ class Village:
     stored_at: datetime
     troops: dict[str, int]
     population: int  # as stored
-    buildings: dict[int, tuple[str, int]]  # as stored: slot -> (name, level)
     dirty: bool = False
 
 
@@ -71,6 +69,8 @@ class Held:
     queue_closed: set[int] = field(default_factory=set)
     lines: dict[int, tuple[int, int, bool]] = field(default_factory=dict)  # id -> (was, now, gone)
     orders: set[int] = field(default_factory=set)
+    # The buildings as stored (slot -> (name, level)) of the villages whose buildings changed.
+    built: dict[int, dict[int, tuple[str, int]]] = field(default_factory=dict)
     shipped: list[int] = field(default_factory=list)  # underway -> returning
     merchants: list[int] = field(default_factory=list)  # returning -> done
 
@@ -83,12 +83,9 @@ class Held:
         troops: dict[int, dict[str, int]] = {i: {} for i in ids}
         stationed: dict[int, list[Stationed]] = {i: [] for i in ids}
         if ids:
-            for row in conn.execute(VILLAGE_SELECT.where(_v.c.id.in_(ids))):
-                at = as_utc(row.updated_at)
-                state = state_from_row(row, at)
-                villages[state.id] = Village(
-                    state, (row.wood, row.clay, row.iron, row.wheat), at, troops[state.id],
-                    state.population, {b.slot: (b.name, b.level) for b in state.buildings})
+            for state, stock in load_stored(conn, ids):
+                villages[state.id] = Village(state, stock, state.now, troops[state.id],
+                                             state.population)
             for vid, unit, count in conn.execute(
                     select(_t.c.village_id, _t.c.unit, _t.c.count)
                     .where(_t.c.village_id.in_(ids), _t.c.count > 0)):
@@ -166,6 +163,8 @@ class Held:
     def set_level(self, state: VillageState, slot: int, name: str, level: int) -> None:
         """A building's level now (at 0 a building goes; a resource field stays at 0), and
         the economy recomputed: the troops' upkeep is what the stored wheat says it is."""
+        if state.id not in self.built:
+            self.built[state.id] = {b.slot: (b.name, b.level) for b in state.buildings}
         old = _economy(tuple((b.name, b.level) for b in state.buildings), self.speed)
         upkeep = old.production.wheat - state.production.wheat
         if level > 0 or name in RESOURCE_FIELDS:
