@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator
 import pytest
 import requests
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 import travian_repo as tr
 from travian_repo.sandbox import Clock
@@ -386,6 +387,15 @@ def test_the_bounds_reach_the_server_and_keep_the_urls_own_options(
     with tr.connect(database_url, player_id=1, statement_timeout=None) as world:
         with world.database.engine.connect() as conn:
             assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "0"
+            # Short statements: compiling them costs more than it saves.
+            assert conn.exec_driver_sql("SHOW jit").scalar() == "off"
+    chosen = make_url(database_url)
+    chosen = chosen.update_query_dict(
+        {"options": f"{chosen.query.get('options', '')} -c jit=on".strip()})
+    with tr.connect(chosen.render_as_string(hide_password=False), player_id=1) as world:
+        with world.database.engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW jit").scalar() == "on"  # the URL's choice wins
+            assert conn.exec_driver_sql("SHOW search_path").scalar().startswith("travian_test_")
     for bad in ({"statement_timeout": -1}, {"connect_timeout": "5"}, {"pool_pre_ping": "yes"},
                 {"pool_timeout": float("nan")}):
         with pytest.raises(tr.ConfigurationError):

@@ -150,14 +150,17 @@ def _bounded_connect_args(
         connect_args.update(keepalives=1, keepalives_idle=max(1, int(keepalives_idle)),
                             keepalives_interval=max(1, min(10, int(keepalives_idle))),
                             keepalives_count=3)
-    if statement_timeout:
-        options = given.get("options") or ""
-        if isinstance(options, tuple):
-            options = " ".join(options)
-        if "statement_timeout" not in options:
-            # A startup parameter: no extra round trip, and the URL's own options are kept.
-            ms = max(1, int(statement_timeout * 1000))
-            connect_args["options"] = f"{options} -c statement_timeout={ms}".strip()
+    options = given.get("options") or ""
+    if isinstance(options, tuple):
+        options = " ".join(options)
+    # Startup parameters: no extra round trip, and the URL's own options are kept.
+    if statement_timeout and "statement_timeout" not in options:
+        options = f"{options} -c statement_timeout={max(1, int(statement_timeout * 1000))}"
+    if "jit" not in options:
+        # The library's statements are short; compiling them (tens of ms for a batch of
+        # villages) costs more than it saves.
+        options = f"{options} -c jit=off"
+    connect_args["options"] = options.strip()
     return connect_args
 
 
