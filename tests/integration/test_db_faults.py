@@ -45,7 +45,12 @@ def is_commit(sql: str) -> bool:
 
 
 def is_training_insert(sql: str) -> bool:
-    return "INSERT INTO TRAINING_ORDERS" in sql.upper()  # alone, or as a CTE of the lines
+    # Plain (alone, or as a CTE of the lines) or its prepared statement run; not the
+    # definitions a connection's first round trip carries.
+    parts = [part.strip().upper() for part in sql.split(";")]
+    return any(part.startswith("EXECUTE TR_TRAINING_ORDER(")
+               or ("INSERT INTO TRAINING_ORDERS" in part and not part.startswith("PREPARE"))
+               for part in parts)
 
 
 class Direct:

@@ -67,11 +67,19 @@ class BuildingSpec:
     one_per_account: bool = False
 
 
+# Each spelling seen, by its canonical name: the rules look names up many times a call.
+_RESOLVED: dict[str, str] = {}
+
+
 def _resolve(name: object) -> str:
+    if type(name) is str and (hit := _RESOLVED.get(name)) is not None:
+        return hit
     key = normalize_name(name, "building")
     key = str(rules_data()["meta"]["aliases"].get(key, key))
     if key not in BUILDING_NAMES:
         raise unknown("building", name, BUILDING_NAMES)
+    if type(name) is str and len(_RESOLVED) < 1024:  # bounded: callers may pass any text
+        _RESOLVED[name] = key
     return key
 
 
@@ -165,6 +173,7 @@ def building_cost(name: str, level: int) -> Resources:
     return Resources(*(int(amount) for amount in row))
 
 
+@functools.cache
 def _thirds(value: float) -> float:
     # The file prints a = 1780/3 as 593.3333; use the exact third, or clay pit L20 comes
     # out 10 s short of the table.

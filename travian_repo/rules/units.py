@@ -140,7 +140,12 @@ def training_time(tribe: str, name: str, *, building_level: int, server_speed: i
     level = check_int(building_level, "building_level", minimum=1,
                       maximum=max(map(top_level, spec.trained_in), default=1))
     speed = check_int(server_speed, "server_speed", minimum=1)
-    exact = Fraction(spec.training_time_s) * Fraction(9, 10) ** (level - 1) / speed
+    return _training_seconds(spec.training_time_s, level, speed)
+
+
+@functools.lru_cache(maxsize=4096)
+def _training_seconds(base: int, level: int, speed: int) -> int:
+    exact = Fraction(base) * Fraction(9, 10) ** (level - 1) / speed
     return max(1, round_half_up(exact))
 
 

@@ -41,7 +41,8 @@ from travian_repo.sql.repository import SqlRepository
 from travian_repo.sql.database import WorldSettings
 from travian_repo.sql.schema import as_utc
 from travian_repo.sql.troops import home_troops, insert_movement, remove_troops
-from travian_repo.sql.village_state import VillageState, check_owner, lock_village, spend, spend_with
+from travian_repo.sql.village_state import (VillageState, check_owner, lock_village,
+                                             paid_insert, spend, spend_with)
 
 _v = schema.villages
 _t = schema.troops
@@ -345,6 +346,10 @@ def _order_with_lines(count: int) -> Insert:
     ).returning(_tq.c.order_id)
 
 
+# The usual order (one unit type) as a prepared statement.
+_ONE_LINE = paid_insert("tr_training_order", _order_with_lines(1))
+
+
 def queue_training(
     conn: Connection, state: VillageState, cost: Resources, lines: list[dict[str, Any]]
 ) -> int:
@@ -352,14 +357,14 @@ def queue_training(
     params = {"p_village": state.id, "p_wood": cost.wood, "p_clay": cost.clay,
               "p_iron": cost.iron, "p_wheat": cost.wheat, "p_created": state.now}
     if conn.dialect.name != "postgresql":
-        order_id = int(spend_with(conn, state, cost, _ORDER, params).scalar_one())
+        order_id = int(spend_with(conn, state, cost, _ORDER, params).first()[0])
         conn.execute(insert(_tq), [dict(line, order_id=order_id, village_id=state.id)
                                    for line in lines])
         return order_id
     for i, line in enumerate(lines):
         params.update({f"p{i}_{name}": line[name] for name in _LINE})
-    statement = _order_with_lines(len(lines))
-    return int(spend_with(conn, state, cost, statement, params).scalars().all()[0])
+    statement = _ONE_LINE if len(lines) == 1 else _order_with_lines(len(lines))
+    return int(spend_with(conn, state, cost, statement, params).first()[0])
 
 
 def send_troops(

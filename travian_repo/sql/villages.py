@@ -26,20 +26,21 @@ from travian_repo.sql.village_state import (
     load_villages,
     lock_village,
     move_order,
+    paid_insert,
     spend,
     spend_with,
 )
 
 _q = schema.build_queue
-# A build order, built once (see spend_with).
-_QUEUE = insert(_q).values(
+# A build order, built once and prepared (see spend_with).
+_QUEUE = paid_insert("tr_build_order", insert(_q).values(
     village_id=bindparam("p_village"), queue_position=bindparam("p_position"),
     slot=bindparam("p_slot"), building_name=bindparam("p_building"),
     target_level=bindparam("p_level"), wood=bindparam("p_wood"), clay=bindparam("p_clay"),
     iron=bindparam("p_iron"), wheat=bindparam("p_wheat"),
     started_at=bindparam("p_starts", type_=schema.UTCDateTime()),
     completes_at=bindparam("p_completes", type_=schema.UTCDateTime()),
-).returning(_q.c.id)
+).returning(_q.c.id))
 
 
 class SqlVillageRepository(SqlRepository, VillageRepository):
@@ -119,7 +120,7 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
                 "p_building": name, "p_level": target_level, "p_wood": cost.wood,
                 "p_clay": cost.clay, "p_iron": cost.iron, "p_wheat": cost.wheat,
                 "p_starts": starts, "p_completes": completes,
-            }).scalar_one()
+            }).first()[0]
             self._emit(events.BUILD_QUEUED, actor, village_id=village_id, position=position,
                        building=name, target_level=target_level,
                        completes_at=completes.isoformat())
