@@ -74,15 +74,18 @@ class RetryPolicy:
         sleep: Callable[[float], None] = time.sleep,
         before_sleep: Callable[[RetryCallState], None] | None = None,
         wait: Callable[[RetryCallState], float] | None = None,
+        spent_s: float = 0.0,
     ) -> Retrying:
         """A tenacity ``Retrying`` for this policy; always bounded and re-raising.
 
         It stops after ``attempts`` tries, or when the next try would start past
         ``deadline_s`` (wait included); the last exception is re-raised as itself.
+        ``spent_s``: time the call already used before the loop began (``call``).
         """
         return Retrying(
             retry=retry_if_exception(should_retry),
-            stop=stop_after_attempt(self.attempts) | stop_before_delay(self.deadline_s),
+            stop=(stop_after_attempt(self.attempts)
+                  | stop_before_delay(max(0.0, self.deadline_s - spent_s))),
             wait=wait or (lambda state: self.backoff(state.attempt_number)),
             sleep=sleep,
             before_sleep=before_sleep,
@@ -96,10 +99,31 @@ class RetryPolicy:
         *,
         sleep: Callable[[float], None] = time.sleep,
     ) -> T:
-        """Run ``fn`` under this policy; the last exception escapes unchanged."""
-        for attempt in self.retrying(should_retry, sleep=sleep):
+        """Run ``fn`` under this policy; the last exception escapes unchanged.
+
+        The first try runs before the tenacity loop is built (nearly every call succeeds at
+        once, and the loop's per-call objects cost more than a quick database write); a
+        failure it may retry hands over to the loop as that loop's own first try.
+        """
+        started = time.monotonic()
+        try:
+            return fn()
+        except BaseException as exc:
+            if self.attempts == 1 or not should_retry(exc):
+                raise
+            first: BaseException | None = exc
+
+        def again() -> T:
+            nonlocal first
+            if first is not None:
+                failed, first = first, None
+                raise failed
+            return fn()
+
+        for attempt in self.retrying(should_retry, sleep=sleep,
+                                     spent_s=time.monotonic() - started):
             with attempt:
-                return fn()
+                return again()
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
 

@@ -36,13 +36,13 @@ from travian_repo.rules.military import (
     resolve_units,
     schedule_training,
 )
-from travian_repo.sql import schema
+from travian_repo.sql import prepared, schema
 from travian_repo.sql.repository import SqlRepository
 from travian_repo.sql.database import WorldSettings
 from travian_repo.sql.schema import as_utc
 from travian_repo.sql.troops import home_troops, insert_movement, remove_troops
 from travian_repo.sql.village_state import (VillageState, check_owner, lock_village,
-                                             paid_insert, spend, spend_with)
+                                             paid_with, spend, spend_with)
 
 _v = schema.villages
 _t = schema.troops
@@ -346,8 +346,8 @@ def _order_with_lines(count: int) -> Insert:
     ).returning(_tq.c.order_id)
 
 
-# The usual order (one unit type) as a prepared statement.
-_ONE_LINE = paid_insert("tr_training_order", _order_with_lines(1))
+# The usual order (one unit type), run by spend_with as a prepared statement on PostgreSQL.
+prepared.prepare("tr_training_order", paid_with(_order_with_lines(1)))
 
 
 def queue_training(
@@ -363,7 +363,7 @@ def queue_training(
         return order_id
     for i, line in enumerate(lines):
         params.update({f"p{i}_{name}": line[name] for name in _LINE})
-    statement = _ONE_LINE if len(lines) == 1 else _order_with_lines(len(lines))
+    statement = _order_with_lines(len(lines))
     return int(spend_with(conn, state, cost, statement, params).first()[0])
 
 

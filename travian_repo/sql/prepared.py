@@ -49,6 +49,8 @@ class Prepared:
 
 
 _ALL: dict[str, Prepared] = {}
+# The same by the Core statement object each was made from (``execute``).
+_BY_STATEMENT: dict[Executable, Prepared] = {}
 _DEFINE_ALL = ""
 
 
@@ -68,6 +70,7 @@ def prepare(name: str, statement: Executable) -> Prepared:
         call=f"EXECUTE {name}({args})" if order else f"EXECUTE {name}",
     )
     _ALL[name] = entry
+    _BY_STATEMENT[statement] = entry
     _DEFINE_ALL = "; ".join(p.define for p in _ALL.values())
     return entry
 
@@ -100,11 +103,11 @@ def _row_type(names: tuple[str, ...]) -> Any:
 _MAKERS: dict[str, Callable[[Any], Any]] = {}
 
 
-def _execute(conn: Connection, sql: str, params: dict[str, Any]) -> Rows:
+def _execute(conn: Connection, sql: str, params: dict[str, Any] | None) -> Rows:
     cursor = conn.connection.cursor()
     try:
         try:
-            conn._cursor_execute(cursor, sql, params)
+            conn._cursor_execute(cursor, sql, params)  # type: ignore[arg-type]  # None: as is
         except BaseException:
             # The reply deadline disarms on the error of an execution context; there is none.
             deadline = getattr(conn.engine, "_travian_deadline", None)
@@ -120,6 +123,22 @@ def _execute(conn: Connection, sql: str, params: dict[str, Any]) -> Rows:
         return _Fetched(cursor.fetchall(), make)
     finally:
         cursor.close()
+
+
+def execute(conn: Connection, statement: Executable, params: dict[str, Any]) -> Rows:
+    """Run a Core statement: on PostgreSQL as the prepared statement registered for that
+    very object, if any (its parameters go to the driver as they are: no bind processing),
+    else as itself."""
+    entry = _BY_STATEMENT.get(statement) if conn.dialect.name == "postgresql" else None
+    if entry is None:
+        return conn.execute(statement, params)
+    return run(conn, entry, params=params)
+
+
+def plain(conn: Connection, sql: str) -> None:
+    """PostgreSQL: run ``sql`` (no parameters, no rows wanted: a ``COMMIT``) by the same
+    cursor path as the prepared statements, not through a result object."""
+    _execute(conn, sql, None)
 
 
 def run(conn: Connection, *statements: Prepared, params: dict[str, Any]) -> Rows:
@@ -159,4 +178,4 @@ def run(conn: Connection, *statements: Prepared, params: dict[str, Any]) -> Rows
     return result
 
 
-__all__ = ["DEFINED", "Prepared", "Rows", "prepare", "run"]
+__all__ = ["DEFINED", "Prepared", "Rows", "execute", "plain", "prepare", "run"]

@@ -28,7 +28,7 @@ from sqlalchemy import exc as sa_exc
 
 from travian_repo.domain.errors import BackendUnavailable, Conflict
 from travian_repo.domain.values import Event
-from travian_repo.sql import error_mapping, idempotency
+from travian_repo.sql import error_mapping, idempotency, prepared
 from travian_repo.sql.engines import WorldSettings
 
 if TYPE_CHECKING:
@@ -350,7 +350,10 @@ class SqlSession:
             key = self._key
             _forget(self._conn)  # a RELEASE at most: COMMIT releases them all
             try:
-                self._conn.exec_driver_sql("COMMIT")
+                if self.dialect == "postgresql":
+                    prepared.plain(self._conn, "COMMIT")  # no result object to set up
+                else:
+                    self._conn.exec_driver_sql("COMMIT")
             except sa_exc.SQLAlchemyError as exc:
                 self._discard()
                 self._end_transaction()

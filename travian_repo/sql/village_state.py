@@ -351,45 +351,22 @@ def spend(conn: Connection, state: VillageState, cost: Resources) -> None:
 
 
 def spend_with(
-    conn: Connection, state: VillageState, cost: Resources, insert: Insert | PaidInsert,
+    conn: Connection, state: VillageState, cost: Resources, insert: Insert,
     params: dict[str, Any],
 ) -> prepared.Rows:
     """``spend``, and run ``insert`` with ``params`` (what was paid for); its rows.
 
     ``insert`` is built once, with bind parameters named ``p_...`` (no column's name). On
-    PostgreSQL the stock update rides in it as a data-modifying CTE: one statement, not two;
-    a ``PaidInsert`` (``paid_insert``) runs it as a prepared statement.
+    PostgreSQL the stock update rides in it as a data-modifying CTE (``paid_with``): one
+    statement, not two, prepared when the caller registered it.
     """
     stock = _after_paying(state, cost)
-    paid = insert if isinstance(insert, PaidInsert) else None
-    core = paid.insert if paid is not None else insert
     if conn.dialect.name != "postgresql":
         store(conn, state, stock)
-        return conn.execute(core, params)
-    params = {**params, **_stock_params(state, stock)}
-    if paid is not None:
-        # The prepared path skips the type's bind check: keep its one rule here.
-        if state.now.tzinfo is None:
-            raise ValueError("naive datetime given; the library works in aware UTC")
-        result = prepared.run(conn, paid.statement, params=params)
-    else:
-        result = conn.execute(_paid_with(core), params)
+        return conn.execute(insert, params)
+    result = prepared.execute(conn, paid_with(insert), {**params, **_stock_params(state, stock)})
     state.stock = stock
     return result
-
-
-@dataclass(frozen=True)
-class PaidInsert:
-    """An insert that ``spend_with`` runs, on PostgreSQL as a prepared statement."""
-
-    insert: Insert
-    statement: prepared.Prepared
-
-
-def paid_insert(name: str, insert: Insert) -> PaidInsert:
-    """Register ``insert`` (with the stock update) as a prepared statement: at import time,
-    as every prepared statement is defined on a connection's first use of any of them."""
-    return PaidInsert(insert, prepared.prepare(name, _paid_with(insert)))
 
 
 def _after_paying(state: VillageState, cost: Resources) -> Stock:
@@ -410,7 +387,7 @@ _STORE = (
 
 
 @functools.cache
-def _paid_with(insert: Insert) -> Insert:
+def paid_with(insert: Insert) -> Insert:
     return insert.add_cte(_STORE.cte("spent"))
 
 

@@ -13,7 +13,7 @@ from travian_repo.repositories import validation as v
 from travian_repo.repositories.base import VillageRepository
 from travian_repo.rules import buildings as rules
 from travian_repo.rules import build_queue, placement
-from travian_repo.sql import schema
+from travian_repo.sql import prepared, schema
 from travian_repo.sql.repository import SqlRepository
 from travian_repo.sql.derived import apply_level
 from travian_repo.sql.village_state import (
@@ -26,21 +26,23 @@ from travian_repo.sql.village_state import (
     load_villages,
     lock_village,
     move_order,
-    paid_insert,
+    paid_with,
     spend,
     spend_with,
 )
 
 _q = schema.build_queue
-# A build order, built once and prepared (see spend_with).
-_QUEUE = paid_insert("tr_build_order", insert(_q).values(
+# A build order, built once (see spend_with).
+_QUEUE = insert(_q).values(
     village_id=bindparam("p_village"), queue_position=bindparam("p_position"),
     slot=bindparam("p_slot"), building_name=bindparam("p_building"),
     target_level=bindparam("p_level"), wood=bindparam("p_wood"), clay=bindparam("p_clay"),
     iron=bindparam("p_iron"), wheat=bindparam("p_wheat"),
     started_at=bindparam("p_starts", type_=schema.UTCDateTime()),
     completes_at=bindparam("p_completes", type_=schema.UTCDateTime()),
-).returning(_q.c.id))
+).returning(_q.c.id)
+# Run by spend_with as a prepared statement on PostgreSQL.
+prepared.prepare("tr_build_order", paid_with(_QUEUE))
 
 
 class SqlVillageRepository(SqlRepository, VillageRepository):
