@@ -58,10 +58,11 @@ def fold_outcome_key(conn: Connection) -> dict[str, Any] | None:
     """Take the outcome key's insert off the queued ``BEGIN``, for the caller's next
     statement to carry as a data-modifying CTE (one statement, not two); its parameters
     (``key_player``, ``key_value``, ``key_at``), or None when no insert is queued."""
-    outcome = conn.info.pop(OUTCOME, None)
-    if outcome is None or conn.info.get(AHEAD) is not outcome[0]:
+    info = conn.info  # each access goes through the pool's proxy: once
+    outcome = info.pop(OUTCOME, None)
+    if outcome is None or info.get(AHEAD) is not outcome[0]:
         return None
-    conn.info[AHEAD] = "BEGIN"
+    info[AHEAD] = "BEGIN"
     params = outcome[1]
     return {"key_player": params["player"], "key_value": params["key"], "key_at": params["now"]}
 
@@ -74,8 +75,9 @@ def held_locks(conn: Connection) -> set[int] | None:
 
 
 def _forget(conn: Connection) -> None:
+    info = conn.info
     for key in _PER_TRANSACTION:
-        conn.info.pop(key, None)
+        info.pop(key, None)
 
 
 def pipeline(engine: Engine) -> None:
@@ -315,8 +317,9 @@ class SqlSession:
         if self.dialect != "postgresql" or "%" in sql:  # '%' would meet the driver's formatting
             conn.exec_driver_sql(sql)
             return
-        held = conn.info.get(AHEAD)
-        conn.info[AHEAD] = sql if held is None else f"{held}; {sql}"
+        info = conn.info
+        held = info.get(AHEAD)
+        info[AHEAD] = sql if held is None else f"{held}; {sql}"
 
     def _unsent(self, conn: Connection, held: str | None, first: bool) -> None:
         """A step that sent no statement: take back its BEGIN or SAVEPOINT."""
