@@ -77,6 +77,28 @@ def test_an_npc_turn_sends_at_most_nine_statements(world: tr.World) -> None:
     assert sent.statements[first_lock + 1].startswith("EXECUTE tr_village("), sent.statements
 
 
+def test_an_npc_turn_s_writes_run_as_prepared_statements(world: tr.World) -> None:
+    def turn() -> tuple[tr.BuildOrder, tr.TrainingOrder]:
+        with world.unit_of_work(player_id=1) as uow:
+            order = uow.villages.queue_building(1, "woodcutter")
+            return order, uow.military.train(1, TRAIN)
+
+    turn()  # warm: the pooled connection has its prepared statements
+    with Sent(world.database.engine) as sent:
+        order, training = turn()
+    assert not [s for s in sent.statements if "INSERT" in s.upper()], sent.statements
+    runs = [s.split("(")[0] for s in sent.statements if s.startswith("EXECUTE")]
+    assert {"EXECUTE tr_build_order", "EXECUTE tr_training_order"} <= set(runs), runs
+    # What they wrote reads back as the calls returned it.
+    assert world.villages.build_queue(1)[-1] == order
+    with world.database.engine.connect() as conn:
+        row = conn.exec_driver_sql(
+            "SELECT o.wood, o.clay, o.iron, o.wheat, max(q.completes_at) FROM training_orders o"
+            " JOIN training_queue q ON q.order_id = o.id WHERE o.id = %(id)s GROUP BY o.id",
+            {"id": training.id}).one()
+    assert (tr.Resources(*row[:4]), row[4]) == (training.cost, training.completes_at)
+
+
 def locked_elsewhere(world: tr.World, village_id: int) -> bool:
     """Whether another connection finds the village's write lock taken."""
     with world.database.engine.connect() as conn:
