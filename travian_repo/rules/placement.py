@@ -66,8 +66,15 @@ def plan_build(
     if rival is not None:
         raise RuleViolation(f"{name} cannot stand in a village that has a {rival}")
 
+    # Each slot's planned level (as ``planned_level``), from one pass over each list: the
+    # slot choice asks for many slots.
+    built = {b.slot: b.level for b in village.buildings}
+    queued: dict[int, int] = {}
+    for o in village.queue:
+        queued[o.slot] = max(queued.get(o.slot, 0), o.target_level)
+
     def planned(s: int) -> int:
-        return planned_level(village.buildings, village.queue, s)
+        return max(built.get(s, 0), queued.get(s, 0))
 
     top = buildings.max_level(name, is_capital=village.is_capital)
     if slot is None:
