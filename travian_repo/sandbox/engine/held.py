@@ -20,6 +20,7 @@ from travian_repo.domain.values import Building, Resources
 from travian_repo.rules.buildings import RESOURCE_FIELDS
 from travian_repo.rules.stock import Stock, settle_stock
 from travian_repo.rules.village import VillageEconomy, village_economy
+from travian_repo.sandbox.engine.due import among
 from travian_repo.sql import schema
 from travian_repo.sql.village_state import VillageState, load_stored
 
@@ -86,15 +87,10 @@ class Held:
             for state, stock in load_stored(conn, ids):
                 villages[state.id] = Village(state, stock, state.now, troops[state.id],
                                              state.population)
-            for vid, unit, count in conn.execute(
-                    select(_t.c.village_id, _t.c.unit, _t.c.count)
-                    .where(_t.c.village_id.in_(ids), _t.c.count > 0)):
-                troops[int(vid)][str(unit)] = int(count)
-            for row in conn.execute(
-                    select(_m.c.id, _m.c.player_id, _m.c.from_village_id, _m.c.to_village_id,
-                           _m.c.troops)
-                    .where(_m.c.to_village_id.in_(ids), _m.c.state == "stationed")
-                    .order_by(_m.c.id)):
+            at_home, standing = _READS[conn.dialect.name]
+            for vid, unit, count in conn.execute(at_home, {"ids": ids}):
+                troops[vid][unit] = count
+            for row in conn.execute(standing, {"ids": ids}):
                 stationed[int(row.to_village_id)].append(Stationed(
                     int(row.id), int(row.player_id), int(row.from_village_id),
                     {str(u): int(n) for u, n in sorted(row.troops.items()) if int(n) > 0}))
@@ -213,6 +209,19 @@ class Held:
 
     def emit(self, kind: str, player_id: int, /, **data: Any) -> None:
         self.events.append((kind, player_id, data))
+
+
+def _reads(dialect: str) -> tuple[Any, Any]:
+    """The troops at home and the troops stationed in the villages ``ids`` (built once)."""
+    return (select(_t.c.village_id, _t.c.unit, _t.c.count)
+            .where(among(_t.c.village_id, dialect), _t.c.count > 0),
+            select(_m.c.id, _m.c.player_id, _m.c.from_village_id, _m.c.to_village_id,
+                   _m.c.troops)
+            .where(among(_m.c.to_village_id, dialect), _m.c.state == "stationed")
+            .order_by(_m.c.id))
+
+
+_READS = {name: _reads(name) for name in ("postgresql", "sqlite")}
 
 
 @functools.lru_cache(maxsize=4096)

@@ -16,7 +16,8 @@ from sqlalchemy import ColumnElement, Connection, or_, select
 from travian_repo.domain.values import ClockFn
 from travian_repo.sandbox.engine.builds import complete_build
 from travian_repo.sandbox.engine.due import (
-    HOSTILE, Due, collect, collect_held, key, mine, stationed_homes, take, villages_of,
+    HOSTILE, Due, among, collect, collect_held, key, mine, stationed_homes, take,
+    villages_of,
 )
 from travian_repo.sandbox.engine.flush import flush
 from travian_repo.sandbox.engine.held import Held
@@ -282,9 +283,19 @@ def _lock(conn: Connection, ids: set[int], targets: list[int], *, skip: bool) ->
     are left out. The villages locked (those that exist)."""
     if not ids and not targets:
         return set()
-    wanted: ColumnElement[bool] = _r.c.village_id.in_(sorted(ids))
+    statement = _LOCKS[conn.dialect.name, bool(targets), skip]
+    return {int(r[0]) for r in conn.execute(statement, {"ids": sorted(ids), "targets": targets})}
+
+
+def _lock_statement(dialect: str, targets: bool, skip: bool) -> Any:
+    wanted: ColumnElement[bool] = among(_r.c.village_id, dialect)
     if targets:
-        wanted = or_(wanted, _r.c.village_id.in_(stationed_homes(targets)))
-    return {int(r[0]) for r in conn.execute(
-        select(_r.c.village_id).where(wanted).order_by(_r.c.village_id)
-        .with_for_update(of=_r, skip_locked=skip))}
+        wanted = or_(wanted, _r.c.village_id.in_(stationed_homes(dialect)))
+    return (select(_r.c.village_id).where(wanted).order_by(_r.c.village_id)
+            .with_for_update(of=_r, skip_locked=skip))
+
+
+# Built once (no statement compiled or cache-keyed per batch).
+_LOCKS = {(dialect, targets, skip): _lock_statement(dialect, targets, skip)
+          for dialect in ("postgresql", "sqlite") for targets in (False, True)
+          for skip in (False, True)}
