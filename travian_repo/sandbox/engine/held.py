@@ -98,16 +98,14 @@ class Held:
         held.owners = {vid: v.state.player_id for vid, v in villages.items()}
         return held
 
-    def read_populations(self, conn: Connection) -> None:
-        """The morale setting, and the held villages' players' populations (the sum of
-        their villages, those not held read without a lock as last committed)."""
-        ws = schema.world_settings
-        self.morale = bool(conn.execute(select(ws.c.morale)).scalar())
+    def read_populations(self, conn: Connection, morale: bool) -> None:
+        """With ``morale`` (the world's setting), the held villages' players' populations
+        (the sum of their villages, those not held read without a lock as last committed)."""
+        self.morale = morale
         players = sorted({v.state.player_id for v in self.villages.values()})
-        if self.morale and players:
-            self.populations = {int(p): int(n) for p, n in conn.execute(
-                select(_v.c.player_id, func.sum(_v.c.population))
-                .where(_v.c.player_id.in_(players)).group_by(_v.c.player_id))}
+        if morale and players:
+            self.populations = dict(conn.execute(
+                _POPULATIONS[conn.dialect.name], {"ids": players}).all())
 
     def population_of(self, player_id: int) -> int:
         """The player's population now: as read, with the batch's changes to its villages."""
@@ -222,6 +220,9 @@ def _reads(dialect: str) -> tuple[Any, Any]:
 
 
 _READS = {name: _reads(name) for name in ("postgresql", "sqlite")}
+_POPULATIONS = {name: select(_v.c.player_id, func.sum(_v.c.population))
+                .where(among(_v.c.player_id, name)).group_by(_v.c.player_id)
+                for name in ("postgresql", "sqlite")}
 
 
 @functools.lru_cache(maxsize=4096)

@@ -27,7 +27,6 @@ from travian_repo.sandbox.engine.step import Outcome, Step
 from travian_repo.sandbox.engine.training import train_units
 from travian_repo.sql import schema
 from travian_repo.sql.database import Database, SqlSession, make_engine
-from travian_repo.sql.derived import conn_speed
 
 # The processor of each kind; every other kind is a movement arriving.
 _PROCESSORS: dict[str, Callable[[Step, Due, Any], Outcome]] = {
@@ -36,6 +35,7 @@ _PROCESSORS: dict[str, Callable[[Step, Due, Any], Outcome]] = {
     "deliver": deliver,
 }
 _r, _v = schema.village_resources, schema.villages
+_SETTINGS = select(schema.world_settings.c.speed, schema.world_settings.c.morale)
 # A batch processes up to this many times ``batch`` steps: what else is due in the villages
 # of its ``batch`` events comes with them (their state is read once).
 _STEPS = 16
@@ -239,9 +239,12 @@ class Engine:
         heap = [due for due, _ in found.values()] + [d for d in ahead if d.kind == "merchants"]
         if not heap:  # all gone (another engine was first): nothing to read
             return 0, finished, ids
-        held = Held.load(conn, locked, conn_speed(conn)) if locked else Held({}, {}, 0)
         if locked:
-            held.read_populations(conn)
+            speed, morale = conn.execute(_SETTINGS).one()
+            held = Held.load(conn, locked, int(speed))
+            held.read_populations(conn, bool(morale))
+        else:
+            held = Held({}, {}, 0)
         senders = {d.source for d, _ in found.values() if d.kind == "deliver"} - held.owners.keys()
         if senders:
             held.owners.update((int(i), int(p)) for i, p in conn.execute(
