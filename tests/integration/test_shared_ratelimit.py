@@ -51,14 +51,19 @@ RATE = 50
 WINDOW_S = 3.0
 
 
-def _hammer(url: str, world_id: str, start_at: float, results: Any, index: int) -> None:
+def _hammer(url: str, world_id: str, ready: Any, go: Any, start_at: Any, results: Any,
+            index: int) -> None:
     """Acquire as fast as possible during [start_at, start_at + WINDOW_S]; count the grants
-    that were both asked for and granted inside the window."""
+    that were both asked for and granted inside the window. The window opens only once
+    every process is ready, however long spawning took on a loaded machine."""
     client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
     limiter = RedisRateLimiter(client, RATE, 1_000_000, world_id=world_id)
     limiter.load_script()
-    end = start_at + WINDOW_S
-    while time.time() < start_at:
+    ready.put(index)
+    if not go.wait(60):
+        raise RuntimeError("the start signal never came")
+    end = start_at.value + WINDOW_S
+    while time.time() < start_at.value:
         time.sleep(0.001)
     count = 0
     while True:
@@ -76,12 +81,17 @@ def _hammer(url: str, world_id: str, start_at: float, results: Any, index: int) 
 def test_four_processes_share_one_bucket_of_50_per_second(redis_url: str) -> None:
     world_id = unique_world()
     ctx = multiprocessing.get_context("spawn")
-    results = ctx.Queue()
-    start_at = time.time() + 4.0  # time for spawn to import everything
-    procs = [ctx.Process(target=_hammer, args=(redis_url, world_id, start_at, results, i))
+    results, ready, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    start_at = ctx.Value("d", 0.0)
+    procs = [ctx.Process(target=_hammer,
+                         args=(redis_url, world_id, ready, go, start_at, results, i))
              for i in range(4)]
     for proc in procs:
         proc.start()
+    for _ in procs:
+        ready.get(timeout=60)
+    start_at.value = time.time() + 0.2
+    go.set()
     got = [results.get(timeout=30) for _ in procs]
     for proc in procs:
         proc.join(10)

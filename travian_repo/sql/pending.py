@@ -68,7 +68,8 @@ class Source:
         return self.start if self.offset is None else _Plus(self.start, self.offset)
 
 
-def _pending(src: Source) -> list[ColumnElement[bool]]:
+def pending_filter(src: Source) -> list[ColumnElement[bool]]:
+    """The condition a source's rows meet while pending (none: every row)."""
     return [] if src.pending is None else [src.pending]
 
 
@@ -107,7 +108,7 @@ def due_until(conn: Connection, when: datetime) -> Iterator[Pending]:
         select(src.kind.label("kind"), src.id.label("id"), src.start.label("start"),
                (src.offset if src.offset is not None else literal(0, Integer)).label("offset"),
                src.source.label("source"), src.target.label("target"))
-        .where(*_pending(src), src.due_at <= when)
+        .where(*pending_filter(src), src.due_at <= when)
         for src in SOURCES)))
     for kind, id_, start, offset, source, target in rows:
         at = as_utc(start) + timedelta(seconds=offset) if offset else as_utc(start)
@@ -119,6 +120,6 @@ def next_due_at(conn: Connection) -> datetime | None:
     """When the next row falls due (None: nothing is pending), in one statement. On SQLite
     up to a millisecond early for a training line (see ``_Plus``)."""
     row = conn.execute(select(*(
-        select(func.min(src.due_at)).where(*_pending(src)).scalar_subquery()
+        select(func.min(src.due_at)).where(*pending_filter(src)).scalar_subquery()
         for src in SOURCES))).one()
     return min((as_utc(value) for value in row if value is not None), default=None)

@@ -7,10 +7,10 @@ import heapq
 from datetime import datetime, timedelta
 from typing import Any, Mapping, NamedTuple
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import ARRAY, BigInteger, ColumnElement, Connection, any_, bindparam, or_, select
 
 from travian_repo.sql import schema
-from travian_repo.sql.pending import due_until
+from travian_repo.sql.pending import SOURCES, due_until, pending_filter
 from travian_repo.sql.schema import as_utc
 
 _m = schema.movements
@@ -58,30 +58,56 @@ def collect(conn: Connection, when: datetime) -> list[Due]:
     return [Due.of(p.kind, p.at, p.id, p.source, p.target) for p in due_until(conn, when)]
 
 
+def among(column: ColumnElement[int], dialect: str, name: str = "ids") -> ColumnElement[bool]:
+    """``column`` is one of the ids bound as ``name``: one array parameter on PostgreSQL
+    (nothing to expand or render per id, one plan whatever the count), an expanding IN on
+    SQLite."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(BigInteger)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def _held_statements(dialect: str) -> tuple[Any, ...]:
+    # Spelled from ``sql/pending.py``'s sources (what is due, and when), restricted to the
+    # held villages, with the whole rows the processors read.
+    build, train, moving, deliver = SOURCES[:4]
+    return (
+        select(_q).where(among(build.source, dialect), build.due_at <= bindparam("when")),
+        # A line's due time is checked exactly in Python (SQLite's sum is to the ms).
+        select(_tq).where(among(train.source, dialect), *pending_filter(train),
+                          train.due_at <= bindparam("when")),
+        select(_m).where(*pending_filter(moving), moving.due_at <= bindparam("when"),
+                         or_(among(moving.source, dialect), among(moving.target, dialect))),
+        select(_s).where(among(deliver.target, dialect), *pending_filter(deliver),
+                         deliver.due_at <= bindparam("when")),
+    )
+
+
+_HELD = {name: _held_statements(name) for name in ("postgresql", "sqlite")}
+
+
 def collect_held(conn: Connection, ids: list[int], when: datetime) -> dict[tuple[str, int], tuple[Due, Any]]:
     """Everything due up to ``when`` in the villages ``ids`` (read after their locks: what
     the batch decides on), as (kind, id) -> (due, row)."""
     found: dict[tuple[str, int], tuple[Due, Any]] = {}
     if not ids:
         return found
+    builds, lines, moving, shipped = _HELD[conn.dialect.name]
+    params = {"ids": ids, "when": when}
     # The rows' times are aware UTC already (``UTCDateTime``) and their ids ints: each Due
     # is made as it is, without ``Due.of``'s conversions.
     build, train, deliver = ORDER["build"], ORDER["train"], ORDER["deliver"]
-    for row in conn.execute(select(_q).where(_q.c.village_id.in_(ids), _q.c.completes_at <= when)):
+    for row in conn.execute(builds, params):
         found["build", row.id] = (Due(row.completes_at, build, row.id, "build", row.village_id),
                                   row)
-    for row in conn.execute(select(_tq).where(_tq.c.village_id.in_(ids), _tq.c.trained < _tq.c.count,
-                                              _tq.c.started_at <= when)):
+    for row in conn.execute(lines, params):
         at = row.started_at + timedelta(seconds=row.seconds_each * (row.trained + 1))
         if at <= when:
             found["train", row.id] = (Due(at, train, row.id, "train", row.village_id), row)
-    for row in conn.execute(select(_m).where(
-            _m.c.state == "underway", _m.c.arrives_at <= when,
-            or_(_m.c.from_village_id.in_(ids), _m.c.to_village_id.in_(ids)))):
+    for row in conn.execute(moving, params):
         found[row.kind, row.id] = (Due(row.arrives_at, ORDER[row.kind], row.id, row.kind,
                                        row.from_village_id, row.to_village_id), row)
-    for row in conn.execute(select(_s).where(_s.c.state == "underway", _s.c.arrives_at <= when,
-                                             _s.c.to_village_id.in_(ids))):
+    for row in conn.execute(shipped, params):
         found["deliver", row.id] = (Due(row.arrives_at, deliver, row.id, "deliver",
                                         row.from_village_id, row.to_village_id), row)
     return found
@@ -99,10 +125,11 @@ def villages_of(due: Due) -> set[int]:
     return {due.source, due.target}
 
 
-def stationed_homes(targets: list[int]) -> Any:
-    """The home villages of troops stationed in ``targets`` (a statement)."""
+def stationed_homes(dialect: str) -> Any:
+    """The home villages of troops stationed in the villages bound as ``targets`` (a
+    statement)."""
     return (select(_m.c.from_village_id).distinct()
-            .where(_m.c.to_village_id.in_(targets), _m.c.state == "stationed"))
+            .where(among(_m.c.to_village_id, dialect, "targets"), _m.c.state == "stationed"))
 
 
 def key(due: Due) -> tuple[str, int]:

@@ -20,6 +20,7 @@ from travian_repo.domain.values import Building, Resources
 from travian_repo.rules.buildings import RESOURCE_FIELDS
 from travian_repo.rules.stock import Stock, settle_stock
 from travian_repo.rules.village import VillageEconomy, village_economy
+from travian_repo.sandbox.engine.due import among
 from travian_repo.sql import schema
 from travian_repo.sql.village_state import VillageState, load_stored
 
@@ -86,15 +87,10 @@ class Held:
             for state, stock in load_stored(conn, ids):
                 villages[state.id] = Village(state, stock, state.now, troops[state.id],
                                              state.population)
-            for vid, unit, count in conn.execute(
-                    select(_t.c.village_id, _t.c.unit, _t.c.count)
-                    .where(_t.c.village_id.in_(ids), _t.c.count > 0)):
-                troops[int(vid)][str(unit)] = int(count)
-            for row in conn.execute(
-                    select(_m.c.id, _m.c.player_id, _m.c.from_village_id, _m.c.to_village_id,
-                           _m.c.troops)
-                    .where(_m.c.to_village_id.in_(ids), _m.c.state == "stationed")
-                    .order_by(_m.c.id)):
+            at_home, standing = _READS[conn.dialect.name]
+            for vid, unit, count in conn.execute(at_home, {"ids": ids}):
+                troops[vid][unit] = count
+            for row in conn.execute(standing, {"ids": ids}):
                 stationed[int(row.to_village_id)].append(Stationed(
                     int(row.id), int(row.player_id), int(row.from_village_id),
                     {str(u): int(n) for u, n in sorted(row.troops.items()) if int(n) > 0}))
@@ -102,16 +98,14 @@ class Held:
         held.owners = {vid: v.state.player_id for vid, v in villages.items()}
         return held
 
-    def read_populations(self, conn: Connection) -> None:
-        """The morale setting, and the held villages' players' populations (the sum of
-        their villages, those not held read without a lock as last committed)."""
-        ws = schema.world_settings
-        self.morale = bool(conn.execute(select(ws.c.morale)).scalar())
+    def read_populations(self, conn: Connection, morale: bool) -> None:
+        """With ``morale`` (the world's setting), the held villages' players' populations
+        (the sum of their villages, those not held read without a lock as last committed)."""
+        self.morale = morale
         players = sorted({v.state.player_id for v in self.villages.values()})
-        if self.morale and players:
-            self.populations = {int(p): int(n) for p, n in conn.execute(
-                select(_v.c.player_id, func.sum(_v.c.population))
-                .where(_v.c.player_id.in_(players)).group_by(_v.c.player_id))}
+        if morale and players:
+            self.populations = dict(conn.execute(
+                _POPULATIONS[conn.dialect.name], {"ids": players}).all())
 
     def population_of(self, player_id: int) -> int:
         """The player's population now: as read, with the batch's changes to its villages."""
@@ -213,6 +207,22 @@ class Held:
 
     def emit(self, kind: str, player_id: int, /, **data: Any) -> None:
         self.events.append((kind, player_id, data))
+
+
+def _reads(dialect: str) -> tuple[Any, Any]:
+    """The troops at home and the troops stationed in the villages ``ids`` (built once)."""
+    return (select(_t.c.village_id, _t.c.unit, _t.c.count)
+            .where(among(_t.c.village_id, dialect), _t.c.count > 0),
+            select(_m.c.id, _m.c.player_id, _m.c.from_village_id, _m.c.to_village_id,
+                   _m.c.troops)
+            .where(among(_m.c.to_village_id, dialect), _m.c.state == "stationed")
+            .order_by(_m.c.id))
+
+
+_READS = {name: _reads(name) for name in ("postgresql", "sqlite")}
+_POPULATIONS = {name: select(_v.c.player_id, func.sum(_v.c.population))
+                .where(among(_v.c.player_id, name)).group_by(_v.c.player_id)
+                for name in ("postgresql", "sqlite")}
 
 
 @functools.lru_cache(maxsize=4096)

@@ -16,7 +16,8 @@ from sqlalchemy import ColumnElement, Connection, or_, select
 from travian_repo.domain.values import ClockFn
 from travian_repo.sandbox.engine.builds import complete_build
 from travian_repo.sandbox.engine.due import (
-    HOSTILE, Due, collect, collect_held, key, mine, stationed_homes, take, villages_of,
+    HOSTILE, Due, among, collect, collect_held, key, mine, stationed_homes, take,
+    villages_of,
 )
 from travian_repo.sandbox.engine.flush import flush
 from travian_repo.sandbox.engine.held import Held
@@ -26,7 +27,6 @@ from travian_repo.sandbox.engine.step import Outcome, Step
 from travian_repo.sandbox.engine.training import train_units
 from travian_repo.sql import schema
 from travian_repo.sql.database import Database, SqlSession, make_engine
-from travian_repo.sql.derived import conn_speed
 
 # The processor of each kind; every other kind is a movement arriving.
 _PROCESSORS: dict[str, Callable[[Step, Due, Any], Outcome]] = {
@@ -35,6 +35,7 @@ _PROCESSORS: dict[str, Callable[[Step, Due, Any], Outcome]] = {
     "deliver": deliver,
 }
 _r, _v = schema.village_resources, schema.villages
+_SETTINGS = select(schema.world_settings.c.speed, schema.world_settings.c.morale)
 # A batch processes up to this many times ``batch`` steps: what else is due in the villages
 # of its ``batch`` events comes with them (their state is read once).
 _STEPS = 16
@@ -238,9 +239,12 @@ class Engine:
         heap = [due for due, _ in found.values()] + [d for d in ahead if d.kind == "merchants"]
         if not heap:  # all gone (another engine was first): nothing to read
             return 0, finished, ids
-        held = Held.load(conn, locked, conn_speed(conn)) if locked else Held({}, {}, 0)
         if locked:
-            held.read_populations(conn)
+            speed, morale = conn.execute(_SETTINGS).one()
+            held = Held.load(conn, locked, int(speed))
+            held.read_populations(conn, bool(morale))
+        else:
+            held = Held({}, {}, 0)
         senders = {d.source for d, _ in found.values() if d.kind == "deliver"} - held.owners.keys()
         if senders:
             held.owners.update((int(i), int(p)) for i, p in conn.execute(
@@ -282,9 +286,19 @@ def _lock(conn: Connection, ids: set[int], targets: list[int], *, skip: bool) ->
     are left out. The villages locked (those that exist)."""
     if not ids and not targets:
         return set()
-    wanted: ColumnElement[bool] = _r.c.village_id.in_(sorted(ids))
+    statement = _LOCKS[conn.dialect.name, bool(targets), skip]
+    return {int(r[0]) for r in conn.execute(statement, {"ids": sorted(ids), "targets": targets})}
+
+
+def _lock_statement(dialect: str, targets: bool, skip: bool) -> Any:
+    wanted: ColumnElement[bool] = among(_r.c.village_id, dialect)
     if targets:
-        wanted = or_(wanted, _r.c.village_id.in_(stationed_homes(targets)))
-    return {int(r[0]) for r in conn.execute(
-        select(_r.c.village_id).where(wanted).order_by(_r.c.village_id)
-        .with_for_update(of=_r, skip_locked=skip))}
+        wanted = or_(wanted, _r.c.village_id.in_(stationed_homes(dialect)))
+    return (select(_r.c.village_id).where(wanted).order_by(_r.c.village_id)
+            .with_for_update(of=_r, skip_locked=skip))
+
+
+# Built once (no statement compiled or cache-keyed per batch).
+_LOCKS = {(dialect, targets, skip): _lock_statement(dialect, targets, skip)
+          for dialect in ("postgresql", "sqlite") for targets in (False, True)
+          for skip in (False, True)}
