@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -128,6 +129,8 @@ def make_engine(
     engine = create_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "postgresql":
         _guard_checkin(engine, deadline)
+        if parsed.get_driver_name() == "psycopg2":
+            _fast_json(engine)
     if deadline is not None:
         deadline.install(engine)
     if parsed.get_backend_name() == "postgresql" and pool_pre_ping is not False:
@@ -180,6 +183,34 @@ def _guard_checkin(engine: Engine, deadline: ReplyDeadline | None = None) -> Non
                 cursor.close()
                 if deadline is not None:
                     deadline.disarm(dbapi_connection)
+
+
+_JSON_SCAN = json.JSONDecoder().scan_once
+
+
+def _json_value(text: str | None, _cursor: Any) -> Any:
+    # The C scanner alone: json.loads adds three Python frames per value, and a village's
+    # buildings and queue come back as JSON on every read.
+    if text is None:
+        return None
+    try:
+        value, end = _JSON_SCAN(text, 0)
+    except StopIteration:
+        return json.loads(text)  # leading blanks, or not JSON: the full decoder says what
+    return value if end == len(text) else json.loads(text)
+
+
+def _fast_json(engine: Engine) -> None:
+    """psycopg2 decodes ``json``/``jsonb`` columns by the C scanner on this engine's connections."""
+    import psycopg2.extensions as ext
+
+    json_type = ext.new_type((114,), "TRAVIAN_JSON", _json_value)
+    jsonb_type = ext.new_type((3802,), "TRAVIAN_JSONB", _json_value)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        ext.register_type(json_type, dbapi_connection)
+        ext.register_type(jsonb_type, dbapi_connection)
 
 
 def _pre_ping(engine: Engine, idle_s: float, deadline: ReplyDeadline | None) -> None:
