@@ -39,10 +39,13 @@ class ReplyDeadline:
         with self._lock:
             self._armed[id(dbapi_connection)] = (due, dbapi_connection, threading.get_ident())
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._watch, name="travian-reply-deadline", daemon=True
-                )
-                self._thread.start()
+                self._start()
+
+    def _start(self) -> None:  # under the lock
+        self._thread = threading.Thread(
+            target=self._watch, name="travian-reply-deadline", daemon=True
+        )
+        self._thread.start()
 
     def disarm(self, dbapi_connection: Any) -> None:
         with self._lock:
@@ -79,13 +82,23 @@ class ReplyDeadline:
     def install(self, engine: Engine) -> None:
         """Arm around every statement of ``engine``."""
 
+        # arm() and disarm() inlined: these run around every statement.
+        lock, armed, seconds = self._lock, self._armed, self.seconds
+        monotonic, get_ident = time.monotonic, threading.get_ident
+
         @event.listens_for(engine, "before_cursor_execute")
         def _before(_conn: Any, cursor: Any, *_args: Any) -> None:
-            self.arm(cursor.connection)
+            dbapi_connection = cursor.connection
+            due = monotonic() + seconds
+            with lock:
+                armed[id(dbapi_connection)] = (due, dbapi_connection, get_ident())
+                if self._thread is None:
+                    self._start()
 
         @event.listens_for(engine, "after_cursor_execute")
         def _after(_conn: Any, cursor: Any, *_args: Any) -> None:
-            self.disarm(cursor.connection)
+            with lock:
+                armed.pop(id(cursor.connection), None)
 
         @event.listens_for(engine, "handle_error")
         def _error(context: Any) -> None:
