@@ -185,7 +185,8 @@ def _guard_checkin(engine: Engine, deadline: ReplyDeadline | None = None) -> Non
                     deadline.disarm(dbapi_connection)
 
 
-_JSON_SCAN = json.JSONDecoder().scan_once
+# The C scanner json.loads ends in (not in the stubs): text and start index -> (value, end).
+_JSON_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def _json_value(text: str | None, _cursor: Any) -> Any:
