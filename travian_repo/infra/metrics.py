@@ -36,7 +36,10 @@ class Metrics:
 
     def record(self, operation: str, elapsed_ms: float, *, error: bool = False) -> None:
         with self._lock:
-            for stats in (self._all, self._ops.setdefault(operation, _OpStats())):
+            op = self._ops.get(operation)
+            if op is None:  # not setdefault: that builds a spare _OpStats on every call
+                op = self._ops[operation] = _OpStats()
+            for stats in (self._all, op):
                 stats.requests += 1
                 stats.errors += int(error)
                 stats.total_ms += elapsed_ms
