@@ -5,15 +5,18 @@ threads, so garbage left for the collector and driver calls that do nothing coun
 from __future__ import annotations
 
 import gc
+import threading
 import weakref
 from typing import Any, Iterator
 
 import psycopg2.extensions
 import pytest
+import sqlalchemy as sa
 
 import travian_repo as tr
 from travian_repo.repositories.base import UnitOfWorkEnded
 from travian_repo.sql.database import make_engine
+from travian_repo.sql.deadline import ReplyDeadline
 
 
 @pytest.fixture
@@ -83,5 +86,35 @@ def test_a_connection_back_to_the_pool_makes_no_driver_rollback(
                 dbapi = conn.connection.dbapi_connection
             assert dbapi is not None
             assert dbapi.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+    finally:
+        engine.dispose()
+
+
+class _CountingLock:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.taken = 0
+
+    def __enter__(self) -> None:
+        self.taken += 1
+        self._lock.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._lock.__exit__(*exc)
+
+
+def test_the_reply_deadline_takes_its_lock_only_around_statements(postgres_url: str) -> None:
+    # Its lock is shared by every thread of the engine: a connection going back to the pool
+    # with nothing armed takes it not at all.
+    engine = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    deadline = ReplyDeadline(30.0)
+    counting = _CountingLock()
+    deadline._lock = counting  # type: ignore[assignment]
+    deadline.install(engine)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        assert counting.taken == 2  # armed before the statement, disarmed after it
+        assert deadline._armed == {}
     finally:
         engine.dispose()

@@ -111,7 +111,9 @@ class ReplyDeadline:
 
         @event.listens_for(engine, "checkin")
         def _checkin(dbapi_connection: Any, _record: Any) -> None:
-            if dbapi_connection is not None:
+            # Usually nothing is armed (each statement disarms itself): no lock taken then.
+            # Nothing runs on a connection being checked in, so none can be armed meanwhile.
+            if dbapi_connection is not None and id(dbapi_connection) in armed:
                 self.disarm(dbapi_connection)
 
 
