@@ -122,7 +122,7 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
         def run(conn: Connection) -> TrainingOrder:
             now = self.now
             state = lock_village(conn, village_id, actor, now, action="train troops",
-                                 training=True)
+                                 training=True, step=self._step())
             plans = plan_training(state.tribe, requested, state.levels(),
                                   server_speed=self.settings.speed)
             cost = sum((p.spec.cost * p.count for p in plans), Resources())

@@ -20,6 +20,7 @@ from travian_repo.sql.village_state import (
     VillageState,
     add_stock,
     check_owner,
+    keep_state,
     load_village,
     load_player_villages,
     load_village_at,
@@ -96,7 +97,10 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
             raise RuleViolation("instant builds are turned off in this world")
 
         def run(conn: Connection) -> BuildOrder:
-            state = lock_village(conn, village_id, actor, self.now, action="build")
+            step = self._step()
+            # With training_ends: the state this step leaves is the next step's (keep_state).
+            state = lock_village(conn, village_id, actor, self.now, action="build",
+                                 training=not instant, step=step)
             target_slot, target_level = placement.plan_build(
                 state, name, slot, self.settings.build_queue_limit
             )
@@ -126,8 +130,11 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
             self._emit(events.BUILD_QUEUED, actor, village_id=village_id, position=position,
                        building=name, target_level=target_level,
                        completes_at=completes.isoformat())
-            return BuildOrder(order_id, village_id, position, target_slot, name, target_level,
-                              cost, starts, completes)
+            order = BuildOrder(order_id, village_id, position, target_slot, name, target_level,
+                               cost, starts, completes)
+            state.queue = [*state.queue, order]  # last: the highest position
+            keep_state(conn, state, step)
+            return order
 
         return self._write(run)
 
