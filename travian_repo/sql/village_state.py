@@ -352,7 +352,7 @@ def keep_state(conn: Connection, state: VillageState, step: int) -> None:
 
 def _kept(conn: Connection, village_id: int, now: datetime, step: int, training: bool
           ) -> VillageState | None:
-    kept = conn.info.pop(KEPT, None)
+    kept: tuple[VillageState, set[int], int] | None = conn.info.pop(KEPT, None)
     if kept is None:
         return None
     state, held, at_step = kept
