@@ -6,9 +6,10 @@ shows and the stock a write spends are computed the same way.
 
 from __future__ import annotations
 
+import copy
 import functools
 import operator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
@@ -360,10 +361,13 @@ def _kept(conn: Connection, village_id: int, now: datetime, step: int, training:
             or village_id not in held or not state.training_read and training):
         return None
     # Settled from its last write to now, as a read of the stored row is.
-    return replace(state, now=now, stock=settle_stock(
+    state = copy.copy(state)
+    state.stock = settle_stock(
         state.stock, state.production, warehouse_capacity=state.warehouse_capacity,
         granary_capacity=state.granary_capacity,
-        elapsed_seconds=(now - state.now).total_seconds()))
+        elapsed_seconds=(now - state.now).total_seconds())
+    state.now = now
+    return state
 
 
 def lock_settled(conn: Connection, village_id: int, at: datetime) -> VillageState:
@@ -397,15 +401,17 @@ def spend_with(
 ) -> prepared.Rows:
     """``spend``, and run ``insert`` with ``params`` (what was paid for); its rows.
 
-    ``insert`` is built once, with bind parameters named ``p_...`` (no column's name). On
-    PostgreSQL the stock update rides in it as a data-modifying CTE (``paid_with``): one
-    statement, not two, prepared when the caller registered it.
+    ``insert`` is built once, with bind parameters named ``p_...`` (no column's name), and
+    ``stock_village`` / ``stock_at`` for the village and the time (the stock update's: each
+    value is sent once); ``params`` gets the stock update's added. On PostgreSQL the stock update rides in it as a data-modifying CTE
+    (``paid_with``): one statement, not two, prepared when the caller registered it.
     """
     stock = _after_paying(state, cost)
+    params.update(_stock_params(state, stock))
     if conn.dialect.name != "postgresql":
         store(conn, state, stock)
         return conn.execute(insert, params)
-    result = prepared.execute(conn, paid_with(insert), {**params, **_stock_params(state, stock)})
+    result = prepared.execute(conn, paid_with(insert), params)
     state.stock = stock
     return result
 

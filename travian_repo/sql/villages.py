@@ -35,7 +35,7 @@ from travian_repo.sql.village_state import (
 _q = schema.build_queue
 # A build order, built once (see spend_with).
 _QUEUE = insert(_q).values(
-    village_id=bindparam("p_village"), queue_position=bindparam("p_position"),
+    village_id=bindparam("stock_village"), queue_position=bindparam("p_position"),
     slot=bindparam("p_slot"), building_name=bindparam("p_building"),
     target_level=bindparam("p_level"), wood=bindparam("p_wood"), clay=bindparam("p_clay"),
     iron=bindparam("p_iron"), wheat=bindparam("p_wheat"),
@@ -122,7 +122,7 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
             place = build_queue.next_place(state.queue, state.now, seconds)
             position, starts, completes = place.position, place.started_at, place.completes_at
             order_id = spend_with(conn, state, cost, _QUEUE, {
-                "p_village": village_id, "p_position": position, "p_slot": target_slot,
+                "p_position": position, "p_slot": target_slot,
                 "p_building": name, "p_level": target_level, "p_wood": cost.wood,
                 "p_clay": cost.clay, "p_iron": cost.iron, "p_wheat": cost.wheat,
                 "p_starts": starts, "p_completes": completes,
