@@ -212,3 +212,17 @@ def test_a_write_step_between_a_build_and_a_train_makes_the_train_read_again(
     expected = [min(cap, s + p * elapsed / 3600) - c
                 for s, p, cap, c in zip(before[:4], village.production, caps, training.cost)]
     assert stored(world, 1)[:4] == pytest.approx(expected)
+
+
+def test_a_second_build_in_a_transaction_starts_from_the_state_the_first_left(
+        world: tr.World, clock: Any) -> None:
+    with world.unit_of_work(player_id=1) as uow:
+        first = uow.villages.queue_building(1, "woodcutter")
+        clock.advance(60)
+        with Sent(world.database.engine) as sent:
+            second = uow.villages.queue_building(1, "cropland")
+    assert [s.split("(")[0] for s in sent.statements] == ["SAVEPOINT tr_step_1",
+                                                          "EXECUTE tr_build_order"], sent
+    # Planned on the queue with the first order in it, as a read would give it.
+    assert (second.position, second.started_at) == (first.position + 1, first.completes_at)
+    assert world.villages.build_queue(1)[-2:] == [first, second]
