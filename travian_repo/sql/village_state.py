@@ -403,8 +403,9 @@ def spend_with(
 
     ``insert`` is built once, with bind parameters named ``p_...`` (no column's name), and
     ``stock_village`` / ``stock_at`` for the village and the time (the stock update's: each
-    value is sent once); ``params`` gets the stock update's added. On PostgreSQL the stock update rides in it as a data-modifying CTE
-    (``paid_with``): one statement, not two, prepared when the caller registered it.
+    value is sent once); ``params`` gets the stock update's added. On PostgreSQL the stock
+    update rides in it as a data-modifying CTE (``paid_with``): one statement, not two,
+    prepared when the caller registered it.
     """
     stock = _after_paying(state, cost)
     params.update(_stock_params(state, stock))
