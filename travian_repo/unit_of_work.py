@@ -114,6 +114,13 @@ class UnitOfWork(ABC):
     def close(self) -> None:
         """End the unit: release the connection (rolls back what is not committed)."""
 
+    def _end(self) -> None:
+        # Each repository points back at its unit (to refuse calls once it has ended):
+        # dropping the unit's side of that cycle lets both go as soon as the caller lets go,
+        # not at the next garbage collection (a quick call makes one of these per call).
+        self._closed = True
+        self._repositories.clear()
+
     def __repr__(self) -> str:
         return (f"<UnitOfWork {self.backend_name} player_id={self.player_id} "
                 f"{'ended' if self._closed else 'open'}>")
@@ -163,7 +170,7 @@ class SqlUnitOfWork(UnitOfWork):
             self._session.rollback()
 
     def close(self) -> None:
-        self._closed = True
+        self._end()
         self._session.close()
 
 
@@ -198,7 +205,7 @@ class HttpUnitOfWork(UnitOfWork):
 
     def close(self) -> None:
         """The transport is the world's; it stays open. The unit ends."""
-        self._closed = True
+        self._end()
 
 
 class AutoUnitOfWork(UnitOfWork):
@@ -233,6 +240,6 @@ class AutoUnitOfWork(UnitOfWork):
         self._sql.rollback()
 
     def close(self) -> None:
-        self._closed = True
+        self._end()
         self._http.close()
         self._sql.close()

@@ -86,14 +86,17 @@ class ReplyDeadline:
         lock, armed, seconds = self._lock, self._armed, self.seconds
         monotonic, get_ident = time.monotonic, threading.get_ident
 
-        @event.listens_for(engine, "before_cursor_execute")
-        def _before(_conn: Any, cursor: Any, *_args: Any) -> None:
+        # retval=True: without it SQLAlchemy wraps the listener in one more call per statement.
+        @event.listens_for(engine, "before_cursor_execute", retval=True)
+        def _before(_conn: Any, cursor: Any, statement: str, parameters: Any,
+                    *_args: Any) -> tuple[str, Any]:
             dbapi_connection = cursor.connection
             due = monotonic() + seconds
             with lock:
                 armed[id(dbapi_connection)] = (due, dbapi_connection, get_ident())
                 if self._thread is None:
                     self._start()
+            return statement, parameters
 
         @event.listens_for(engine, "after_cursor_execute")
         def _after(_conn: Any, cursor: Any, *_args: Any) -> None:
@@ -108,7 +111,9 @@ class ReplyDeadline:
 
         @event.listens_for(engine, "checkin")
         def _checkin(dbapi_connection: Any, _record: Any) -> None:
-            if dbapi_connection is not None:
+            # Usually nothing is armed (each statement disarms itself): no lock taken then.
+            # Nothing runs on a connection being checked in, so none can be armed meanwhile.
+            if dbapi_connection is not None and id(dbapi_connection) in armed:
                 self.disarm(dbapi_connection)
 
 

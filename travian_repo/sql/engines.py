@@ -113,6 +113,9 @@ def make_engine(
         return engine
     deadline: ReplyDeadline | None = None
     if parsed.get_backend_name() == "postgresql":
+        # A driver connection in autocommit has no transaction of its own to roll back on
+        # its way back to the pool (the reset guard below ends one the library opened).
+        kwargs.setdefault("skip_autocommit_rollback", True)
         kwargs.setdefault("pool_size", pool_size or 10)
         kwargs.setdefault("max_overflow", 2 * (pool_size or 10))
         kwargs.setdefault("pool_recycle", 1800)

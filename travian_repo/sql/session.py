@@ -343,6 +343,8 @@ class SqlSession:
 
     def commit(self) -> bool:
         """Commit the open transaction, if any; True when something was written."""
+        if not (self._open or self._wrote or self._events or self._lost):
+            return False  # only read: nothing to commit, nobody to tell
         if self._lost is not None:
             lost, self._lost = self._lost, None
             self._events, self._wrote = [], False
@@ -421,7 +423,7 @@ class SqlSession:
 
     def close(self) -> None:
         if self._conn is not None:
-            if self._in_transaction:
+            if self._open:
                 self.rollback()
             if self._conn is not None:
                 _forget(self._conn)
