@@ -37,7 +37,7 @@ class SqlRepository(Repository):
 
     def _step(self) -> int:
         """The session's current write step (within a step, its number: ``keep_state``)."""
-        return self._session._savepoints
+        return self._session.step
 
     def _emit(self, kind: str, player_id: int, /, **data: Any) -> None:
         self._session.emit(kind, player_id, **data)

@@ -47,11 +47,13 @@ NOT_APPLIED = "nothing of the unit of work was committed; it is safe to run it a
 
 # conn.info keys: SQL the session queued to go ahead of the connection's next statement;
 # the queued BEGIN's outcome key (its text and parameters, see ``fold_outcome_key``); the
-# villages whose write lock the open transaction holds (PostgreSQL; see ``held_locks``).
+# villages whose write lock the open transaction holds (PostgreSQL; see ``held_locks``);
+# the village state a write step left for the next (``village_state.keep_state``).
 AHEAD = "travian_ahead"
 OUTCOME = "travian_outcome"
 LOCKED = "travian_locked"
-_PER_TRANSACTION = (AHEAD, OUTCOME, LOCKED)
+KEPT = "travian_kept"
+_PER_TRANSACTION = (AHEAD, OUTCOME, LOCKED, KEPT)
 
 
 def fold_outcome_key(conn: Connection) -> dict[str, Any] | None:
@@ -341,6 +343,12 @@ class SqlSession:
             log.warning("rollback of a failed write step failed; closing the connection")
             self._connection_lost()
 
+    @property
+    def step(self) -> int:
+        """The session's write-step counter: each write step after a transaction's first runs
+        in a savepoint and counts one more (never reset, so a number names one step)."""
+        return self._savepoints
+
     def commit(self) -> bool:
         """Commit the open transaction, if any; True when something was written."""
         if not (self._open or self._wrote or self._events or self._lost):
@@ -486,4 +494,6 @@ class SqlSession:
         return error
 
 
-__all__ = ["AHEAD", "NOT_APPLIED", "SqlSession", "fold_outcome_key", "held_locks", "pipeline"]
+__all__ = [
+    "AHEAD", "KEPT", "NOT_APPLIED", "SqlSession", "fold_outcome_key", "held_locks", "pipeline",
+]

@@ -22,7 +22,7 @@ from travian_repo.domain.values import Building, BuildOrder, Resources, Village
 from travian_repo.rules.placement import highest_levels
 from travian_repo.rules.stock import Stock, settle_stock, whole
 from travian_repo.sql import prepared, schema
-from travian_repo.sql.session import fold_outcome_key, held_locks
+from travian_repo.sql.session import KEPT, fold_outcome_key, held_locks
 from travian_repo.sql.dialect import json_rows
 from travian_repo.sql.schema import as_utc
 
@@ -332,9 +332,8 @@ def lock_village(
     return state
 
 
-# conn.info key: (state, the transaction's held-locks set, step) of the village a write step
-# left behind (``keep_state``).
-KEPT = "travian_kept"
+# conn.info[KEPT]: (state, the transaction's held-locks set, step) of the village a write
+# step left behind (``keep_state``).
 
 
 def keep_state(conn: Connection, state: VillageState, step: int) -> None:
