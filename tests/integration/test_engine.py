@@ -239,6 +239,27 @@ def test_raid_fights_returns_with_bounty_and_reports_both(
     assert engine.run_due() == 0
 
 
+def test_troops_home_within_a_run_arrive_in_the_batch_that_sent_them(
+    world: tr.World, engine: Engine, published: list[Event]
+) -> None:
+    """A return due before the run's end is processed by the transaction of the battle that
+    sent it: its row is written arrived, and its event names the id the row got."""
+    set_stock(world, 1, 1000)
+    with world.unit_of_work(player_id=1) as uow:
+        raid = uow.military.attack(1, 2, {"legionnaire": 20}, kind="raid")
+    commits: list[list[str]] = []
+    world.database.add_commit_listener(lambda evs: commits.append(kinds(evs)))
+    assert engine.run_until(raid.arrives_at + 2 * (raid.arrives_at - raid.departed_at)) == 2
+    assert len(commits) == 1
+    m = schema.movements
+    [back] = rows(world, sa.select(m).where(m.c.kind == "return"))
+    assert back.state == "done" and back.to_village_id == 1
+    assert home(world, 1)["legionnaire"] == back.troops["legionnaire"]
+    arrived = [e.data["movement_id"] for e in published if e.kind == events.MOVEMENT_ARRIVED]
+    assert arrived == [raid.id, back.id]
+    assert engine.run_until(raid.arrives_at + 3 * (raid.arrives_at - raid.departed_at)) == 0
+
+
 def test_attack_total_loss_and_wall(world: tr.World, engine: Engine) -> None:
     """5 legionnaires against 20 clubswingers and an earth wall: all die, no return."""
     execute(world, sa.insert(schema.village_buildings).values(

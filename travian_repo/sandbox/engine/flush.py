@@ -10,7 +10,7 @@ from typing import Any, Callable
 from sqlalchemy import Connection, exists, select, update
 
 from travian_repo.domain.errors import Conflict
-from travian_repo.sandbox.engine.held import Held
+from travian_repo.sandbox.engine.held import UNSAVED, Held
 from travian_repo.sql import schema
 from travian_repo.sql.bulk import delete_rows, insert_rows, update_rows, upsert_rows
 from travian_repo.sql.village_state import close_up_queue
@@ -122,7 +122,9 @@ def _movements(conn: Connection, held: Held) -> None:
     for (was, state), ids in sorted(simple.items()):
         expect(update_rows(conn, _m, ["id"], ["state"], [(i, state, was) for i in ids],
                            match=["state"]), len(ids), f"a movement ({was})")
-    insert_rows(conn, _m, held.new_movements)
+    ids = insert_rows(conn, _m, held.new_movements, _m.c.id if held.renumber else None)
+    for data in held.renumber:
+        data["movement_id"] = int(ids[data["movement_id"] - UNSAVED])
 
 
 def _shipments(conn: Connection, held: Held, when: datetime) -> int:
