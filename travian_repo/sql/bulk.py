@@ -45,44 +45,72 @@ def update_rows(conn: Connection, table: Table, keys: Sequence[str], columns: Se
     return changed
 
 
+class JsonText(str):
+    """A JSON column's value already encoded (by ``json.dumps``): it rides in the rows' JSON
+    as it is, so a caller can encode a value when it is made and keep only the text."""
+
+    __slots__ = ()
+
+
 def _json_rows(conn: Connection, table: Table, names: Sequence[str]
                ) -> tuple[str, Callable[[Sequence[Sequence[Any]]], str]]:
     """A row source ``v`` (columns ``c0``, ``c1``...) reading the rows from one JSON
     parameter ``:rows`` (one statement text per shape, compiled once): ``json_to_recordset``
     on PostgreSQL, ``json_each`` on SQLite; and the encoder of the rows (one ``json.dumps``
-    for them all; a JSON column's value rides in it as it is)."""
+    for the plain values of them all; a JSON column's value is spliced in as its text)."""
     types = [table.c[n].type for n in names]
     dialect = conn.dialect
-    nested = [isinstance(t, JSON) for t in types]
-    processors = [None if j else t.dialect_impl(dialect).bind_processor(dialect)
-                  for t, j in zip(types, nested)]
+    nested = [i for i, t in enumerate(types) if isinstance(t, JSON)]
+    plain = [i for i in range(len(names)) if i not in nested]
+    processors = [t.dialect_impl(dialect).bind_processor(dialect) for t in types]
     pg = dialect.name == "postgresql"
+    # A row's values in the order the source reads them: the plain ones, then the JSON ones.
+    order = plain + nested
     if pg:
         fields = ", ".join(f"c{i} {t.compile(dialect)}" for i, t in enumerate(types))
         source = f"json_to_recordset(CAST(:rows AS JSON)) AS v({fields})"
     else:
-        # A JSON column's value stays JSON text (json_extract alone unquotes a string).
-        picks = ", ".join((f"json_quote(json_extract(value, '$[{i}]'))" if j
-                           else f"json_extract(value, '$[{i}]')") + f" AS c{i}"
-                          for i, j in enumerate(nested))
+        # Each row an array: the plain values, then the JSON ones (json_extract alone would
+        # unquote a JSON string value).
+        at = {i: p for p, i in enumerate(order)}
+        picks = ", ".join((f"json_quote(json_extract(value, '$[{at[i]}]'))" if i in nested
+                           else f"json_extract(value, '$[{at[i]}]')") + f" AS c{i}"
+                          for i in range(len(names)))
         source = f"(SELECT {picks} FROM json_each(:rows) ORDER BY key) AS v"
-    keys = [f"c{i}" for i in range(len(names))]
+    keys = [f"c{i}" for i in order]
     # Only the columns whose values need converting go through a function per value.
-    convert = [(i, p) for i, p in enumerate(processors) if p is not None]
-    timed = [i for i, t in enumerate(types) if isinstance(getattr(t, "impl", t), (DateTime, Date))]
+    convert = [(j, p) for j, i in enumerate(plain) if (p := processors[i]) is not None]
+    timed = [j for j, i in enumerate(plain)
+             if isinstance(getattr(types[i], "impl", types[i]), (DateTime, Date))]
+    # A plain row's encoding ends with "}" (an object) or "]" (an array): the JSON values go
+    # in before it, after their keys on PostgreSQL.
+    heads = [(", " if plain or n else "") + (f'"c{i}": ' if pg else "")
+             for n, i in enumerate(nested)]
+    close = "}" if pg else "]"
 
     def encode(rows: Sequence[Sequence[Any]]) -> str:
+        # JSON values already text are spliced in; else they ride in the one json.dumps.
+        splice = bool(nested) and bool(rows) and isinstance(rows[0][nested[0]], JsonText)
         out: list[Any] = []
         for row in rows:
-            values = list(row)
-            for i, p in convert:
-                values[i] = p(values[i])
-            for i in timed:
-                v = values[i]
+            values = [row[i] for i in (plain if splice else order)]
+            for j, p in convert:
+                values[j] = p(values[j])
+            for j in timed:
+                v = values[j]
                 if isinstance(v, (datetime, date)):
-                    values[i] = v.isoformat()
+                    values[j] = v.isoformat()
             out.append(dict(zip(keys, values)) if pg else values)
-        return json.dumps(out)
+        if not splice:
+            return json.dumps(out)
+        texts = []
+        for row, values in zip(rows, out):
+            text = json.dumps(values)[:-1]
+            for head, i in zip(heads, nested):
+                v = row[i]
+                text += head + (v if isinstance(v, JsonText) else json.dumps(v))
+            texts.append(text + close)
+        return "[" + ", ".join(texts) + "]"
 
     return source, encode
 

@@ -40,7 +40,7 @@ def flush(conn: Connection, held: Held, when: datetime, emit: Callable[..., None
     _movements(conn, held)
     home = _shipments(conn, held, when)
     _reports(conn, held)
-    for kind, player, data in held.events:
+    for (kind, player), data in zip(held.events, held.event_data):
         emit(kind, player, **data)
     return home
 
@@ -139,6 +139,6 @@ def _shipments(conn: Connection, held: Held, when: datetime) -> int:
 
 
 def _reports(conn: Connection, held: Held) -> None:
-    rows = [r["row"] for r in held.reports]
-    for report, report_id in zip(held.reports, insert_rows(conn, _rep, rows, _rep.c.id)):
-        report["event"]["report_id"] = int(report_id)
+    for event, report_id in zip(held.report_events, insert_rows(conn, _rep, held.reports,
+                                                                _rep.c.id)):
+        event["report_id"] = int(report_id)

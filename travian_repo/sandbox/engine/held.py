@@ -86,8 +86,13 @@ class Held:
     new_movements: list[dict[str, Any]] = field(default_factory=list)
     # The events naming an ``Unsaved`` movement: their ids are set when the rows are written.
     renumber: list[dict[str, Any]] = field(default_factory=list)
-    reports: list[dict[str, Any]] = field(default_factory=list)
-    events: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)
+    reports: list[dict[str, Any]] = field(default_factory=list)  # rows, in order
+    report_events: list[dict[str, Any]] = field(default_factory=list)  # their events' data
+    # The domain events in the order they happened: (kind, player) and, alongside, the data.
+    # Kept apart: a tuple holding a dict stays in the cyclic collector's sight, and a batch
+    # holds thousands until it ends.
+    events: list[tuple[str, int]] = field(default_factory=list)
+    event_data: list[dict[str, Any]] = field(default_factory=list)
     builds_done: list[int] = field(default_factory=list)
     queue_closed: set[int] = field(default_factory=set)
     lines: dict[int, tuple[int, int, bool]] = field(default_factory=dict)  # id -> (was, now, gone)
@@ -232,7 +237,10 @@ class Held:
         self.moved[movement_id] = (first, {**before, **values})
 
     def emit(self, kind: str, player_id: int, /, **data: Any) -> dict[str, Any]:
-        self.events.append((kind, player_id, data))
+        """Record a domain event (handed on after the batch's writes); its data, which the
+        writes may still fill in (a new row's id)."""
+        self.events.append((kind, player_id))
+        self.event_data.append(data)
         return data
 
 

@@ -4,6 +4,7 @@ trade report of merchants delivering (the sender's, and the recipient's)."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Mapping, Sequence
 
@@ -13,19 +14,20 @@ from travian_repo.rules import battle
 from travian_repo.rules.economy import cranny_capacity
 from travian_repo.sandbox.engine.combat import Group
 from travian_repo.sandbox.engine.step import Step
+from travian_repo.sql.bulk import JsonText
 from travian_repo.sql.village_state import VillageState
 
 
 def write_report(step: Step, player_id: int, kind: str, subject: str, village_id: int,
                  payload: dict[str, Any], at: datetime) -> None:
     """One unread report for ``player_id`` (and its ``report_created`` event, whose report
-    id the batch's insert fills in)."""
-    event: dict[str, Any] = dict(report_id=None, kind=kind, village_id=village_id)
+    id the batch's insert fills in). The payload is kept as its JSON text: a batch holds
+    thousands, and text is one object where the payload is a tree of them."""
     step.held.reports.append(dict(
-        row=dict(player_id=player_id, kind=kind, subject=subject[:200], village_id=village_id,
-                 payload=payload, read=False, created_at=at),
-        event=event))
-    step.held.events.append((events.REPORT_CREATED, player_id, event))  # the same dict
+        player_id=player_id, kind=kind, subject=subject[:200], village_id=village_id,
+        payload=JsonText(json.dumps(payload)), read=False, created_at=at))
+    step.held.report_events.append(step.emit(events.REPORT_CREATED, player_id, report_id=None,
+                                             kind=kind, village_id=village_id))
 
 
 def battle_reports(
