@@ -83,3 +83,15 @@ def test_a_set_wise_insert_keeps_every_value_and_returns_ids_in_order(database_u
             assert stored[-7:] == stored[:7]
     finally:
         raw.dispose()
+
+
+def test_a_report_text_extended_is_the_text_of_the_merged_payload() -> None:
+    """Reports sharing a payload but for a few keys encode it once and append the keys: the
+    text is byte for byte what ``json.dumps`` gives for the merged dict."""
+    from travian_repo.sandbox.engine.reports import _extended
+
+    common = {"kind": "raid", "at": START.isoformat(), "losses": {"attacker": 0.25},
+              "name": "Dörfli ✓", "building": None}
+    for more in ({"role": "attacker", "defenders": []},
+                 {"role": "défenseur", "defenders": [{"troops": {"phalanx": 3}, "lost": {}}]}):
+        assert _extended(json.dumps(common), **more) == json.dumps(dict(common, **more))

@@ -19,13 +19,14 @@ from travian_repo.sql.village_state import VillageState
 
 
 def write_report(step: Step, player_id: int, kind: str, subject: str, village_id: int,
-                 payload: dict[str, Any], at: datetime) -> None:
+                 payload: dict[str, Any] | JsonText, at: datetime) -> None:
     """One unread report for ``player_id`` (and its ``report_created`` event, whose report
     id the batch's insert fills in). The payload is kept as its JSON text: a batch holds
     thousands, and text is one object where the payload is a tree of them."""
+    text = payload if isinstance(payload, JsonText) else JsonText(json.dumps(payload))
     step.held.reports.append(dict(
         player_id=player_id, kind=kind, subject=subject[:200], village_id=village_id,
-        payload=JsonText(json.dumps(payload)), read=False, created_at=at))
+        payload=text, read=False, created_at=at))
     step.held.report_events.append(step.emit(events.REPORT_CREATED, player_id, report_id=None,
                                              kind=kind, village_id=village_id))
 
@@ -62,11 +63,13 @@ def battle_reports(
     seen = defenders_payload if survivors else []
     verb = {"raid": "raids", "siege": "besieges"}.get(str(mv.kind), "attacks")
     subject = f"{home.name} {verb} {target.name}"
+    # The reports share their text but for the role and what is seen: encoded once.
+    shared = json.dumps(common)
     write_report(step, int(mv.player_id), "attack", subject, target.id,
-                 dict(common, role="attacker", defenders=seen), at)
+                 _extended(shared, role="attacker", defenders=seen), at)
+    defense = _extended(shared, role="defender", defenders=defenders_payload)
     for player in sorted({g.player_id for g in groups} | {target.player_id}):
-        write_report(step, player, "defense", subject, target.id,
-                     dict(common, role="defender", defenders=defenders_payload), at)
+        write_report(step, player, "defense", subject, target.id, defense, at)
 
 
 def scout_reports(
@@ -122,9 +125,18 @@ def trade_reports(step: Step, row: Any, sender: int, target: VillageState,
         to_village_id=target.id, to_player_id=target.player_id,
         resources=resources_payload(Resources(row.wood, row.clay, row.iron, row.wheat)))
     subject = f"Merchants deliver to {target.name}"
+    text = JsonText(json.dumps(payload))  # both reports read the same
     for player in sorted({sender, target.player_id}):
-        write_report(step, player, "trade", subject, target.id, dict(payload), at)
+        write_report(step, player, "trade", subject, target.id, text, at)
 
 
 def resources_payload(r: Resources) -> dict[str, int]:
     return dict(wood=r.wood, clay=r.clay, iron=r.iron, wheat=r.wheat)
+
+
+def _extended(text: str, **more: Any) -> JsonText:
+    """The JSON text of a non-empty object (``text``, from ``json.dumps``) with the keys
+    ``more`` after its own, as ``json.dumps`` writes the merged dict (the keys are not among
+    its own)."""
+    added = "".join(f", {json.dumps(k)}: {json.dumps(v)}" for k, v in more.items())
+    return JsonText(text[:-1] + added + "}")
