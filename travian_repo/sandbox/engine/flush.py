@@ -7,9 +7,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Callable
 
-from sqlalchemy import Connection, exists, select, update
+from sqlalchemy import Connection, delete, exists, select, update
 
 from travian_repo.domain.errors import Conflict
+from travian_repo.sandbox.engine.due import among
 from travian_repo.sandbox.engine.held import UNSAVED, Held
 from travian_repo.sql import schema
 from travian_repo.sql.bulk import delete_rows, insert_rows, update_rows, upsert_rows
@@ -106,9 +107,13 @@ def _queues(conn: Connection, held: Held) -> None:
     expect(update_rows(conn, _tq, ["id"], ["trained"], moved, match=["trained"]), len(moved),
            "a training line")
     if held.orders:  # an order goes with its last line
-        conn.execute(schema.training_orders.delete().where(
-            _to.c.id.in_(sorted(held.orders)),
-            ~exists(select(_tq.c.id).where(_tq.c.order_id == _to.c.id))))
+        conn.execute(_ORDERS_DONE[conn.dialect.name], {"ids": sorted(held.orders)})
+
+
+# Built once (no statement compiled or cache-keyed per batch).
+_ORDERS_DONE = {dialect: delete(_to).where(
+    among(_to.c.id, dialect), ~exists(select(_tq.c.id).where(_tq.c.order_id == _to.c.id)))
+    for dialect in ("postgresql", "sqlite")}
 
 
 def _movements(conn: Connection, held: Held) -> None:
