@@ -352,6 +352,30 @@ def test_shipments_deliver_and_merchants_return(world: tr.World, clock: Clock, e
     assert rows(world, sa.select(s.c.state).where(s.c.id == shipment.id))[0][0] == "done"
 
 
+def test_a_shipment_delivered_and_home_in_one_batch_is_written_once(
+    world: tr.World, engine: Engine
+) -> None:
+    """Merchants home in the batch that delivered: the shipment goes from underway to done
+    by one statement, and both events count."""
+    with world.unit_of_work(player_id=1) as uow:
+        shipment = uow.trade.send_resources(1, 4, Resources(wood=500))
+    s = schema.shipments
+    returns_at = rows(world, sa.select(s.c.returns_at).where(s.c.id == shipment.id))[0][0]
+    written: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("UPDATE shipments"):
+            written.append(statement)
+
+    sa.event.listen(world.database.engine, "before_cursor_execute", seen)
+    try:
+        assert engine.run_until(returns_at) == 2
+    finally:
+        sa.event.remove(world.database.engine, "before_cursor_execute", seen)
+    assert len(written) == 1
+    assert rows(world, sa.select(s.c.state).where(s.c.id == shipment.id))[0][0] == "done"
+
+
 def test_storage_caps_a_delivery(world: tr.World, engine: Engine) -> None:
     with world.unit_of_work(player_id=1) as uow:
         shipment = uow.trade.send_resources(1, 4, Resources(wood=500))

@@ -133,14 +133,17 @@ def _movements(conn: Connection, held: Held) -> None:
 
 
 def _shipments(conn: Connection, held: Held, when: datetime) -> int:
-    shipped = [(i, "returning", "underway") for i in held.shipped]
+    """Deliveries (underway -> returning) and merchants home (returning -> done); a shipment
+    both delivered and home in the batch goes from underway to done in the one statement."""
+    home = set(held.merchants)
+    shipped = [(i, "done" if i in home else "returning", "underway") for i in held.shipped]
     expect(update_rows(conn, _s, ["id"], ["state"], shipped, match=["state"]), len(shipped),
            "a shipment (underway)")
-    if not held.merchants:
-        return 0
-    return int(update_rows(conn, _s, ["id"], ["state"],
-                           [(i, "done", "returning") for i in sorted(held.merchants)],
+    back = sorted(home.difference(held.shipped))
+    # Merchants found without a lock (they name no village): one gone is not counted.
+    came = int(update_rows(conn, _s, ["id"], ["state"], [(i, "done", "returning") for i in back],
                            match=["state"]) or 0)
+    return len(home) - len(back) + came
 
 
 def _reports(conn: Connection, held: Held) -> None:
