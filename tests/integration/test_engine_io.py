@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import travian_repo as tr
 from travian_repo.sandbox import Clock, create_world
 from travian_repo.sql import schema
-from travian_repo.sql.bulk import JsonText, insert_rows
+from travian_repo.sql.bulk import insert_rows
 from travian_repo.sql.village_state import load_stored, load_village
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
@@ -73,8 +73,8 @@ def test_a_set_wise_insert_keeps_every_value_and_returns_ids_in_order(database_u
             insert_rows(conn, r, rows[:2])
             assert conn.execute(sa.select(sa.func.count()).select_from(r)).scalar_one() == 9
             # A payload given as its JSON text is stored as the same value, the same text.
-            texts = [dict(row, payload=JsonText(json.dumps(row["payload"]))) for row in rows]
-            for report_id, row in zip(insert_rows(conn, r, texts, r.c.id), rows):
+            texts = [dict(row, payload=json.dumps(row["payload"])) for row in rows]
+            for report_id, row in zip(insert_rows(conn, r, texts, r.c.id, encoded=True), rows):
                 got = conn.execute(sa.select(r).where(r.c.id == report_id)).one()
                 assert {k: getattr(got, k) for k in row} == row
                 assert list(got.payload) == list(row["payload"])

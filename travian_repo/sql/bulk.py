@@ -45,19 +45,13 @@ def update_rows(conn: Connection, table: Table, keys: Sequence[str], columns: Se
     return changed
 
 
-class JsonText(str):
-    """A JSON column's value already encoded (by ``json.dumps``): it rides in the rows' JSON
-    as it is, so a caller can encode a value when it is made and keep only the text."""
-
-    __slots__ = ()
-
-
-def _json_rows(conn: Connection, table: Table, names: Sequence[str]
+def _json_rows(conn: Connection, table: Table, names: Sequence[str], encoded: bool = False
                ) -> tuple[str, Callable[[Sequence[Sequence[Any]]], str]]:
     """A row source ``v`` (columns ``c0``, ``c1``...) reading the rows from one JSON
     parameter ``:rows`` (one statement text per shape, compiled once): ``json_to_recordset``
     on PostgreSQL, ``json_each`` on SQLite; and the encoder of the rows (one ``json.dumps``
-    for the plain values of them all; a JSON column's value is spliced in as its text)."""
+    for them all; with ``encoded``, the JSON columns' values are their JSON text, spliced in
+    as it is: a caller can encode a value when it is made and keep only the text)."""
     types = [table.c[n].type for n in names]
     dialect = conn.dialect
     nested = [i for i, t in enumerate(types) if isinstance(t, JSON)]
@@ -88,9 +82,9 @@ def _json_rows(conn: Connection, table: Table, names: Sequence[str]
              for n, i in enumerate(nested)]
     close = "}" if pg else "]"
 
+    splice = encoded and bool(nested)
+
     def encode(rows: Sequence[Sequence[Any]]) -> str:
-        # JSON values already text are spliced in; else they ride in the one json.dumps.
-        splice = bool(nested) and bool(rows) and isinstance(rows[0][nested[0]], JsonText)
         out: list[Any] = []
         for row in rows:
             values = [row[i] for i in (plain if splice else order)]
@@ -107,8 +101,7 @@ def _json_rows(conn: Connection, table: Table, names: Sequence[str]
         for row, values in zip(rows, out):
             text = json.dumps(values)[:-1]
             for head, i in zip(heads, nested):
-                v = row[i]
-                text += head + (v if isinstance(v, JsonText) else json.dumps(v))
+                text += head + row[i]
             texts.append(text + close)
         return "[" + ", ".join(texts) + "]"
 
@@ -132,15 +125,16 @@ def delete_rows(conn: Connection, table: Table, keys: Sequence[str],
 
 
 def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]],
-                returning: Any = None) -> list[Any]:
+                returning: Any = None, *, encoded: bool = False) -> list[Any]:
     """Insert the rows (of one shape: the first row's keys), one statement per chunk; with
-    ``returning`` (the table's ``id``), the new ids in the rows' order."""
+    ``returning`` (the table's ``id``), the new ids in the rows' order; with ``encoded``,
+    the JSON columns' values are their JSON text (``json.dumps``'s)."""
     if not rows:
         return []
     names = list(rows[0])
     pg = conn.dialect.name == "postgresql"
     source, encode = _json_rows(conn, table, [*names, "id"] if pg and returning is not None
-                                else names)
+                                else names, encoded)
     picks = ", ".join(f"v.c{i}" for i in range(len(names)))
     statement = f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {picks} FROM {source}"
     if returning is not None and returning is not table.c.id:

@@ -147,6 +147,6 @@ def _shipments(conn: Connection, held: Held, when: datetime) -> int:
 
 
 def _reports(conn: Connection, held: Held) -> None:
-    for event, report_id in zip(held.report_events, insert_rows(conn, _rep, held.reports,
-                                                                _rep.c.id)):
+    ids = insert_rows(conn, _rep, held.reports, _rep.c.id, encoded=True)
+    for event, report_id in zip(held.report_events, ids):
         event["report_id"] = int(report_id)

@@ -14,16 +14,16 @@ from travian_repo.rules import battle
 from travian_repo.rules.economy import cranny_capacity
 from travian_repo.sandbox.engine.combat import Group
 from travian_repo.sandbox.engine.step import Step
-from travian_repo.sql.bulk import JsonText
 from travian_repo.sql.village_state import VillageState
 
 
 def write_report(step: Step, player_id: int, kind: str, subject: str, village_id: int,
-                 payload: dict[str, Any] | JsonText, at: datetime) -> None:
+                 payload: dict[str, Any] | str, at: datetime) -> None:
     """One unread report for ``player_id`` (and its ``report_created`` event, whose report
-    id the batch's insert fills in). The payload is kept as its JSON text: a batch holds
-    thousands, and text is one object where the payload is a tree of them."""
-    text = payload if isinstance(payload, JsonText) else JsonText(json.dumps(payload))
+    id the batch's insert fills in). The payload (or its JSON text) is kept as its JSON text:
+    a batch holds thousands, and a row of plain values is out of the cyclic collector's
+    sight where a tree of dicts is not."""
+    text = payload if isinstance(payload, str) else json.dumps(payload)
     step.held.reports.append(dict(
         player_id=player_id, kind=kind, subject=subject[:200], village_id=village_id,
         payload=text, read=False, created_at=at))
@@ -125,7 +125,7 @@ def trade_reports(step: Step, row: Any, sender: int, target: VillageState,
         to_village_id=target.id, to_player_id=target.player_id,
         resources=resources_payload(Resources(row.wood, row.clay, row.iron, row.wheat)))
     subject = f"Merchants deliver to {target.name}"
-    text = JsonText(json.dumps(payload))  # both reports read the same
+    text = json.dumps(payload)  # both reports read the same
     for player in sorted({sender, target.player_id}):
         write_report(step, player, "trade", subject, target.id, text, at)
 
@@ -134,9 +134,9 @@ def resources_payload(r: Resources) -> dict[str, int]:
     return dict(wood=r.wood, clay=r.clay, iron=r.iron, wheat=r.wheat)
 
 
-def _extended(text: str, **more: Any) -> JsonText:
+def _extended(text: str, **more: Any) -> str:
     """The JSON text of a non-empty object (``text``, from ``json.dumps``) with the keys
     ``more`` after its own, as ``json.dumps`` writes the merged dict (the keys are not among
     its own)."""
     added = "".join(f", {json.dumps(k)}: {json.dumps(v)}" for k, v in more.items())
-    return JsonText(text[:-1] + added + "}")
+    return text[:-1] + added + "}"
