@@ -26,6 +26,7 @@ import gc
 import io
 import pstats
 import random
+import re
 import socket
 import statistics
 import sys
@@ -134,29 +135,29 @@ def raw_list(conn: Any, player_id: int) -> list[dict[str, Any]]:
 # helpers
 
 
+_TOKENS = re.compile(r"'[^']*'|\"[^\"]*\"|--[^\n]*\n|['\"]|--|[();]")
+
+
 def statements_in(sql: str) -> list[str]:
     """The SQL statements one message carries: split at each ``;`` outside quotes, quoted
     names, parentheses and comments (the library sends several in one simple query)."""
+    if ";" not in sql:  # one statement (most messages): nothing to split
+        return [sql.strip()] if sql.strip() else []
     parts: list[str] = []
-    depth, start, i, n = 0, 0, 0, len(sql)
-    while i < n:
-        c = sql[i]
-        if c in "'\"":
-            i = sql.find(c, i + 1)  # '' inside a literal reads as two literals: same split
-            if i < 0:
-                break
-        elif c == "-" and sql.startswith("--", i):
-            i = sql.find("\n", i)
-            if i < 0:
-                break
-        elif c == "(":
+    depth = start = 0
+    # Only quotes, comments, parentheses and ';' matter: visit those, not every character.
+    for match in _TOKENS.finditer(sql):
+        token = match.group()
+        if token == "(":
             depth += 1
-        elif c == ")":
+        elif token == ")":
             depth -= 1
-        elif c == ";" and depth == 0:
-            parts.append(sql[start:i])
-            start = i + 1
-        i += 1
+        elif token == ";":
+            if depth == 0:
+                parts.append(sql[start:match.start()])
+                start = match.end()
+        elif token in ("'", '"', "--"):  # not closed: the rest is one piece
+            break
     parts.append(sql[start:])
     return [p.strip() for p in parts if p.strip()]
 

@@ -3,6 +3,7 @@ transaction's later steps rely on instead of locking again."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -59,7 +60,7 @@ def keys(world: tr.World) -> int:
             "SELECT count(*) FROM idempotency_keys WHERE player_id = 0").scalar_one())
 
 
-def test_an_npc_turn_sends_at_most_nine_statements(world: tr.World) -> None:
+def test_an_npc_turn_sends_at_most_eight_statements(world: tr.World) -> None:
     def turn() -> None:
         with world.unit_of_work(player_id=1) as uow:
             village = uow.villages.list_by_player(1)[0]
@@ -70,11 +71,12 @@ def test_an_npc_turn_sends_at_most_nine_statements(world: tr.World) -> None:
     before = keys(world)
     with Sent(world.database.engine) as sent:
         turn()
-    assert len(sent.statements) <= 9, "\n".join(sent.statements)
+    assert len(sent.statements) <= 8, "\n".join(sent.statements)
     # The transaction still records its outcome key, and locks before it reads.
     assert keys(world) == before + 1
     first_lock = next(i for i, s in enumerate(sent.statements) if "tr_village_lock" in s)
-    assert sent.statements[first_lock + 1].startswith("EXECUTE tr_village("), sent.statements
+    assert sent.statements[first_lock + 1].startswith("EXECUTE tr_village_training("), \
+        sent.statements
 
 
 def test_an_npc_turn_s_writes_run_as_prepared_statements(world: tr.World) -> None:
@@ -139,3 +141,88 @@ def test_get_many_is_one_statement_however_many_villages(world: tr.World) -> Non
             got = world.villages.get_many(ids)
         assert [v.id for v in got] == ids
         assert len(sent.statements) == 1, sent.statements
+
+
+def stored(world: tr.World, village_id: int) -> tuple[Any, ...]:
+    """The village's stock row as stored (floats and time, not rounded)."""
+    with world.database.engine.connect() as conn:
+        return tuple(conn.exec_driver_sql(
+            "SELECT wood, clay, iron, wheat, updated_at FROM village_resources"
+            " WHERE village_id = %(v)s", {"v": village_id}).one())
+
+
+def build_then_train(world: tr.World, clock: Any, between: Any = None
+                     ) -> tuple[tr.BuildOrder, tr.TrainingOrder, list[str]]:
+    """Queue a build, let time pass, train: one unit of work; what the train step sent."""
+    with world.unit_of_work(player_id=1) as uow:
+        order = uow.villages.queue_building(1, "woodcutter")
+        clock.advance(1234.5)
+        if between is not None:
+            between(uow)
+        with Sent(world.database.engine) as sent:
+            training = uow.military.train(1, TRAIN)
+    return order, training, sent.statements
+
+
+def test_train_after_a_build_starts_from_the_state_the_build_left(
+        make_world: Any, world: tr.World, clock: Any) -> None:
+    build_then_train(world, clock)  # warm: the pooled connection has its prepared statements
+    make_world()
+    clock.set(clock() + timedelta(days=1))
+    start = clock()
+    order, training, sent = build_then_train(world, clock)
+    # The step sends its savepoint and its write, nothing else: no read of the village.
+    assert [s.split("(")[0] for s in sent] == ["SAVEPOINT tr_step_1",
+                                                "EXECUTE tr_training_order"], sent
+    kept = (order, training, stored(world, 1))
+
+    # The same turn with a failed write step between: the train step reads the village back.
+    def refused(uow: tr.UnitOfWork) -> None:
+        with pytest.raises(tr.InsufficientResources):
+            uow.military.train(1, {"legionnaire": 5000})
+
+    make_world()
+    clock.set(start)
+    order, training, sent = build_then_train(world, clock, refused)
+    assert [s for s in sent if s.startswith("EXECUTE tr_village_training(")], sent
+    # Both give the same orders and leave the very same stock (floats, time) stored.
+    assert (order, training, stored(world, 1)) == kept
+    assert kept[2][4] == start + timedelta(seconds=1234.5)
+
+
+def test_a_write_step_between_a_build_and_a_train_makes_the_train_read_again(
+        world: tr.World, clock: Any) -> None:
+    def emptied(uow: tr.UnitOfWork) -> None:
+        uow.session.write(lambda conn: conn.exec_driver_sql(  # type: ignore[attr-defined]
+            "UPDATE village_resources SET wood = 0 WHERE village_id = 1"))
+
+    with pytest.raises(tr.InsufficientResources):  # it sees the wood the step took away
+        build_then_train(world, clock, emptied)
+
+    def cancelled(uow: tr.UnitOfWork) -> None:
+        uow.villages.cancel_building(1, uow.villages.build_queue(1)[-1].position)
+
+    before = stored(world, 1)
+    _, training, sent = build_then_train(world, clock, cancelled)
+    assert [s for s in sent if s.startswith("EXECUTE tr_village_training(")], sent
+    # The build was refunded, so only the training was paid.
+    elapsed = (clock() - before[4]).total_seconds()
+    village = world.villages.get(1)
+    caps = (village.warehouse_capacity,) * 3 + (village.granary_capacity,)
+    expected = [min(cap, s + p * elapsed / 3600) - c
+                for s, p, cap, c in zip(before[:4], village.production, caps, training.cost)]
+    assert stored(world, 1)[:4] == pytest.approx(expected)
+
+
+def test_a_second_build_in_a_transaction_starts_from_the_state_the_first_left(
+        world: tr.World, clock: Any) -> None:
+    with world.unit_of_work(player_id=1) as uow:
+        first = uow.villages.queue_building(1, "woodcutter")
+        clock.advance(60)
+        with Sent(world.database.engine) as sent:
+            second = uow.villages.queue_building(1, "cropland")
+    assert [s.split("(")[0] for s in sent.statements] == ["SAVEPOINT tr_step_1",
+                                                          "EXECUTE tr_build_order"], sent
+    # Planned on the queue with the first order in it, as a read would give it.
+    assert (second.position, second.started_at) == (first.position + 1, first.completes_at)
+    assert world.villages.build_queue(1)[-2:] == [first, second]

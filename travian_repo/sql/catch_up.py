@@ -102,9 +102,15 @@ class CatchUp:
             session.close()
 
     def _committed(self, events: list[Event]) -> None:
-        times = [_due_time(event.data) for event in events]
-        earliest = min((t for t in times if t is not None), default=None)
-        if earliest is None:
+        earliest = NEVER
+        for event in events:
+            due = _due_time(event.data)
+            if due is not None and due < earliest:
+                earliest = due
+        # Nothing to lower (the usual case): no lock. A read that resets _recent meanwhile
+        # queries after this commit, so it sees these events.
+        due_known = self._next_due
+        if earliest >= self._recent and (due_known is None or earliest >= due_known):
             return
         with self._cache_lock:
             self._recent = min(self._recent, earliest)
@@ -113,5 +119,11 @@ class CatchUp:
 
 
 def _due_time(data: Mapping[str, Any]) -> datetime | None:
-    found = [as_utc(data[key]) for key in DUE_KEYS if isinstance(data.get(key), str)]
-    return min(found, default=None)
+    found = None
+    for key in DUE_KEYS:
+        value = data.get(key)
+        if isinstance(value, str):
+            due = as_utc(value)
+            if found is None or due < found:
+                found = due
+    return found

@@ -12,7 +12,8 @@ import functools
 from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping
 
-from sqlalchemy import Connection, and_, bindparam, insert, select, union_all, update
+from sqlalchemy import (Connection, and_, bindparam, insert, literal_column, select, union_all,
+                        update)
 from sqlalchemy.sql.dml import Insert
 
 from travian_repo.domain import events
@@ -122,7 +123,7 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
         def run(conn: Connection) -> TrainingOrder:
             now = self.now
             state = lock_village(conn, village_id, actor, now, action="train troops",
-                                 training=True)
+                                 training=True, step=self._step())
             plans = plan_training(state.tribe, requested, state.levels(),
                                   server_speed=self.settings.speed)
             cost = sum((p.spec.cost * p.count for p in plans), Resources())
@@ -323,13 +324,12 @@ class SqlMilitaryRepository(SqlRepository, MilitaryRepository):
         return self._write(run)
 
 
-_LINE = ("unit", "count", "trained", "building_name", "seconds_each", "started_at",
-         "completes_at")
+_LINE = ("unit", "count", "building_name", "seconds_each", "started_at", "completes_at")
 # A training order, built once (see spend_with).
 _ORDER = insert(_to).values(
-    village_id=bindparam("p_village"), wood=bindparam("p_wood"), clay=bindparam("p_clay"),
+    village_id=bindparam("stock_village"), wood=bindparam("p_wood"), clay=bindparam("p_clay"),
     iron=bindparam("p_iron"), wheat=bindparam("p_wheat"),
-    created_at=bindparam("p_created", type_=schema.UTCDateTime()),
+    created_at=bindparam("stock_at", type_=schema.UTCDateTime()),
 ).returning(_to.c.id)
 
 
@@ -338,11 +338,12 @@ def _order_with_lines(count: int) -> Insert:
     """PostgreSQL: a training order and its ``count`` lines in one statement (the order a
     CTE the lines are selected from), built once per line count."""
     made = _ORDER.cte("made")
-    rows = [select(made.c.id, bindparam("p_village", type_=_tq.c.village_id.type),
+    rows = [select(made.c.id, bindparam("stock_village", type_=_tq.c.village_id.type),
+                   literal_column("0"),  # trained
                    *(bindparam(f"p{i}_{name}", type_=_tq.c[name].type) for name in _LINE))
             for i in range(count)]
     return insert(_tq).from_select(
-        ["order_id", "village_id", *_LINE], rows[0] if count == 1 else union_all(*rows)
+        ["order_id", "village_id", "trained", *_LINE], rows[0] if count == 1 else union_all(*rows)
     ).returning(_tq.c.order_id)
 
 
@@ -354,8 +355,8 @@ def queue_training(
     conn: Connection, state: VillageState, cost: Resources, lines: list[dict[str, Any]]
 ) -> int:
     """Spend ``cost`` and insert the training order with its lines; the order's id."""
-    params = {"p_village": state.id, "p_wood": cost.wood, "p_clay": cost.clay,
-              "p_iron": cost.iron, "p_wheat": cost.wheat, "p_created": state.now}
+    params = {"p_wood": cost.wood, "p_clay": cost.clay, "p_iron": cost.iron,
+              "p_wheat": cost.wheat}
     if conn.dialect.name != "postgresql":
         order_id = int(spend_with(conn, state, cost, _ORDER, params).first()[0])
         conn.execute(insert(_tq), [dict(line, order_id=order_id, village_id=state.id)

@@ -35,6 +35,10 @@ class SqlRepository(Repository):
     def _write(self, fn: Callable[[Connection], T]) -> T:
         return self._session.write(fn)
 
+    def _step(self) -> int:
+        """The session's current write step (within a step, its number: ``keep_state``)."""
+        return self._session._savepoints
+
     def _emit(self, kind: str, player_id: int, /, **data: Any) -> None:
         self._session.emit(kind, player_id, **data)
 

@@ -6,6 +6,7 @@ shows and the stock a write spends are computed the same way.
 
 from __future__ import annotations
 
+import copy
 import functools
 import operator
 from dataclasses import dataclass, field
@@ -160,6 +161,7 @@ class VillageState:
     now: datetime
     # Training building -> when its last queued line completes (read for ``train`` only).
     training_ends: dict[str, datetime] = field(default_factory=dict)
+    training_read: bool = False  # whether training_ends was read
 
     @property
     def available(self) -> Resources:
@@ -214,7 +216,8 @@ def _order(q: Any, village_id: int) -> BuildOrder:
 
 def state_from_row(row: Any, now: datetime) -> VillageState:
     buildings = sorted([_building(*b) for b in row.buildings or ()], key=_slot)
-    return _state(row, buildings, now, row.training if "training" in row._fields else None)
+    training = (row.training or ()) if "training" in row._fields else None
+    return _state(row, buildings, now, training)
 
 
 def _state(row: Any, buildings: list[Building], now: datetime, training: Any = None
@@ -251,6 +254,7 @@ def _state(row: Any, buildings: list[Building], now: datetime, training: Any = N
         queue=queue,
         now=now,
         training_ends={str(b): as_utc(t) for b, t in training or () if t is not None},
+        training_read=training is not None,
     )
 
 
@@ -318,12 +322,53 @@ def _locked_row(conn: Connection, village_id: int, *, training: bool = False) ->
 
 def lock_village(
     conn: Connection, village_id: int, actor: int, now: datetime, *, action: str,
-    training: bool = False,
+    training: bool = False, step: int | None = None,
 ) -> VillageState:
     """Load the village for a write, holding its row lock until the transaction ends
-    (``training``: with ``training_ends`` read too)."""
-    state = state_from_row(_locked_row(conn, village_id, training=training), now)
+    (``training``: with ``training_ends`` read too). ``step``: the session's write step
+    (``SqlRepository._step``), to start from the state the step before left (``keep_state``)."""
+    state = None if step is None else _kept(conn, village_id, now, step, training)
+    if state is None:
+        state = state_from_row(_locked_row(conn, village_id, training=training), now)
     check_owner(state.player_id, actor, village_id, action)
+    return state
+
+
+# conn.info key: (state, the transaction's held-locks set, step) of the village a write step
+# left behind (``keep_state``).
+KEPT = "travian_kept"
+
+
+def keep_state(conn: Connection, state: VillageState, step: int) -> None:
+    """Remember ``state`` (read under its lock, with ``training_ends``, and brought up to date
+    by the caller with what its step wrote) for the next write step of the same transaction:
+    it is what that step would read back, so it need not send the read.
+
+    Only a village whose lock this transaction holds (PostgreSQL). The next step uses it
+    when it is the very next write step of the same transaction (every write runs as a
+    session step, which counts it) and no step was undone since (an undone step replaces
+    the held-locks set); any other step drops it unused."""
+    held = held_locks(conn)
+    if held is not None and state.id in held:
+        conn.info[KEPT] = (state, held, step)
+
+
+def _kept(conn: Connection, village_id: int, now: datetime, step: int, training: bool
+          ) -> VillageState | None:
+    kept: tuple[VillageState, set[int], int] | None = conn.info.pop(KEPT, None)
+    if kept is None:
+        return None
+    state, held, at_step = kept
+    if (state.id != village_id or step != at_step + 1 or held is not held_locks(conn)
+            or village_id not in held or not state.training_read and training):
+        return None
+    # Settled from its last write to now, as a read of the stored row is.
+    state = copy.copy(state)
+    state.stock = settle_stock(
+        state.stock, state.production, warehouse_capacity=state.warehouse_capacity,
+        granary_capacity=state.granary_capacity,
+        elapsed_seconds=(now - state.now).total_seconds())
+    state.now = now
     return state
 
 
@@ -358,15 +403,18 @@ def spend_with(
 ) -> prepared.Rows:
     """``spend``, and run ``insert`` with ``params`` (what was paid for); its rows.
 
-    ``insert`` is built once, with bind parameters named ``p_...`` (no column's name). On
-    PostgreSQL the stock update rides in it as a data-modifying CTE (``paid_with``): one
-    statement, not two, prepared when the caller registered it.
+    ``insert`` is built once, with bind parameters named ``p_...`` (no column's name), and
+    ``stock_village`` / ``stock_at`` for the village and the time (the stock update's: each
+    value is sent once); ``params`` gets the stock update's added. On PostgreSQL the stock
+    update rides in it as a data-modifying CTE (``paid_with``): one statement, not two,
+    prepared when the caller registered it.
     """
     stock = _after_paying(state, cost)
+    params.update(_stock_params(state, stock))
     if conn.dialect.name != "postgresql":
         store(conn, state, stock)
         return conn.execute(insert, params)
-    result = prepared.execute(conn, paid_with(insert), {**params, **_stock_params(state, stock)})
+    result = prepared.execute(conn, paid_with(insert), params)
     state.stock = stock
     return result
 

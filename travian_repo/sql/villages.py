@@ -20,6 +20,7 @@ from travian_repo.sql.village_state import (
     VillageState,
     add_stock,
     check_owner,
+    keep_state,
     load_village,
     load_player_villages,
     load_village_at,
@@ -34,7 +35,7 @@ from travian_repo.sql.village_state import (
 _q = schema.build_queue
 # A build order, built once (see spend_with).
 _QUEUE = insert(_q).values(
-    village_id=bindparam("p_village"), queue_position=bindparam("p_position"),
+    village_id=bindparam("stock_village"), queue_position=bindparam("p_position"),
     slot=bindparam("p_slot"), building_name=bindparam("p_building"),
     target_level=bindparam("p_level"), wood=bindparam("p_wood"), clay=bindparam("p_clay"),
     iron=bindparam("p_iron"), wheat=bindparam("p_wheat"),
@@ -96,7 +97,10 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
             raise RuleViolation("instant builds are turned off in this world")
 
         def run(conn: Connection) -> BuildOrder:
-            state = lock_village(conn, village_id, actor, self.now, action="build")
+            step = self._step()
+            # With training_ends: the state this step leaves is the next step's (keep_state).
+            state = lock_village(conn, village_id, actor, self.now, action="build",
+                                 training=not instant, step=step)
             target_slot, target_level = placement.plan_build(
                 state, name, slot, self.settings.build_queue_limit
             )
@@ -118,7 +122,7 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
             place = build_queue.next_place(state.queue, state.now, seconds)
             position, starts, completes = place.position, place.started_at, place.completes_at
             order_id = spend_with(conn, state, cost, _QUEUE, {
-                "p_village": village_id, "p_position": position, "p_slot": target_slot,
+                "p_position": position, "p_slot": target_slot,
                 "p_building": name, "p_level": target_level, "p_wood": cost.wood,
                 "p_clay": cost.clay, "p_iron": cost.iron, "p_wheat": cost.wheat,
                 "p_starts": starts, "p_completes": completes,
@@ -126,8 +130,11 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
             self._emit(events.BUILD_QUEUED, actor, village_id=village_id, position=position,
                        building=name, target_level=target_level,
                        completes_at=completes.isoformat())
-            return BuildOrder(order_id, village_id, position, target_slot, name, target_level,
-                              cost, starts, completes)
+            order = BuildOrder(order_id, village_id, position, target_slot, name, target_level,
+                               cost, starts, completes)
+            state.queue = [*state.queue, order]  # last: the highest position
+            keep_state(conn, state, step)
+            return order
 
         return self._write(run)
 
