@@ -239,6 +239,27 @@ def test_raid_fights_returns_with_bounty_and_reports_both(
     assert engine.run_due() == 0
 
 
+def test_troops_home_within_a_run_arrive_in_the_batch_that_sent_them(
+    world: tr.World, engine: Engine, published: list[Event]
+) -> None:
+    """A return due before the run's end is processed by the transaction of the battle that
+    sent it: its row is written arrived, and its event names the id the row got."""
+    set_stock(world, 1, 1000)
+    with world.unit_of_work(player_id=1) as uow:
+        raid = uow.military.attack(1, 2, {"legionnaire": 20}, kind="raid")
+    commits: list[list[str]] = []
+    world.database.add_commit_listener(lambda evs: commits.append(kinds(evs)))
+    assert engine.run_until(raid.arrives_at + 2 * (raid.arrives_at - raid.departed_at)) == 2
+    assert len(commits) == 1
+    m = schema.movements
+    [back] = rows(world, sa.select(m).where(m.c.kind == "return"))
+    assert back.state == "done" and back.to_village_id == 1
+    assert home(world, 1)["legionnaire"] == back.troops["legionnaire"]
+    arrived = [e.data["movement_id"] for e in published if e.kind == events.MOVEMENT_ARRIVED]
+    assert arrived == [raid.id, back.id]
+    assert engine.run_until(raid.arrives_at + 3 * (raid.arrives_at - raid.departed_at)) == 0
+
+
 def test_attack_total_loss_and_wall(world: tr.World, engine: Engine) -> None:
     """5 legionnaires against 20 clubswingers and an earth wall: all die, no return."""
     execute(world, sa.insert(schema.village_buildings).values(
@@ -328,6 +349,30 @@ def test_shipments_deliver_and_merchants_return(world: tr.World, clock: Clock, e
     arrived = [e for e in published if e.kind == events.RESOURCES_ARRIVED]
     assert {e.player_id for e in arrived} == {1, 4}
     assert engine.run_until(row.returns_at) == 1
+    assert rows(world, sa.select(s.c.state).where(s.c.id == shipment.id))[0][0] == "done"
+
+
+def test_a_shipment_delivered_and_home_in_one_batch_is_written_once(
+    world: tr.World, engine: Engine
+) -> None:
+    """Merchants home in the batch that delivered: the shipment goes from underway to done
+    by one statement, and both events count."""
+    with world.unit_of_work(player_id=1) as uow:
+        shipment = uow.trade.send_resources(1, 4, Resources(wood=500))
+    s = schema.shipments
+    returns_at = rows(world, sa.select(s.c.returns_at).where(s.c.id == shipment.id))[0][0]
+    written: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("UPDATE shipments"):
+            written.append(statement)
+
+    sa.event.listen(world.database.engine, "before_cursor_execute", seen)
+    try:
+        assert engine.run_until(returns_at) == 2
+    finally:
+        sa.event.remove(world.database.engine, "before_cursor_execute", seen)
+    assert len(written) == 1
     assert rows(world, sa.select(s.c.state).where(s.c.id == shipment.id))[0][0] == "done"
 
 

@@ -4,6 +4,7 @@ id in the rows' order."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -71,5 +72,26 @@ def test_a_set_wise_insert_keeps_every_value_and_returns_ids_in_order(database_u
             assert insert_rows(conn, r, []) == []
             insert_rows(conn, r, rows[:2])
             assert conn.execute(sa.select(sa.func.count()).select_from(r)).scalar_one() == 9
+            # A payload given as its JSON text is stored as the same value, the same text.
+            texts = [dict(row, payload=json.dumps(row["payload"])) for row in rows]
+            for report_id, row in zip(insert_rows(conn, r, texts, r.c.id, encoded=True), rows):
+                got = conn.execute(sa.select(r).where(r.c.id == report_id)).one()
+                assert {k: getattr(got, k) for k in row} == row
+                assert list(got.payload) == list(row["payload"])
+            as_text = sa.cast(r.c.payload, sa.Text)
+            stored = conn.execute(sa.select(as_text).order_by(r.c.id)).scalars().all()
+            assert stored[-7:] == stored[:7]
     finally:
         raw.dispose()
+
+
+def test_a_report_text_extended_is_the_text_of_the_merged_payload() -> None:
+    """Reports sharing a payload but for a few keys encode it once and append the keys: the
+    text is byte for byte what ``json.dumps`` gives for the merged dict."""
+    from travian_repo.sandbox.engine.reports import _extended
+
+    common = {"kind": "raid", "at": START.isoformat(), "losses": {"attacker": 0.25},
+              "name": "Dörfli ✓", "building": None}
+    for more in ({"role": "attacker", "defenders": []},
+                 {"role": "défenseur", "defenders": [{"troops": {"phalanx": 3}, "lost": {}}]}):
+        assert _extended(json.dumps(common), **more) == json.dumps(dict(common, **more))

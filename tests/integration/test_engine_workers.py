@@ -101,14 +101,19 @@ CREATE FUNCTION audit_train() RETURNS trigger AS $$ BEGIN
 CREATE TRIGGER audit_train AFTER UPDATE OR DELETE ON training_queue FOR EACH ROW
   EXECUTE FUNCTION audit_train();
 CREATE FUNCTION audit_move() RETURNS trigger AS $$ BEGIN
-  IF OLD.state = 'underway' AND NEW.state <> 'underway' THEN
-    INSERT INTO engine_audit VALUES
-      (OLD.from_village_id, OLD.arrives_at, OLD.arrives_at, 'move ' || OLD.id, txid_current(),
-       clock_timestamp()),
-      (OLD.to_village_id, OLD.arrives_at, OLD.arrives_at, 'move ' || OLD.id, txid_current(),
-       clock_timestamp());
-  END IF; RETURN NULL; END $$ LANGUAGE plpgsql;
-CREATE TRIGGER audit_move AFTER UPDATE ON movements FOR EACH ROW EXECUTE FUNCTION audit_move();
+  -- Troops coming home whose arrival the batch that sent them processed: written arrived.
+  IF TG_OP = 'INSERT' AND NEW.state = 'underway' THEN RETURN NULL; END IF;
+  IF TG_OP = 'UPDATE' THEN
+    IF OLD.state <> 'underway' OR NEW.state = 'underway' THEN RETURN NULL; END IF;
+  END IF;
+  INSERT INTO engine_audit VALUES
+    (NEW.from_village_id, NEW.arrives_at, NEW.arrives_at, 'move ' || NEW.id, txid_current(),
+     clock_timestamp()),
+    (NEW.to_village_id, NEW.arrives_at, NEW.arrives_at, 'move ' || NEW.id, txid_current(),
+     clock_timestamp());
+  RETURN NULL; END $$ LANGUAGE plpgsql;
+CREATE TRIGGER audit_move AFTER INSERT OR UPDATE ON movements FOR EACH ROW
+  EXECUTE FUNCTION audit_move();
 CREATE FUNCTION audit_ship() RETURNS trigger AS $$ BEGIN
   IF OLD.state = 'underway' AND NEW.state <> 'underway' THEN
     INSERT INTO engine_audit VALUES (OLD.to_village_id, OLD.arrives_at, OLD.arrives_at,

@@ -1,7 +1,7 @@
 """Set-wise statements: many rows changed by one statement, on PostgreSQL and SQLite.
 
 The engine's batches write through these: one ``UPDATE ... FROM`` (the rows), one
-``INSERT ... SELECT`` (the rows), one ``DELETE ... WHERE key IN (...)``, where "the rows"
+``INSERT ... SELECT`` (the rows), one ``DELETE ... WHERE key IN (the rows)``, where "the rows"
 are one JSON parameter (a single ``json.dumps`` per statement, no processing per bound
 value). Each returns how many rows it changed, for the callers' row checks.
 """
@@ -12,9 +12,9 @@ import json
 from datetime import date, datetime
 from typing import Any, Callable, Sequence
 
-from sqlalchemy import JSON, Connection, Date, DateTime, Table, delete, text, tuple_
+from sqlalchemy import JSON, Connection, Date, DateTime, Table, text
 
-# Rows per statement: well below SQLite's 32,766 bound parameters for the widest row.
+# Rows per statement, by fours (a statement's JSON stays within a few hundred kB).
 CHUNK = 500
 
 
@@ -45,72 +45,96 @@ def update_rows(conn: Connection, table: Table, keys: Sequence[str], columns: Se
     return changed
 
 
-def _json_rows(conn: Connection, table: Table, names: Sequence[str]
+def _json_rows(conn: Connection, table: Table, names: Sequence[str], encoded: bool = False
                ) -> tuple[str, Callable[[Sequence[Sequence[Any]]], str]]:
     """A row source ``v`` (columns ``c0``, ``c1``...) reading the rows from one JSON
     parameter ``:rows`` (one statement text per shape, compiled once): ``json_to_recordset``
     on PostgreSQL, ``json_each`` on SQLite; and the encoder of the rows (one ``json.dumps``
-    for them all; a JSON column's value rides in it as it is)."""
+    for them all; with ``encoded``, the JSON columns' values are their JSON text, spliced in
+    as it is: a caller can encode a value when it is made and keep only the text)."""
     types = [table.c[n].type for n in names]
     dialect = conn.dialect
-    nested = [isinstance(t, JSON) for t in types]
-    processors = [None if j else t.dialect_impl(dialect).bind_processor(dialect)
-                  for t, j in zip(types, nested)]
+    nested = [i for i, t in enumerate(types) if isinstance(t, JSON)]
+    plain = [i for i in range(len(names)) if i not in nested]
+    processors = [t.dialect_impl(dialect).bind_processor(dialect) for t in types]
     pg = dialect.name == "postgresql"
+    # A row's values in the order the source reads them: the plain ones, then the JSON ones.
+    order = plain + nested
     if pg:
         fields = ", ".join(f"c{i} {t.compile(dialect)}" for i, t in enumerate(types))
         source = f"json_to_recordset(CAST(:rows AS JSON)) AS v({fields})"
     else:
-        # A JSON column's value stays JSON text (json_extract alone unquotes a string).
-        picks = ", ".join((f"json_quote(json_extract(value, '$[{i}]'))" if j
-                           else f"json_extract(value, '$[{i}]')") + f" AS c{i}"
-                          for i, j in enumerate(nested))
+        # Each row an array: the plain values, then the JSON ones (json_extract alone would
+        # unquote a JSON string value).
+        at = {i: p for p, i in enumerate(order)}
+        picks = ", ".join((f"json_quote(json_extract(value, '$[{at[i]}]'))" if i in nested
+                           else f"json_extract(value, '$[{at[i]}]')") + f" AS c{i}"
+                          for i in range(len(names)))
         source = f"(SELECT {picks} FROM json_each(:rows) ORDER BY key) AS v"
-    keys = [f"c{i}" for i in range(len(names))]
+    keys = [f"c{i}" for i in order]
     # Only the columns whose values need converting go through a function per value.
-    convert = [(i, p) for i, p in enumerate(processors) if p is not None]
-    timed = [i for i, t in enumerate(types) if isinstance(getattr(t, "impl", t), (DateTime, Date))]
+    convert = [(j, p) for j, i in enumerate(plain) if (p := processors[i]) is not None]
+    timed = [j for j, i in enumerate(plain)
+             if isinstance(getattr(types[i], "impl", types[i]), (DateTime, Date))]
+    # A plain row's encoding ends with "}" (an object) or "]" (an array): the JSON values go
+    # in before it, after their keys on PostgreSQL.
+    heads = [(", " if plain or n else "") + (f'"c{i}": ' if pg else "")
+             for n, i in enumerate(nested)]
+    close = "}" if pg else "]"
+
+    splice = encoded and bool(nested)
 
     def encode(rows: Sequence[Sequence[Any]]) -> str:
         out: list[Any] = []
         for row in rows:
-            values = list(row)
-            for i, p in convert:
-                values[i] = p(values[i])
-            for i in timed:
-                v = values[i]
+            values = [row[i] for i in (plain if splice else order)]
+            for j, p in convert:
+                values[j] = p(values[j])
+            for j in timed:
+                v = values[j]
                 if isinstance(v, (datetime, date)):
-                    values[i] = v.isoformat()
+                    values[j] = v.isoformat()
             out.append(dict(zip(keys, values)) if pg else values)
-        return json.dumps(out)
+        if not splice:
+            return json.dumps(out)
+        texts = []
+        for row, values in zip(rows, out):
+            text = json.dumps(values)[:-1]
+            for head, i in zip(heads, nested):
+                text += head + row[i]
+            texts.append(text + close)
+        return "[" + ", ".join(texts) + "]"
 
     return source, encode
 
 
 def delete_rows(conn: Connection, table: Table, keys: Sequence[str],
-                rows: Sequence[Sequence[Any]], *conditions: Any) -> int:
-    """Delete the rows with these key values (and ``conditions``); how many went."""
+                rows: Sequence[Sequence[Any]]) -> int:
+    """Delete the rows with these key values; how many went."""
+    if not rows:
+        return 0
+    source, encode = _json_rows(conn, table, keys)
+    picks = ", ".join(f"v.c{i}" for i in range(len(keys)))
+    match = keys[0] if len(keys) == 1 else f"({', '.join(keys)})"
+    statement = text(f"DELETE FROM {table.name} WHERE {match} IN (SELECT {picks} FROM {source})")
     gone = 0
-    for start in range(0, len(rows), CHUNK):
-        chunk = rows[start:start + CHUNK]
-        if len(keys) == 1:
-            match = table.c[keys[0]].in_([r[0] for r in chunk])
-        else:
-            match = tuple_(*(table.c[k] for k in keys)).in_([tuple(r) for r in chunk])
-        gone += conn.execute(delete(table).where(match, *conditions)).rowcount
+    for start in range(0, len(rows), CHUNK * 4):
+        gone += conn.execute(statement, {"rows": encode(rows[start:start + CHUNK * 4])}
+                             ).rowcount
     return gone
 
 
 def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]],
-                returning: Any = None) -> list[Any]:
+                returning: Any = None, *, encoded: bool = False) -> list[Any]:
     """Insert the rows (of one shape: the first row's keys), one statement per chunk; with
-    ``returning`` (the table's ``id``), the new ids in the rows' order."""
+    ``returning`` (the table's ``id``), the new ids in the rows' order; with ``encoded``,
+    the JSON columns' values are their JSON text (``json.dumps``'s)."""
     if not rows:
         return []
     names = list(rows[0])
     pg = conn.dialect.name == "postgresql"
     source, encode = _json_rows(conn, table, [*names, "id"] if pg and returning is not None
-                                else names)
+                                else names, encoded)
     picks = ", ".join(f"v.c{i}" for i in range(len(names)))
     statement = f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {picks} FROM {source}"
     if returning is not None and returning is not table.c.id:

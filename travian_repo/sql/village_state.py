@@ -16,6 +16,7 @@ from typing import Any, Iterable, Sequence
 from sqlalchemy import (ARRAY, BigInteger, Connection, Select, and_, any_,
                         bindparam, func, insert, literal_column, or_, select, update)
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.types import NullType
 
 from travian_repo.domain.errors import Conflict, Forbidden, InsufficientResources, NotFound
 from travian_repo.domain.values import Building, BuildOrder, Resources, Village
@@ -70,10 +71,11 @@ def _many_select_pg() -> Select[Any]:
     ids = bindparam("ids", type_=ARRAY(BigInteger))
     # One pass aggregates them all: the three arrays list a village's buildings alike (an
     # ORDER BY in each would sort every village's three times).
+    # The arrays come as psycopg2 makes them (lists): no result processing per row.
     built = (
-        select(_b.c.village_id, func.array_agg(_b.c.slot).label("slots"),
-               func.array_agg(_b.c.building_name).label("names"),
-               func.array_agg(_b.c.level).label("levels"))
+        select(_b.c.village_id, func.array_agg(_b.c.slot, type_=NullType()).label("slots"),
+               func.array_agg(_b.c.building_name, type_=NullType()).label("names"),
+               func.array_agg(_b.c.level, type_=NullType()).label("levels"))
         .where(_b.c.village_id == any_(ids)).group_by(_b.c.village_id).subquery()
     )
     queued = (

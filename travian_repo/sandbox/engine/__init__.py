@@ -16,8 +16,9 @@ time order; and the batch's changes are written back with one statement per kind
 (``flush``), each checking that it changed exactly the rows it meant to (an event's row
 still in the state it was read in), or the batch rolls back. An event that involves a village
 the batch does not hold waits for a later batch, and so does everything after it in the
-villages it involves; so does a village's next event once troops the batch sent home are due
-there. A player's write in between (a build cancelled, reinforcements sent home) is
+villages it involves. Troops a battle sends home, due before the run's end, arrive in the
+same batch (in their time order; their row is written arrived, and the events name the id
+it got). A player's write in between (a build cancelled, reinforcements sent home) is
 therefore seen, several engines on one database never process an event twice, and every
 village sees its events in time order, whichever engine processes them.
 An event happens at its due time: the villages' stock is settled to that time (or to their

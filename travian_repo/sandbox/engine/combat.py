@@ -10,10 +10,13 @@ from typing import Any, Mapping
 from travian_repo.domain.values import Resources
 from travian_repo.rules import battle
 from travian_repo.rules.buildings import WALLS
-from travian_repo.sandbox.engine.due import Due
+from travian_repo.sandbox.engine.due import ORDER, Due
+from travian_repo.sandbox.engine.held import UNSAVED, Unsaved
 from travian_repo.sandbox.engine.step import Step
 from travian_repo.sql.schema import as_utc
 from travian_repo.sql.village_state import VillageState
+
+_RETURN = ORDER["return"]
 
 
 @dataclass
@@ -98,13 +101,17 @@ def morale_populations(step: Step, attacker: VillageState, target: VillageState
 def send_back(step: Step, mv: Any, troops: Mapping[str, int], loot: Resources,
               at: datetime) -> None:
     """The survivors' way home: a ``return`` movement taking as long as the way out. When it
-    is due before the run's end, its villages wait for the next batch (it has no id yet)."""
+    is due before the run's end, the batch processes its arrival in turn (``Step.made``),
+    before its row is written."""
     trip = as_utc(mv.arrives_at) - as_utc(mv.departed_at)
-    step.held.new_movements.append(dict(
+    held = step.held
+    row: dict[str, Any] = dict(
         kind="return", player_id=int(mv.player_id), from_village_id=int(mv.to_village_id),
         to_village_id=int(mv.from_village_id), troops=dict(sorted(troops.items())),
         wood=loot.wood, clay=loot.clay, iron=loot.iron, wheat=loot.wheat, state="underway",
-        departed_at=at, arrives_at=at + trip, catapult_target=None))
+        departed_at=at, arrives_at=at + trip, catapult_target=None)
+    held.new_movements.append(row)
     if at + trip <= step.when:
-        step.blocks.append((Due.of("return", at + trip, 0),
-                            {int(mv.to_village_id), int(mv.from_village_id)}))
+        unsaved = Unsaved(UNSAVED + len(held.new_movements) - 1, row)
+        step.made.append((Due(at + trip, _RETURN, unsaved.id, "return", row["from_village_id"],
+                              row["to_village_id"]), unsaved))

@@ -55,7 +55,9 @@ class Due(NamedTuple):
 def collect(conn: Connection, when: datetime) -> list[Due]:
     """Everything due up to ``when``, unordered (the runner makes a heap of it), in one
     statement: what is due, and when, is ``sql/pending.py``'s definition."""
-    return [Due.of(p.kind, p.at, p.id, p.source, p.target) for p in due_until(conn, when)]
+    # ``Pending`` is aware UTC and ints already: each Due made as it is, without ``Due.of``.
+    return [Due(p.at, ORDER[p.kind], p.id, p.kind, p.source, p.target)
+            for p in due_until(conn, when)]
 
 
 def among(column: ColumnElement[int], dialect: str, name: str = "ids") -> ColumnElement[bool]:

@@ -7,10 +7,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Callable
 
-from sqlalchemy import Connection, exists, select, update
+from sqlalchemy import Connection, delete, exists, select, update
 
 from travian_repo.domain.errors import Conflict
-from travian_repo.sandbox.engine.held import Held
+from travian_repo.sandbox.engine.due import among
+from travian_repo.sandbox.engine.held import UNSAVED, Held
 from travian_repo.sql import schema
 from travian_repo.sql.bulk import delete_rows, insert_rows, update_rows, upsert_rows
 from travian_repo.sql.village_state import close_up_queue
@@ -40,7 +41,7 @@ def flush(conn: Connection, held: Held, when: datetime, emit: Callable[..., None
     _movements(conn, held)
     home = _shipments(conn, held, when)
     _reports(conn, held)
-    for kind, player, data in held.events:
+    for (kind, player), data in zip(held.events, held.event_data):
         emit(kind, player, **data)
     return home
 
@@ -106,9 +107,13 @@ def _queues(conn: Connection, held: Held) -> None:
     expect(update_rows(conn, _tq, ["id"], ["trained"], moved, match=["trained"]), len(moved),
            "a training line")
     if held.orders:  # an order goes with its last line
-        conn.execute(schema.training_orders.delete().where(
-            _to.c.id.in_(sorted(held.orders)),
-            ~exists(select(_tq.c.id).where(_tq.c.order_id == _to.c.id))))
+        conn.execute(_ORDERS_DONE[conn.dialect.name], {"ids": sorted(held.orders)})
+
+
+# Built once (no statement compiled or cache-keyed per batch).
+_ORDERS_DONE = {dialect: delete(_to).where(
+    among(_to.c.id, dialect), ~exists(select(_tq.c.id).where(_tq.c.order_id == _to.c.id)))
+    for dialect in ("postgresql", "sqlite")}
 
 
 def _movements(conn: Connection, held: Held) -> None:
@@ -122,21 +127,26 @@ def _movements(conn: Connection, held: Held) -> None:
     for (was, state), ids in sorted(simple.items()):
         expect(update_rows(conn, _m, ["id"], ["state"], [(i, state, was) for i in ids],
                            match=["state"]), len(ids), f"a movement ({was})")
-    insert_rows(conn, _m, held.new_movements)
+    ids = insert_rows(conn, _m, held.new_movements, _m.c.id if held.renumber else None)
+    for data in held.renumber:
+        data["movement_id"] = int(ids[data["movement_id"] - UNSAVED])
 
 
 def _shipments(conn: Connection, held: Held, when: datetime) -> int:
-    shipped = [(i, "returning", "underway") for i in held.shipped]
+    """Deliveries (underway -> returning) and merchants home (returning -> done); a shipment
+    both delivered and home in the batch goes from underway to done in the one statement."""
+    home = set(held.merchants)
+    shipped = [(i, "done" if i in home else "returning", "underway") for i in held.shipped]
     expect(update_rows(conn, _s, ["id"], ["state"], shipped, match=["state"]), len(shipped),
            "a shipment (underway)")
-    if not held.merchants:
-        return 0
-    return int(update_rows(conn, _s, ["id"], ["state"],
-                           [(i, "done", "returning") for i in sorted(held.merchants)],
+    back = sorted(home.difference(held.shipped))
+    # Merchants found without a lock (they name no village): one gone is not counted.
+    came = int(update_rows(conn, _s, ["id"], ["state"], [(i, "done", "returning") for i in back],
                            match=["state"]) or 0)
+    return len(home) - len(back) + came
 
 
 def _reports(conn: Connection, held: Held) -> None:
-    rows = [r["row"] for r in held.reports]
-    for report, report_id in zip(held.reports, insert_rows(conn, _rep, rows, _rep.c.id)):
-        report["event"]["report_id"] = int(report_id)
+    ids = insert_rows(conn, _rep, held.reports, _rep.c.id, encoded=True)
+    for event, report_id in zip(held.report_events, ids):
+        event["report_id"] = int(report_id)

@@ -28,6 +28,26 @@ _v = schema.villages
 _t = schema.troops
 _m = schema.movements
 
+# The ids of movements a batch made and processes before writing them: above every real id,
+# in the order they were made, as the ids their rows get when written.
+UNSAVED = 1 << 62
+
+
+class Unsaved:
+    """A movement a batch made, read as a row before it is written (``UNSAVED`` id)."""
+
+    __slots__ = ("id", "values")
+
+    def __init__(self, id_: int, values: dict[str, Any]) -> None:
+        self.id = id_
+        self.values = values
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
 
 @dataclass
 class Village:
@@ -64,8 +84,15 @@ class Held:
     troops_changed: set[tuple[int, str]] = field(default_factory=set)
     moved: dict[int, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # id -> (was, values)
     new_movements: list[dict[str, Any]] = field(default_factory=list)
-    reports: list[dict[str, Any]] = field(default_factory=list)
-    events: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)
+    # The events naming an ``Unsaved`` movement: their ids are set when the rows are written.
+    renumber: list[dict[str, Any]] = field(default_factory=list)
+    reports: list[dict[str, Any]] = field(default_factory=list)  # rows, in order
+    report_events: list[dict[str, Any]] = field(default_factory=list)  # their events' data
+    # The domain events in the order they happened: (kind, player) and, alongside, the data.
+    # Kept apart: a tuple holding a dict stays in the cyclic collector's sight, and a batch
+    # holds thousands until it ends.
+    events: list[tuple[str, int]] = field(default_factory=list)
+    event_data: list[dict[str, Any]] = field(default_factory=list)
     builds_done: list[int] = field(default_factory=list)
     queue_closed: set[int] = field(default_factory=set)
     lines: dict[int, tuple[int, int, bool]] = field(default_factory=dict)  # id -> (was, now, gone)
@@ -201,12 +228,20 @@ class Held:
     # -- rows -------------------------------------------------------------------------------
 
     def move(self, movement_id: int, was: str, **values: Any) -> None:
-        """A movement moves on from state ``was`` (checked when written)."""
+        """A movement moves on from state ``was`` (checked when written); one the batch made
+        is written as it ends."""
+        if movement_id >= UNSAVED:
+            self.new_movements[movement_id - UNSAVED].update(values)
+            return
         first, before = self.moved.get(movement_id, (was, {}))
         self.moved[movement_id] = (first, {**before, **values})
 
-    def emit(self, kind: str, player_id: int, /, **data: Any) -> None:
-        self.events.append((kind, player_id, data))
+    def emit(self, kind: str, player_id: int, /, **data: Any) -> dict[str, Any]:
+        """Record a domain event (handed on after the batch's writes); its data, which the
+        writes may still fill in (a new row's id)."""
+        self.events.append((kind, player_id))
+        self.event_data.append(data)
+        return data
 
 
 def _reads(dialect: str) -> tuple[Any, Any]:

@@ -10,7 +10,7 @@ from travian_repo.domain.values import Resources
 from travian_repo.sandbox.engine.battles import resolve_battle
 from travian_repo.sandbox.engine.combat import counts
 from travian_repo.sandbox.engine.due import HOSTILE, Due
-from travian_repo.sandbox.engine.held import Stationed
+from travian_repo.sandbox.engine.held import Stationed, Unsaved
 from travian_repo.sandbox.engine.scouts import scout
 from travian_repo.sandbox.engine.step import Outcome, Step
 from travian_repo.sql.schema import as_utc
@@ -39,7 +39,9 @@ def arrive(step: Step, due: Due, mv: Any) -> Outcome:
         if loot.total:
             held.add_stock(home, loot)
         held.move(int(mv.id), "underway", state="done")
-        step.emit(events.MOVEMENT_ARRIVED, int(mv.player_id), **arrived)
+        data = step.emit(events.MOVEMENT_ARRIVED, int(mv.player_id), **arrived)
+        if isinstance(mv, Unsaved):
+            held.renumber.append(data)
         return Outcome(1)
     if mv.kind == "reinforcement":
         held.move(int(mv.id), "underway", state="stationed")

@@ -4,6 +4,7 @@ trade report of merchants delivering (the sender's, and the recipient's)."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Mapping, Sequence
 
@@ -17,15 +18,17 @@ from travian_repo.sql.village_state import VillageState
 
 
 def write_report(step: Step, player_id: int, kind: str, subject: str, village_id: int,
-                 payload: dict[str, Any], at: datetime) -> None:
+                 payload: dict[str, Any] | str, at: datetime) -> None:
     """One unread report for ``player_id`` (and its ``report_created`` event, whose report
-    id the batch's insert fills in)."""
-    event: dict[str, Any] = dict(report_id=None, kind=kind, village_id=village_id)
+    id the batch's insert fills in). The payload (or its JSON text) is kept as its JSON text:
+    a batch holds thousands, and a row of plain values is out of the cyclic collector's
+    sight where a tree of dicts is not."""
+    text = payload if isinstance(payload, str) else json.dumps(payload)
     step.held.reports.append(dict(
-        row=dict(player_id=player_id, kind=kind, subject=subject[:200], village_id=village_id,
-                 payload=payload, read=False, created_at=at),
-        event=event))
-    step.held.events.append((events.REPORT_CREATED, player_id, event))  # the same dict
+        player_id=player_id, kind=kind, subject=subject[:200], village_id=village_id,
+        payload=text, read=False, created_at=at))
+    step.held.report_events.append(step.emit(events.REPORT_CREATED, player_id, report_id=None,
+                                             kind=kind, village_id=village_id))
 
 
 def battle_reports(
@@ -60,11 +63,13 @@ def battle_reports(
     seen = defenders_payload if survivors else []
     verb = {"raid": "raids", "siege": "besieges"}.get(str(mv.kind), "attacks")
     subject = f"{home.name} {verb} {target.name}"
+    # The reports share their text but for the role and what is seen: encoded once.
+    shared = json.dumps(common)
     write_report(step, int(mv.player_id), "attack", subject, target.id,
-                 dict(common, role="attacker", defenders=seen), at)
+                 _extended(shared, role="attacker", defenders=seen), at)
+    defense = _extended(shared, role="defender", defenders=defenders_payload)
     for player in sorted({g.player_id for g in groups} | {target.player_id}):
-        write_report(step, player, "defense", subject, target.id,
-                     dict(common, role="defender", defenders=defenders_payload), at)
+        write_report(step, player, "defense", subject, target.id, defense, at)
 
 
 def scout_reports(
@@ -120,9 +125,18 @@ def trade_reports(step: Step, row: Any, sender: int, target: VillageState,
         to_village_id=target.id, to_player_id=target.player_id,
         resources=resources_payload(Resources(row.wood, row.clay, row.iron, row.wheat)))
     subject = f"Merchants deliver to {target.name}"
+    text = json.dumps(payload)  # both reports read the same
     for player in sorted({sender, target.player_id}):
-        write_report(step, player, "trade", subject, target.id, dict(payload), at)
+        write_report(step, player, "trade", subject, target.id, text, at)
 
 
 def resources_payload(r: Resources) -> dict[str, int]:
     return dict(wood=r.wood, clay=r.clay, iron=r.iron, wheat=r.wheat)
+
+
+def _extended(text: str, **more: Any) -> str:
+    """The JSON text of a non-empty object (``text``, from ``json.dumps``) with the keys
+    ``more`` after its own, as ``json.dumps`` writes the merged dict (the keys are not among
+    its own)."""
+    added = "".join(f", {json.dumps(k)}: {json.dumps(v)}" for k, v in more.items())
+    return text[:-1] + added + "}"

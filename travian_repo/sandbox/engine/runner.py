@@ -250,7 +250,7 @@ class Engine:
             held.owners.update((int(i), int(p)) for i, p in conn.execute(
                 select(_v.c.id, _v.c.player_id).where(_v.c.id.in_(sorted(senders)))))
         heapq.heapify(heap)
-        rows = {k: row for k, (_, row) in found.items()}
+        rows: dict[tuple[str, int], Any] = {k: row for k, (_, row) in found.items()}
         blocked: dict[int, Due] = {}
         count = steps = 0
         while heap and steps < self.batch * _STEPS:
@@ -272,9 +272,9 @@ class Engine:
             finished.add(key(due))
             for follow in outcome.follow:
                 heapq.heappush(heap, follow)
-            for later, villages in step.blocks:
-                for v in villages & locked:
-                    blocked[v] = min(blocked.get(v, later), later)
+            for made, row in step.made:
+                rows[key(made)] = row
+                heapq.heappush(heap, made)
         count += flush(conn, held, when, self._session.emit)
         return count, finished, set() if heap else ids
 

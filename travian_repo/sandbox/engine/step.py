@@ -27,18 +27,18 @@ class Step:
 
     ``held`` is what the batch holds (locked, read after the lock) and the changes it
     collects; ``after`` is the next event due in the batch (a training line stops before
-    it); ``blocks`` are the events a step made due that the batch leaves to the next one
-    (troops coming home): the villages they involve process nothing from then on.
+    it); ``made`` are the events a step made due with rows not written yet (troops coming
+    home), each with its row: the batch processes them in turn.
     """
 
     held: Held
     when: datetime
     after: Due | None = None
-    blocks: list[tuple[Due, set[int]]] = field(default_factory=list)
+    made: list[tuple[Due, Any]] = field(default_factory=list)
 
     def lock(self, village_id: int, at: datetime) -> VillageState:
         """The village (locked by the batch), its stock settled to ``at``."""
         return self.held.settle(village_id, at)
 
-    def emit(self, kind: str, player_id: int, /, **data: Any) -> None:
-        self.held.emit(kind, player_id, **data)
+    def emit(self, kind: str, player_id: int, /, **data: Any) -> dict[str, Any]:
+        return self.held.emit(kind, player_id, **data)
