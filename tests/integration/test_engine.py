@@ -509,3 +509,33 @@ def test_engine_thread_alongside_players(world: tr.World, clock: Clock,
     assert thread.processed > 0
     assert Engine(world.database, clock=clock).overdue() == 0
     check_conservation(world, initial, published)
+
+
+def test_a_batch_and_the_read_of_what_is_due_run_with_the_collector_paused(
+        world: tr.World, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch's many short-lived objects are freed by reference counting when it ends; the
+    cyclic collector would only scan them (and the whole heap) meanwhile."""
+    import gc
+
+    from travian_repo.sandbox.engine import runner
+
+    seen: list[tuple[str, bool]] = []
+    collect, process = runner.collect, Engine._process_batch
+
+    def collect_seen(*args: Any, **kwargs: Any) -> Any:
+        seen.append(("collect", gc.isenabled()))
+        return collect(*args, **kwargs)
+
+    def process_seen(self: Engine, *args: Any, **kwargs: Any) -> Any:
+        seen.append(("batch", gc.isenabled()))
+        return process(self, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "collect", collect_seen)
+    monkeypatch.setattr(Engine, "_process_batch", process_seen)
+    with world.unit_of_work(player_id=1) as uow:
+        order = uow.villages.queue_building(1, "woodcutter", slot=1)
+    assert gc.isenabled()
+    assert engine.run_until(order.completes_at) == 1
+    assert ("batch", False) in seen and ("collect", False) in seen
+    assert all(not enabled for _, enabled in seen), seen
+    assert gc.isenabled()

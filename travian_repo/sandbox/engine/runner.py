@@ -14,6 +14,7 @@ import sqlalchemy
 from sqlalchemy import ColumnElement, Connection, or_, select
 
 from travian_repo.domain.values import ClockFn
+from travian_repo.sandbox.engine import collector
 from travian_repo.sandbox.engine.builds import complete_build
 from travian_repo.sandbox.engine.due import (
     HOSTILE, Due, among, collect, collect_held, key, mine, stationed_homes, take,
@@ -193,7 +194,8 @@ class Engine:
 
     def _collect(self, when: datetime, *, ordered: bool = True) -> list[Due]:
         assert self._session is not None
-        heap: list[Due] = self._session.read(lambda conn: collect(conn, when))
+        with collector.paused():
+            heap: list[Due] = self._session.read(lambda conn: collect(conn, when))
         if ordered:
             heapq.heapify(heap)
         return heap
@@ -203,13 +205,14 @@ class Engine:
         """One batch in its own transaction (see ``_process_batch``)."""
         session = self._session
         assert session is not None
-        try:
-            result = session.write(functools.partial(
-                self._process_batch, ahead=ahead, when=when, skip=skip))
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+        with collector.paused():
+            try:
+                result = session.write(functools.partial(
+                    self._process_batch, ahead=ahead, when=when, skip=skip))
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
         return result
 
     # -- one batch --------------------------------------------------------------------------
