@@ -1,5 +1,5 @@
 """The statements the military repository and the sandbox engine share (sql/troops.py,
-village_state.lock_settled / add_stock), on SQLite and PostgreSQL.
+village_writes.lock_settled / add_stock), on SQLite and PostgreSQL.
 
 The developed sandbox: village 1 (player 1, romans) has 20 legionnaires and 5
 equites_legati at home, 4000 of each resource, warehouse and granary 4000.
@@ -18,7 +18,7 @@ from travian_repo.domain.errors import Conflict
 from travian_repo.domain.values import Resources
 from travian_repo.sql import schema
 from travian_repo.sql.troops import add_troops, home_troops, insert_movement, remove_troops
-from travian_repo.sql.village_state import add_stock, lock_settled
+from travian_repo.sql.village_writes import add_stock, lock_settled
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 T = TypeVar("T")

@@ -655,7 +655,7 @@ def test_queue_closes_up_under_unique_positions(database_url: str, backend: str)
 def test_moving_a_vanished_order_is_a_typed_conflict(database_url: str) -> None:
     """A renumbering that finds its order gone or moved (only if something bypassed the
     village lock) raises Conflict and the step is undone, not a silent no-op."""
-    from travian_repo.sql.village_state import move_order
+    from travian_repo.sql.village_writes import move_order
 
     create_world(database_url, replace=True, players=2, seed=7, start="developed", now=START)
     with tr.connect(database_url, player_id=1, clock=Clock(START), prefer="sql",

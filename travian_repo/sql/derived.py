@@ -11,7 +11,8 @@ from travian_repo.rules import units
 from travian_repo.rules.buildings import RESOURCE_FIELDS
 from travian_repo.rules.village import village_economy
 from travian_repo.sql import schema
-from travian_repo.sql.village_state import VillageState, movements_home_filter, store
+from travian_repo.sql.village_state import VillageState, movements_home_filter
+from travian_repo.sql.village_writes import store
 
 _b = schema.village_buildings
 

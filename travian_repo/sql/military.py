@@ -23,9 +23,7 @@ from travian_repo.domain.errors import (
     NotFound,
     RuleViolation,
 )
-from travian_repo.domain.values import (
-    ATTACK_KINDS, Movement, Resources, TrainingOrder, Troops, movement_kind,
-)
+from travian_repo.domain.values import Movement, Resources, TrainingOrder, Troops, movement_kind
 from travian_repo.repositories.base import MilitaryRepository
 from travian_repo.rules import buildings, travel
 from travian_repo.rules import units as unit_rules
@@ -42,8 +40,8 @@ from travian_repo.sql.repository import SqlRepository
 from travian_repo.sql.database import WorldSettings
 from travian_repo.sql.schema import as_utc
 from travian_repo.sql.troops import home_troops, insert_movement, remove_troops
-from travian_repo.sql.village_state import (VillageState, check_owner, lock_village,
-                                             paid_with, spend, spend_with)
+from travian_repo.sql.village_state import VillageState
+from travian_repo.sql.village_writes import check_owner, lock_village, paid_with, spend_with
 
 _v = schema.villages
 _t = schema.troops

@@ -11,7 +11,7 @@ from travian_repo.domain.errors import Forbidden, NotFound, Unauthorized
 from travian_repo.repositories.base import Repository
 from travian_repo.sql import schema
 from travian_repo.sql.database import SqlSession, WorldSettings
-from travian_repo.sql.village_state import check_owner
+from travian_repo.sql.village_writes import check_owner
 
 T = TypeVar("T")
 

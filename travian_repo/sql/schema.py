@@ -191,7 +191,7 @@ build_queue = Table(
     Column("completes_at", UTCDateTime, nullable=False),
     # One order per queue position of a village, and one order per slot and target level.
     # Both databases check these row by row, so the queue closes up one row at a time into
-    # freed positions (sql.village_state.close_up_queue), never through a duplicate.
+    # freed positions (sql.village_writes.close_up_queue), never through a duplicate.
     UniqueConstraint("village_id", "queue_position", name="uq_build_queue_position"),
     UniqueConstraint("village_id", "slot", "target_level", name="uq_build_queue_slot_level"),
     CheckConstraint("queue_position >= 1 AND target_level >= 1", name="position_and_level"),

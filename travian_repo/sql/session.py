@@ -48,7 +48,7 @@ NOT_APPLIED = "nothing of the unit of work was committed; it is safe to run it a
 # conn.info keys: SQL the session queued to go ahead of the connection's next statement;
 # the queued BEGIN's outcome key (its text and parameters, see ``fold_outcome_key``); the
 # villages whose write lock the open transaction holds (PostgreSQL; see ``held_locks``);
-# the village state a write step left for the next (``village_state.keep_state``).
+# the village state a write step left for the next (``village_writes.keep_state``).
 AHEAD = "travian_ahead"
 OUTCOME = "travian_outcome"
 LOCKED = "travian_locked"

@@ -34,10 +34,10 @@ from travian_repo.sql import schema
 from travian_repo.sql.repository import SqlRepository
 from travian_repo.sql.database import WorldSettings
 from travian_repo.sql.schema import as_utc
-from travian_repo.sql.village_state import (
-    check_owner,
-    VillageState,
+from travian_repo.sql.village_state import VillageState
+from travian_repo.sql.village_writes import (
     add_stock,
+    check_owner,
     lock_village,
     lock_villages,
     spend,

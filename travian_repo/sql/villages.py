@@ -18,13 +18,15 @@ from travian_repo.sql.repository import SqlRepository
 from travian_repo.sql.derived import apply_level
 from travian_repo.sql.village_state import (
     VillageState,
-    add_stock,
-    check_owner,
-    keep_state,
     load_village,
     load_player_villages,
     load_village_at,
     load_villages,
+)
+from travian_repo.sql.village_writes import (
+    add_stock,
+    check_owner,
+    keep_state,
     lock_village,
     move_order,
     paid_with,

@@ -34,9 +34,10 @@ The modules, one job each: ``due`` (finding what is due, in order), ``held`` (a 
 villages in memory), ``step`` (what every processor shares), one processor per kind
 (``builds``, ``training``, ``movements`` with ``battles`` and ``scouts`` and their shared
 ``combat``, ``shipments``), ``reports`` (the battle and scouting reports), ``flush`` (the
-batch's writes), ``collector`` (the garbage collector paused during a batch), ``runner`` (``Engine``: batches, locks, dispatch), ``thread``
-(``EngineThread`` and ``AcceleratedClock``) and ``workers`` (engine processes sharing a
-world). The set-wise statements live in ``travian_repo.sql.bulk``.
+batch's writes), ``collector`` (the garbage collector paused during a batch), ``runner``
+(``Engine``: batches, locks, dispatch), ``thread`` (``EngineThread`` and
+``AcceleratedClock``) and ``workers`` (engine processes sharing a world). The set-wise
+statements live in ``travian_repo.sql.bulk``.
 """
 
 from travian_repo.sandbox.engine.due import HOSTILE, ORDER, Due

@@ -14,7 +14,7 @@ from travian_repo.sandbox.engine.due import among
 from travian_repo.sandbox.engine.held import UNSAVED, Held
 from travian_repo.sql import schema
 from travian_repo.sql.bulk import delete_rows, insert_rows, update_rows, upsert_rows
-from travian_repo.sql.village_state import close_up_queue
+from travian_repo.sql.village_writes import close_up_queue
 
 _r, _v, _p = schema.village_resources, schema.villages, schema.players
 _b, _t, _m, _s = schema.village_buildings, schema.troops, schema.movements, schema.shipments
