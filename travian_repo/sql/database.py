@@ -36,6 +36,7 @@ from travian_repo.sql.engines import (
     utc_now,
 )
 from travian_repo.sql.error_mapping import translate
+from travian_repo.sql.listeners import quiet
 from travian_repo.sql.session import NOT_APPLIED, SqlSession, pipeline
 
 if TYPE_CHECKING:
@@ -68,6 +69,9 @@ class Database:
         # Engines from make_engine() connect in autocommit; a caller's engine may not.
         self.autocommit_engine = getattr(engine, "_travian_autocommit", False)
         self.deadline: ReplyDeadline | None = getattr(engine, "_travian_deadline", None)
+        # Reads may skip the SQLAlchemy Connection (``SqlSession.fetch``) on the library's
+        # own PostgreSQL engines, in autocommit.
+        self._direct = self.dialect == "postgresql" and self.autocommit_engine
         self.clock: TimeSource = clock or utc_now
         self.retry = retry or DEFAULT_RETRY
         self._settings = settings
@@ -88,6 +92,11 @@ class Database:
                 self._held[thread] = count
             else:
                 self._held.pop(thread, None)
+
+    def direct_reads(self) -> bool:
+        """Whether a read may run straight on the pooled driver connection now (nobody but
+        the library listens to the engine's statement execution)."""
+        return self._direct and quiet(self.engine)
 
     def holds_transaction(self, thread: int) -> bool:
         return thread in self._held

@@ -20,6 +20,8 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 
+from travian_repo.sql.listeners import count_own
+
 _QUIET_S = 10.0  # the thread stops after this long with nothing armed
 
 
@@ -115,6 +117,9 @@ class ReplyDeadline:
             # Nothing runs on a connection being checked in, so none can be armed meanwhile.
             if dbapi_connection is not None and id(dbapi_connection) in armed:
                 self.disarm(dbapi_connection)
+
+        for name in ("before_cursor_execute", "after_cursor_execute", "handle_error"):
+            count_own(engine, name)
 
 
 def _drop(dbapi_connection: Any) -> bool:

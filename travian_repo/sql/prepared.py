@@ -17,6 +17,13 @@ still goes through the connection's cursor execution (its events, so statements 
 ahead ride along and the reply deadline is armed; its error handling, so a failure is
 SQLAlchemy's error and a dropped connection is invalidated), but not through a result
 object, whose per-call column bookkeeping costs as much as the rest of a quick read.
+
+``run_direct`` goes one step further for a read outside any transaction: it runs on the
+pooled driver connection itself, with no SQLAlchemy Connection (whose construction and event
+dispatch cost as much again). It does what the Connection would have done around the call:
+arms the reply deadline, turns a driver error into SQLAlchemy's, and invalidates a connection
+that dropped. The session uses it only on an engine whose statement execution nobody else
+listens to (``engines.quiet``), so no listener or statement log misses a statement.
 """
 
 from __future__ import annotations
@@ -26,9 +33,10 @@ from collections import namedtuple
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
-from sqlalchemy import Connection, Executable
+from sqlalchemy import Connection, Engine, Executable
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.pool import PoolProxiedConnection
 
 # conn.info key (one per DBAPI connection): True defined, False failed once, absent unused.
 DEFINED = "travian_prepared"
@@ -114,15 +122,73 @@ def _execute(conn: Connection, sql: str, params: dict[str, Any] | None) -> Rows:
             if deadline is not None:
                 deadline.disarm(cursor.connection)
             raise
-        make = _MAKERS.get(sql)
-        if make is None:
-            description = cursor.description
-            if description is None:
-                return _Fetched([], tuple)
-            make = _MAKERS[sql] = _row_type(tuple(d[0] for d in description))._make
-        return _Fetched(cursor.fetchall(), make)
+        return _rows(cursor, sql)
     finally:
         cursor.close()
+
+
+def _execute_direct(fairy: PoolProxiedConnection, engine: Engine, sql: str,
+                    params: dict[str, Any]) -> Rows:
+    dbapi = fairy.dbapi_connection
+    cursor = dbapi.cursor()  # type: ignore[union-attr]
+    deadline = getattr(engine, "_travian_deadline", None)
+    try:
+        if deadline is not None:
+            deadline.arm(dbapi)
+        try:
+            cursor.execute(sql, params)
+        except BaseException as exc:
+            raise _driver_error(fairy, engine, exc, cursor, sql, params) from exc
+        finally:
+            if deadline is not None:
+                deadline.disarm(dbapi)
+        return _rows(cursor, sql)
+    finally:
+        cursor.close()
+
+
+def _driver_error(fairy: PoolProxiedConnection, engine: Engine, exc: BaseException,
+                  cursor: Any, sql: str | None, params: dict[str, Any] | None) -> BaseException:
+    """What a Connection makes of an error on its driver connection: SQLAlchemy's error (a
+    dropped connection invalidated, which returns it to the pool); an interrupt as it is,
+    with the connection invalidated, as its state is unknown."""
+    dialect = engine.dialect
+    if not isinstance(exc, Exception):
+        if fairy.is_valid:
+            fairy.invalidate(exc)
+        return exc
+    dbapi_error = dialect.loaded_dbapi.Error
+    dropped = isinstance(exc, dbapi_error) and dialect.is_disconnect(
+        exc, fairy.dbapi_connection, cursor)
+    if dropped and fairy.is_valid:
+        fairy.invalidate(exc)
+    return sa_exc.DBAPIError.instance(
+        sql, params, exc, dbapi_error, hide_parameters=engine.hide_parameters,
+        connection_invalidated=dropped, dialect=dialect)
+
+
+def checkout(engine: Engine) -> PoolProxiedConnection:
+    """A pooled driver connection for ``run_direct``; a failure to connect is SQLAlchemy's
+    error, as from ``engine.connect()``."""
+    try:
+        return engine.raw_connection()
+    except engine.dialect.loaded_dbapi.Error as exc:
+        dialect = engine.dialect
+        raise sa_exc.DBAPIError.instance(
+            None, None, exc, dialect.loaded_dbapi.Error,
+            hide_parameters=engine.hide_parameters,
+            connection_invalidated=dialect.is_disconnect(exc, None, None),
+            dialect=dialect) from exc
+
+
+def _rows(cursor: Any, sql: str) -> Rows:
+    make = _MAKERS.get(sql)
+    if make is None:
+        description = cursor.description
+        if description is None:
+            return _Fetched([], tuple)
+        make = _MAKERS[sql] = _row_type(tuple(d[0] for d in description))._make
+    return _Fetched(cursor.fetchall(), make)
 
 
 def execute(conn: Connection, statement: Executable, params: dict[str, Any]) -> Rows:
@@ -153,29 +219,46 @@ def run(conn: Connection, *statements: Prepared, params: dict[str, Any]) -> Rows
             core = conn.execute(p.statement, params)
         assert core is not None
         return core
-    state = conn.info.get(DEFINED)
+    return _by_name(conn.info, statements, lambda sql: _execute(conn, sql, params),
+                    lambda: conn.invalidated, lambda: conn.connection.dbapi_connection)
+
+
+def run_direct(fairy: PoolProxiedConnection, engine: Engine, *statements: Prepared,
+               params: dict[str, Any]) -> Rows:
+    """``run`` on PostgreSQL, straight on a pooled driver connection in autocommit with
+    nothing queued ahead (see the module)."""
+    return _by_name(fairy.info, statements,
+                    lambda sql: _execute_direct(fairy, engine, sql, params),
+                    lambda: not fairy.is_valid, lambda: fairy.dbapi_connection)
+
+
+def _by_name(info: dict[Any, Any], statements: Sequence[Prepared],
+             execute: Callable[[str], Rows], invalidated: Callable[[], bool],
+             dbapi: Callable[[], Any]) -> Rows:
+    state = info.get(DEFINED)
     if state is False:
-        return _execute(conn, "; ".join(p.text for p in statements), params)
+        return execute("; ".join(p.text for p in statements))
     calls = "; ".join(p.call for p in statements)
     if state:
         try:
-            return _execute(conn, calls, params)
+            return execute(calls)
         except sa_exc.DBAPIError as exc:
-            if getattr(exc.orig, "pgcode", None) not in _GONE or conn.invalidated:
+            if getattr(exc.orig, "pgcode", None) not in _GONE or invalidated():
                 raise
-            conn.info[DEFINED] = False  # plain statements on this connection from now on
-            if conn.connection.dbapi_connection.get_transaction_status() != 0:  # type: ignore[union-attr]
+            info[DEFINED] = False  # plain statements on this connection from now on
+            if dbapi().get_transaction_status() != 0:
                 raise  # a transaction the error aborted: its write step fails
         # outside a transaction nothing was changed: run it again, plain
-        return _execute(conn, "; ".join(p.text for p in statements), params)
+        return execute("; ".join(p.text for p in statements))
     try:
-        result = _execute(conn, f"{_DEFINE_ALL}; {calls}", params)
+        result = execute(f"{_DEFINE_ALL}; {calls}")
     except BaseException:
-        if not conn.invalidated:  # a new connection starts over anyway
-            conn.info[DEFINED] = False
+        if not invalidated():  # a new connection starts over anyway
+            info[DEFINED] = False
         raise
-    conn.info[DEFINED] = True
+    info[DEFINED] = True
     return result
 
 
-__all__ = ["DEFINED", "Prepared", "Rows", "execute", "plain", "prepare", "run"]
+__all__ = ["DEFINED", "Prepared", "Rows", "checkout", "execute", "plain", "prepare", "run",
+           "run_direct"]

@@ -9,7 +9,7 @@ from sqlalchemy import Connection, select
 
 from travian_repo.domain.errors import Forbidden, NotFound, Unauthorized
 from travian_repo.repositories.base import Repository
-from travian_repo.sql import schema
+from travian_repo.sql import prepared, schema
 from travian_repo.sql.database import SqlSession, WorldSettings
 from travian_repo.sql.village_writes import check_owner
 
@@ -31,6 +31,10 @@ class SqlRepository(Repository):
 
     def _read(self, fn: Callable[[Connection], T]) -> T:
         return self._session.read(fn)
+
+    def _fetch(self, statement: prepared.Prepared, params: dict[str, Any]) -> prepared.Rows:
+        """The rows of a registered read statement (the quick path: ``SqlSession.fetch``)."""
+        return self._session.fetch(statement, params)
 
     def _write(self, fn: Callable[[Connection], T]) -> T:
         return self._session.write(fn)

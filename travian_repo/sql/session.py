@@ -25,10 +25,12 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.pool import PoolProxiedConnection
 
 from travian_repo.domain.errors import BackendUnavailable, Conflict
 from travian_repo.domain.values import Event
 from travian_repo.sql import error_mapping, idempotency, prepared
+from travian_repo.sql.listeners import count_own
 from travian_repo.sql.engines import WorldSettings
 
 if TYPE_CHECKING:
@@ -76,8 +78,7 @@ def held_locks(conn: Connection) -> set[int] | None:
     return held
 
 
-def _forget(conn: Connection) -> None:
-    info = conn.info
+def _forget(info: dict[Any, Any]) -> None:
     for key in _PER_TRANSACTION:
         info.pop(key, None)
 
@@ -99,6 +100,7 @@ def pipeline(engine: Engine) -> None:
             return statement, parameters
         return f"{ahead}; {statement}", parameters
 
+    count_own(engine, "before_cursor_execute")
     engine._travian_pipelined = True  # type: ignore[attr-defined]
 
 
@@ -115,6 +117,9 @@ class SqlSession:
         self.database = database
         self._catch_up = catch_up
         self._conn: Connection | None = None
+        # The pooled driver connection a direct read checked out (``fetch``); ``connection``
+        # wraps it when a statement needs SQLAlchemy's Connection.
+        self._fairy: PoolProxiedConnection | None = None
         self._open = False  # see _in_transaction
         self._holder = 0  # the thread that opened the transaction
         self._wrote = False
@@ -164,19 +169,26 @@ class SqlSession:
         if not self._in_transaction:
             self._caller_key = (player_id, key)
 
+    def _catch_up_first(self) -> None:
+        if self._catch_up:
+            self._catch_up = False
+            if (self.database.catch_up is not None
+                    and not self.database.holds_transaction(threading.get_ident())):
+                self.database.catch_up()
+
     def connection(self) -> Connection:
         if self._conn is None:
-            if self._catch_up:
-                self._catch_up = False
-                if (self.database.catch_up is not None
-                        and not self.database.holds_transaction(threading.get_ident())):
-                    self.database.catch_up()
+            engine = self.database.engine
             try:
-                conn = self.database.engine.connect()
+                if self._fairy is not None:  # a direct read checked it out
+                    conn = Connection(engine, connection=self._fairy)
+                else:
+                    self._catch_up_first()
+                    conn = engine.connect()
+                    _forget(conn.info)  # never another session's leftovers
                 if not self.database.autocommit_engine:
                     # A caller's engine: switch per connection (costs a reset on check-in).
                     conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-                _forget(conn)  # never another session's leftovers
                 self._conn = conn
             except sa_exc.SQLAlchemyError as exc:
                 raise self._translate(exc) from exc
@@ -193,14 +205,43 @@ class SqlSession:
             try:
                 return fn(conn)
             except sa_exc.SQLAlchemyError as exc:
-                if not error_mapping.is_disconnect(exc):
-                    raise self._translate(exc) from exc
-                in_transaction = self._in_transaction
-                self._connection_lost()
-                if again or in_transaction or self._stalled():
-                    raise self._translate(exc) from exc
-                log.info("a read's connection was dead; reading again on a fresh one")
+                self._read_failed(exc, again)
         raise AssertionError("unreachable")
+
+    def fetch(self, statement: prepared.Prepared, params: dict[str, Any]) -> prepared.Rows:
+        """The rows of a registered read statement (``prepared.run``), as ``read`` runs it.
+
+        With no SQLAlchemy Connection open yet, on PostgreSQL, on one of the library's
+        engines that nobody else listens to (``listeners.quiet``), it runs straight on the
+        pooled driver connection (``prepared.run_direct``): no transaction is open then, so
+        nothing is queued ahead of it.
+        """
+        if self._conn is not None or not self.database.direct_reads():
+            return self.read(lambda conn: prepared.run(conn, statement, params=params))
+        engine = self.database.engine
+        for again in (False, True):
+            try:
+                fairy = self._fairy
+                if fairy is None:
+                    self._catch_up_first()
+                    fairy = prepared.checkout(engine)
+                    _forget(fairy.info)
+                    self._fairy = fairy
+                return prepared.run_direct(fairy, engine, statement, params=params)
+            except sa_exc.SQLAlchemyError as exc:
+                self._read_failed(exc, again)
+        raise AssertionError("unreachable")
+
+    def _read_failed(self, exc: sa_exc.SQLAlchemyError, again: bool) -> None:
+        """Raise ``exc`` as a library error, unless the read should run again: its
+        connection was dead, outside a transaction, the first time, and not for stalling."""
+        if not error_mapping.is_disconnect(exc):
+            raise self._translate(exc) from exc
+        in_transaction = self._in_transaction
+        self._connection_lost()
+        if again or in_transaction or self._stalled():
+            raise self._translate(exc) from exc
+        log.info("a read's connection was dead; reading again on a fresh one")
 
     def _stalled(self) -> bool:
         deadline = self.database.deadline
@@ -361,7 +402,7 @@ class SqlSession:
         events, self._events = self._events, []
         if self._conn is not None and self._in_transaction:
             key = self._key
-            _forget(self._conn)  # a RELEASE at most: COMMIT releases them all
+            _forget(self._conn.info)  # a RELEASE at most: COMMIT releases them all
             try:
                 if self.dialect == "postgresql":
                     prepared.plain(self._conn, "COMMIT")  # no result object to set up
@@ -420,7 +461,7 @@ class SqlSession:
         self._events = []
         self._lost = None
         if self._conn is not None:
-            _forget(self._conn)
+            _forget(self._conn.info)
         if self._conn is not None and self._in_transaction:
             try:
                 self._conn.exec_driver_sql("ROLLBACK")
@@ -434,12 +475,19 @@ class SqlSession:
             if self._open:
                 self.rollback()
             if self._conn is not None:
-                _forget(self._conn)
+                _forget(self._conn.info)
                 try:
                     self._conn.close()
                 except sa_exc.SQLAlchemyError:
                     log.warning("closing a database connection failed", exc_info=True)
                 self._conn = None
+        elif self._fairy is not None:
+            _forget(self._fairy.info)
+            try:
+                self._fairy.close()
+            except sa_exc.SQLAlchemyError:
+                log.warning("closing a database connection failed", exc_info=True)
+        self._fairy = None
         self._lost = None
 
     def _delete_spent(self, batch: list[str]) -> None:
@@ -474,12 +522,18 @@ class SqlSession:
     def _discard(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
+            self._fairy = None  # the Connection's own
             try:
-                _forget(conn)
+                _forget(conn.info)
                 conn.invalidate()
                 conn.close()
             except sa_exc.SQLAlchemyError:
                 log.debug("discarding a broken connection failed", exc_info=True)
+        elif self._fairy is not None:
+            fairy, self._fairy = self._fairy, None
+            _forget(fairy.info)
+            if fairy.is_valid:  # a dropped one was invalidated (and returned) already
+                fairy.invalidate()
 
     def _translate(self, exc: sa_exc.SQLAlchemyError, context: str | None = None) -> Exception:
         error = error_mapping.translate(exc)

@@ -128,14 +128,14 @@ LOCK_KEYED = prepared.prepare(
         request_hash=literal_column("''"),
         created_at=bindparam("key_at", type_=schema.UTCDateTime())).cte("outcome_key")),
 )
-_BY_PLAYER = prepared.prepare(
+BY_PLAYER = prepared.prepare(
     "tr_villages_of",
     VILLAGE_SELECT.where(_v.c.player_id == bindparam("player_id")).order_by(
         _v.c.is_capital.desc(), _v.c.population.desc(), _v.c.id),
 )
 _BY_IDS = prepared.prepare(
     "tr_villages_by_ids", VILLAGE_SELECT.where(_v.c.id == any_(bindparam("village_ids"))))
-_AT = prepared.prepare(
+AT = prepared.prepare(
     "tr_village_at", VILLAGE_SELECT.where((_v.c.x == bindparam("x")) & (_v.c.y == bindparam("y"))))
 
 
@@ -281,20 +281,16 @@ def load_stored(conn: Connection, ids: list[int]) -> list[tuple[VillageState, St
 
 
 def load_village(conn: Connection, village_id: int, now: datetime) -> VillageState:
-    return state_from_row(_village_row(conn, village_id), now)
+    return village_from(prepared.run(conn, BY_ID, params={"village_id": village_id}),
+                        village_id, now)
 
 
-def _village_row(conn: Connection, village_id: int) -> Any:
-    row = prepared.run(conn, BY_ID, params={"village_id": village_id}).first()
+def village_from(rows: prepared.Rows, village_id: int, now: datetime) -> VillageState:
+    """The village of ``BY_ID``'s rows; NotFound when there is none."""
+    row = rows.first()
     if row is None:
         raise NotFound(f"village {village_id} does not exist")
-    return row
-
-
-def load_player_villages(conn: Connection, player_id: int, now: datetime) -> list[VillageState]:
-    """The player's villages, capital first, then by population."""
-    rows = prepared.run(conn, _BY_PLAYER, params={"player_id": player_id})
-    return [state_from_row(row, now) for row in rows]
+    return state_from_row(row, now)
 
 
 def load_villages(
@@ -306,11 +302,6 @@ def load_villages(
     else:
         rows = conn.execute(VILLAGE_SELECT.where(_v.c.id.in_(sorted(set(village_ids)))))
     return {int(row.id): state_from_row(row, now) for row in rows}
-
-
-def load_village_at(conn: Connection, x: int, y: int, now: datetime) -> VillageState | None:
-    row = prepared.run(conn, _AT, params={"x": x, "y": y}).first()
-    return None if row is None else state_from_row(row, now)
 
 
 def movements_home_filter(village_id: int) -> Any:

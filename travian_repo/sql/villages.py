@@ -17,11 +17,14 @@ from travian_repo.sql import prepared, schema
 from travian_repo.sql.repository import SqlRepository
 from travian_repo.sql.derived import apply_level
 from travian_repo.sql.village_state import (
+    AT,
+    BY_ID,
+    BY_PLAYER,
     VillageState,
     load_village,
-    load_player_villages,
-    load_village_at,
     load_villages,
+    state_from_row,
+    village_from,
 )
 from travian_repo.sql.village_writes import (
     add_stock,
@@ -50,7 +53,8 @@ prepared.prepare("tr_build_order", paid_with(_QUEUE))
 
 class SqlVillageRepository(SqlRepository, VillageRepository):
     def get(self, village_id: int) -> Village:
-        state = self._read(lambda conn: load_village(conn, village_id, self.now))
+        state = village_from(self._fetch(BY_ID, {"village_id": village_id}), village_id,
+                             self.now)
         return state.to_village(private=state.player_id == self._actor)
 
     def get_many(self, village_ids: Sequence[int]) -> list[Village]:
@@ -62,22 +66,21 @@ class SqlVillageRepository(SqlRepository, VillageRepository):
         return [states[i].to_village(private=states[i].player_id == actor) for i in village_ids]
 
     def list_by_player(self, player_id: int) -> list[Village]:
-
-        def run(conn: Connection) -> list[VillageState]:
-            states = load_player_villages(conn, player_id, self.now)
-            if not states:
-                self._require_player_exists(conn, player_id)
-            return states
-
+        rows = self._fetch(BY_PLAYER, {"player_id": player_id})
+        now = self.now
+        states = [state_from_row(row, now) for row in rows]
+        if not states:
+            self._read(lambda conn: self._require_player_exists(conn, player_id))
         private = player_id == self._actor
-        return [s.to_village(private=private) for s in self._read(run)]
+        return [s.to_village(private=private) for s in states]
 
     def at(self, x: int, y: int) -> Village | None:
         # Only this side knows the map's edge (over HTTP the server checks it).
         x, y = v.check_point(x, y, radius=self.settings.map_radius)
-        state = self._read(lambda conn: load_village_at(conn, x, y, self.now))
-        if state is None:
+        row = self._fetch(AT, {"x": x, "y": y}).first()
+        if row is None:
             return None
+        state = state_from_row(row, self.now)
         return state.to_village(private=state.player_id == self._actor)
 
     def build_queue(self, village_id: int) -> list[BuildOrder]:
