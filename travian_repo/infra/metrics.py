@@ -39,11 +39,17 @@ class Metrics:
             op = self._ops.get(operation)
             if op is None:  # not setdefault: that builds a spare _OpStats on every call
                 op = self._ops[operation] = _OpStats()
-            for stats in (self._all, op):
-                stats.requests += 1
-                stats.errors += int(error)
-                stats.total_ms += elapsed_ms
-                stats.latencies.append(elapsed_ms)
+            # Unrolled: this runs once per repository call.
+            every = self._all
+            every.requests += 1
+            op.requests += 1
+            if error:
+                every.errors += 1
+                op.errors += 1
+            every.total_ms += elapsed_ms
+            op.total_ms += elapsed_ms
+            every.latencies.append(elapsed_ms)
+            op.latencies.append(elapsed_ms)
 
     def retried(self, operation: str) -> None:
         with self._lock:

@@ -16,6 +16,7 @@ from travian_repo.infra.retry import RetryPolicy
 from travian_repo.sql.catch_up import CatchUp, Processor
 from travian_repo.sql.database import Database, TimeSource, WorldSettings, make_engine
 from travian_repo.sql.engines import check_sqlite_file
+from travian_repo.unit_of_work import SqlUnitOfWork
 
 if TYPE_CHECKING:
     from travian_repo.infra.cache import Cache
@@ -61,8 +62,6 @@ class SqlBackend(Backend):
         return cls(database, request.metrics, owns_engine=owns, player_id=request.player_id)
 
     def unit_of_work(self, player_id: int | None, cache: Cache | None) -> UnitOfWork:
-        from travian_repo.unit_of_work import SqlUnitOfWork
-
         return SqlUnitOfWork(self.database_, player_id, self._metrics, cache)
 
     @property
