@@ -145,7 +145,7 @@ def test_a_driver_error_is_typed_and_leaves_the_connection_usable(
             session.fetch(BY_ID, {"village_id": 2**70})  # out of bigint's range
         assert "out of range" in caught.value.message
         assert not isinstance(caught.value, tr.BackendUnavailable)
-        assert session.fetch(BY_ID, {"village_id": 1}).first().id == 1
+        assert session.fetch(BY_ID, {"village_id": 1}).first().village[0] == 1
     finally:
         session.close()
     assert database.engine.pool.checkedout() == 0

@@ -36,6 +36,35 @@ def json_rows(*columns: ColumnElement[Any]) -> ColumnElement[Any]:
     return type_coerce(_JsonRows(*columns), JSON)
 
 
+class _JsonRow(FunctionElement[Any]):
+    """One row's values as a JSON array (JSON values among them embedded as JSON)."""
+
+    name = "json_row"
+    inherit_cache = True
+
+
+@compiles(_JsonRow, "postgresql")
+def _json_row_pg(element: _JsonRow, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"json_build_array({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_JsonRow, "sqlite")
+def _json_row_sqlite(element: _JsonRow, compiler: SQLCompiler, **kw: Any) -> str:
+    # A JSON value read from a subquery is text to SQLite: json() marks it JSON again, or
+    # json_array would embed it as a string.
+    args = ", ".join(
+        f"json({compiler.process(c, **kw)})" if isinstance(c.type, JSON)
+        else compiler.process(c, **kw)
+        for c in element.clauses)
+    return f"json_array({args})"
+
+
+def json_row(*columns: ColumnElement[Any]) -> ColumnElement[Any]:
+    """``columns`` of one row as one JSON array, decoded to a list on read: one column for
+    the driver to name and convert instead of many (times come back as ISO text)."""
+    return type_coerce(_JsonRow(*columns), JSON)
+
+
 def insert_unless_taken(conn: Connection, table: Table) -> Insert:
     """``INSERT ... ON CONFLICT DO NOTHING``: a row that a unique constraint refuses is not
     inserted and ``RETURNING`` gives no row, instead of an error that aborts the transaction.

@@ -24,6 +24,7 @@ from travian_repo.sql.schema import as_utc
 from travian_repo.sql.session import KEPT, fold_outcome_key, held_locks
 from travian_repo.sql.village_state import (
     BY_ID, BY_ID_TRAINING, LOCK, LOCK_KEYED, VillageState, load_village, state_from_row,
+    stored_at,
 )
 
 _r = schema.village_resources
@@ -114,7 +115,7 @@ def lock_settled(conn: Connection, village_id: int, at: datetime) -> VillageStat
     its last write when that is later (an event due before a player's write happens on the
     stock as that write left it)."""
     row = _locked_row(conn, village_id)
-    return state_from_row(row, max(at, as_utc(row.updated_at)))
+    return state_from_row(row, max(at, stored_at(row)))
 
 
 def take_lock(conn: Connection, village_id: int) -> None:
