@@ -163,3 +163,23 @@ def test_an_interrupt_mid_statement_invalidates_the_connection(
     assert engine.pool.checkedout() == 0
     assert driver_connection is not None and driver_connection.closed
     assert one_connection.villages.get(1).id == 1  # a fresh connection
+
+
+def test_a_village_read_again_shows_its_buildings_as_they_are_now(
+    one_connection: tr.World, database_url: str
+) -> None:
+    first = one_connection.villages.get(1)
+    assert one_connection.villages.get(1).buildings == first.buildings  # reused, equal
+    assert first.buildings
+    slot = first.buildings[0].slot
+    raw = sa.create_engine(database_url, isolation_level="AUTOCOMMIT")
+    try:
+        with raw.connect() as conn:  # changed behind the library's back
+            conn.execute(sa.text("UPDATE village_buildings SET level = level + 1 "
+                                 "WHERE village_id = 1 AND slot = :slot"), {"slot": slot})
+    finally:
+        raw.dispose()
+    again = one_connection.villages.get(1)
+    assert again.buildings is not None
+    assert again.buildings[0].level == first.buildings[0].level + 1
+    assert again.buildings[1:] == first.buildings[1:]

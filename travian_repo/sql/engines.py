@@ -116,6 +116,10 @@ def make_engine(
         # A driver connection in autocommit has no transaction of its own to roll back on
         # its way back to the pool (the reset guard below ends one the library opened).
         kwargs.setdefault("skip_autocommit_rollback", True)
+        if kwargs["isolation_level"] == "AUTOCOMMIT":
+            # Nothing for the pool to roll back on check-in (the reset listener below ends
+            # a transaction the library left open): no per-check-in rollback decision.
+            kwargs.setdefault("pool_reset_on_return", None)
         kwargs.setdefault("pool_size", pool_size or 10)
         kwargs.setdefault("max_overflow", 2 * (pool_size or 10))
         kwargs.setdefault("pool_recycle", 1800)

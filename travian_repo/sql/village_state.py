@@ -210,6 +210,23 @@ def _building(slot: Any, name: Any, level: Any) -> Building:
 
 _slot = operator.attrgetter("slot")
 
+# The buildings of villages read lately, by id: as read, and as values. A village read again
+# with the same buildings (an NPC's own, each turn) reuses its values; the comparison with
+# what was read keeps the reuse right whatever changed, in whichever world.
+_BUILT: dict[int, tuple[list[Any], tuple[Building, ...]]] = {}
+_BUILT_MAX = 1 << 13
+
+
+def _buildings(village_id: int, read: list[Any]) -> list[Building]:
+    seen = _BUILT.get(village_id)
+    if seen is not None and seen[0] == read:
+        return list(seen[1])
+    built = sorted([_building(*b) for b in read], key=_slot)
+    if len(_BUILT) >= _BUILT_MAX:
+        _BUILT.clear()
+    _BUILT[village_id] = (read, tuple(built))
+    return built
+
 
 def _order(q: Any, village_id: int) -> BuildOrder:
     return BuildOrder(id=int(q[0]), village_id=village_id, position=int(q[1]), slot=int(q[2]),
@@ -221,7 +238,7 @@ def _order(q: Any, village_id: int) -> BuildOrder:
 def state_from_row(row: Any, now: datetime) -> VillageState:
     """The village of a row of ``VILLAGE_SELECT`` (or of its statements), settled to ``now``."""
     values = row.village
-    buildings = sorted([_building(*b) for b in values[_BUILDINGS] or ()], key=_slot)
+    buildings = _buildings(int(values[0]), values[_BUILDINGS] or [])
     training = (row.training or ()) if "training" in row._fields else None
     return _state(values, buildings, values[_QUEUE], now, training)
 
