@@ -187,7 +187,9 @@ def compare(url: str, player_id: int, ids: Sequence[int], *, raw_get: Callable[[
             fn()
         burst_ms: dict[str, list[float]] = {name: [] for name in bursts}
         burst_cpu: dict[str, list[float]] = {name: [] for name in bursts}
-        for r in range(max(3, rounds + 2)):
+        # A burst can meet a full garbage collection (tens of ms, every few bursts, on any
+        # path): enough bursts keep the median off them.
+        for r in range(2 * rounds + 3):
             names = list(bursts) if r % 2 == 0 else list(bursts)[::-1]
             for name in names:
                 started, cpu = time.perf_counter(), time.process_time()
