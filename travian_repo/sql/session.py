@@ -471,23 +471,17 @@ class SqlSession:
         self._wrote = False
 
     def close(self) -> None:
-        if self._conn is not None:
-            if self._open:
-                self.rollback()
-            if self._conn is not None:
-                _forget(self._conn.info)
-                try:
-                    self._conn.close()
-                except sa_exc.SQLAlchemyError:
-                    log.warning("closing a database connection failed", exc_info=True)
-                self._conn = None
-        elif self._fairy is not None:
-            _forget(self._fairy.info)
+        if self._conn is not None and self._open:
+            self.rollback()
+        # A Connection closes the pooled connection it wraps.
+        held = self._conn if self._conn is not None else self._fairy
+        self._conn = self._fairy = None
+        if held is not None:
+            _forget(held.info)
             try:
-                self._fairy.close()
+                held.close()
             except sa_exc.SQLAlchemyError:
                 log.warning("closing a database connection failed", exc_info=True)
-        self._fairy = None
         self._lost = None
 
     def _delete_spent(self, batch: list[str]) -> None:
