@@ -23,7 +23,7 @@ from travian_repo.domain.values import Building, BuildOrder, Resources, Village
 from travian_repo.rules.placement import highest_levels
 from travian_repo.rules.stock import Stock, settle_stock, whole
 from travian_repo.sql import prepared, schema
-from travian_repo.sql.dialect import json_row, json_rows
+from travian_repo.sql.dialect import json_columns, json_row, json_rows
 from travian_repo.sql.schema import as_utc
 
 _v = schema.villages
@@ -35,8 +35,10 @@ _tq = schema.training_queue
 
 
 def _village_select() -> Select[Any]:
+    # The buildings as three arrays (slots, names, levels): three lists to decode, not one
+    # per building.
     buildings = (
-        select(json_rows(_b.c.slot, _b.c.building_name, _b.c.level))
+        select(json_columns(_b.c.slot, _b.c.building_name, _b.c.level))
         .where(_b.c.village_id == _v.c.id)
         .scalar_subquery()
     )
@@ -160,7 +162,7 @@ class VillageState:
     production: Resources
     warehouse_capacity: int
     granary_capacity: int
-    buildings: list[Building]
+    buildings: Sequence[Building]  # as read, a tuple shared by reads of the same buildings
     queue: list[BuildOrder]
     now: datetime
     # Training building -> when its last queued line completes (read for ``train`` only).
@@ -217,14 +219,16 @@ _BUILT: dict[int, tuple[list[Any], tuple[Building, ...]]] = {}
 _BUILT_MAX = 1 << 13
 
 
-def _buildings(village_id: int, read: list[Any]) -> list[Building]:
+def _buildings(village_id: int, read: list[Any]) -> tuple[Building, ...]:
+    """``read``: the slots, names and levels (``json_columns``), as the village read has them."""
     seen = _BUILT.get(village_id)
     if seen is not None and seen[0] == read:
-        return list(seen[1])
-    built = sorted([_building(*b) for b in read], key=_slot)
+        return seen[1]
+    slots, names, levels = read
+    built = tuple(sorted(map(_building, slots or (), names or (), levels or ()), key=_slot))
     if len(_BUILT) >= _BUILT_MAX:
         _BUILT.clear()
-    _BUILT[village_id] = (read, tuple(built))
+    _BUILT[village_id] = (read, built)
     return built
 
 
@@ -238,7 +242,7 @@ def _order(q: Any, village_id: int) -> BuildOrder:
 def state_from_row(row: Any, now: datetime) -> VillageState:
     """The village of a row of ``VILLAGE_SELECT`` (or of its statements), settled to ``now``."""
     values = row.village
-    buildings = _buildings(int(values[0]), values[_BUILDINGS] or [])
+    buildings = _buildings(int(values[0]), values[_BUILDINGS])
     training = (row.training or ()) if "training" in row._fields else None
     return _state(values, buildings, values[_QUEUE], now, training)
 
@@ -248,7 +252,7 @@ def stored_at(row: Any) -> datetime:
     return as_utc(row.village[_UPDATED_AT])
 
 
-def _state(v: Sequence[Any], buildings: list[Building], queued: Any, now: datetime,
+def _state(v: Sequence[Any], buildings: Sequence[Building], queued: Any, now: datetime,
            training: Any = None) -> VillageState:
     """``v``: the values of _COLUMNS, in order."""
     village_id = int(v[0])
