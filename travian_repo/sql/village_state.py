@@ -303,8 +303,8 @@ def load_stored(conn: Connection, ids: list[int]) -> list[tuple[VillageState, St
     for row in rows:
         if pg:
             at = as_utc(row.updated_at)
-            built = sorted(map(_building, row.slots or (), row.names or (), row.levels or ()),
-                           key=_slot)
+            built = tuple(sorted(
+                map(_building, row.slots or (), row.names or (), row.levels or ()), key=_slot))
             state = _state(row, built, row.queue, at)
             stock = (row.wood, row.clay, row.iron, row.wheat)
         else:
