@@ -37,7 +37,8 @@ from travian_repo.sql.engines import (
 )
 from travian_repo.sql.error_mapping import translate
 from travian_repo.sql.listeners import quiet
-from travian_repo.sql.session import NOT_APPLIED, SqlSession, pipeline
+from travian_repo.sql.ahead import pipeline
+from travian_repo.sql.session import NOT_APPLIED, SqlSession
 
 if TYPE_CHECKING:
     from travian_repo.sql.catch_up import CatchUp

@@ -150,8 +150,8 @@ def _execute_direct(fairy: PoolProxiedConnection, engine: Engine, sql: str,
 def _driver_error(fairy: PoolProxiedConnection, engine: Engine, exc: BaseException,
                   cursor: Any, sql: str | None, params: dict[str, Any] | None) -> BaseException:
     """What a Connection makes of an error on its driver connection: SQLAlchemy's error (a
-    dropped connection invalidated, which returns it to the pool); an interrupt as it is,
-    with the connection invalidated, as its state is unknown."""
+    dropped connection invalidated with the pool's older ones); an interrupt as it is, with
+    the connection invalidated, as its state is unknown."""
     dialect = engine.dialect
     if not isinstance(exc, Exception):
         if fairy.is_valid:
@@ -160,8 +160,11 @@ def _driver_error(fairy: PoolProxiedConnection, engine: Engine, exc: BaseExcepti
     dbapi_error = dialect.loaded_dbapi.Error
     dropped = isinstance(exc, dbapi_error) and dialect.is_disconnect(
         exc, fairy.dbapi_connection, cursor)
-    if dropped and fairy.is_valid:
-        fairy.invalidate(exc)
+    if dropped:
+        # As a Connection does: every pooled connection as old as this one is replaced at
+        # its next checkout (when one dropped, its siblings likely did too), and this one
+        # goes back invalidated.
+        engine.pool._invalidate(fairy, exc)
     return sa_exc.DBAPIError.instance(
         sql, params, exc, dbapi_error, hide_parameters=engine.hide_parameters,
         connection_invalidated=dropped, dialect=dialect)

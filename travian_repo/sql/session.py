@@ -8,11 +8,11 @@ savepoint, so a write that fails leaves nothing behind even when the caller goes
 
 On PostgreSQL the session's own statements ride along: ``BEGIN`` (with its outcome key),
 ``SAVEPOINT`` and the last step's ``RELEASE SAVEPOINT`` are sent in the same round trip as
-the step's first statement, ahead of it (``pipeline``); ``COMMIT`` makes a pending
+the step's first statement, ahead of it (``ahead.pipeline``); ``COMMIT`` makes a pending
 ``RELEASE`` unnecessary. Nothing else changes: the server runs them first, in order, and a
 step that sends nothing sends none of them. Fewer statements, too: the transaction's first
-village lock carries the outcome key's insert (``fold_outcome_key``), and the session keeps
-the villages its transaction has locked (``held_locks``; a step's own go when its savepoint
+village lock carries the outcome key's insert (``ahead.fold_outcome_key``), and the session
+keeps the villages its transaction has locked (``ahead.held_locks``; a step's own go when its savepoint
 is rolled back, as PostgreSQL releases them), so a later step only reads them.
 """
 
@@ -23,14 +23,14 @@ import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import PoolProxiedConnection
 
 from travian_repo.domain.errors import BackendUnavailable, Conflict
 from travian_repo.domain.values import Event
 from travian_repo.sql import error_mapping, idempotency, prepared
-from travian_repo.sql.listeners import count_own
+from travian_repo.sql.ahead import AHEAD, LOCKED, OUTCOME, forget
 from travian_repo.sql.engines import WorldSettings
 
 if TYPE_CHECKING:
@@ -46,63 +46,6 @@ class _Retryable(Exception):
 
 
 NOT_APPLIED = "nothing of the unit of work was committed; it is safe to run it again"
-
-# conn.info keys: SQL the session queued to go ahead of the connection's next statement;
-# the queued BEGIN's outcome key (its text and parameters, see ``fold_outcome_key``); the
-# villages whose write lock the open transaction holds (PostgreSQL; see ``held_locks``);
-# the village state a write step left for the next (``village_writes.keep_state``).
-AHEAD = "travian_ahead"
-OUTCOME = "travian_outcome"
-LOCKED = "travian_locked"
-KEPT = "travian_kept"
-_PER_TRANSACTION = (AHEAD, OUTCOME, LOCKED, KEPT)
-
-
-def fold_outcome_key(conn: Connection) -> dict[str, Any] | None:
-    """Take the outcome key's insert off the queued ``BEGIN``, for the caller's next
-    statement to carry as a data-modifying CTE (one statement, not two); its parameters
-    (``key_player``, ``key_value``, ``key_at``), or None when no insert is queued."""
-    info = conn.info  # each access goes through the pool's proxy: once
-    outcome = info.pop(OUTCOME, None)
-    if outcome is None or info.get(AHEAD) is not outcome[0]:
-        return None
-    info[AHEAD] = "BEGIN"
-    params = outcome[1]
-    return {"key_player": params["player"], "key_value": params["key"], "key_at": params["now"]}
-
-
-def held_locks(conn: Connection) -> set[int] | None:
-    """The villages whose write lock the connection's open transaction already holds (a
-    later step need not lock them again); None outside a session's PostgreSQL transaction."""
-    held: set[int] | None = conn.info.get(LOCKED)
-    return held
-
-
-def _forget(info: dict[Any, Any]) -> None:
-    for key in _PER_TRANSACTION:
-        info.pop(key, None)
-
-
-def pipeline(engine: Engine) -> None:
-    """Send what a session queued (``AHEAD``) in the round trip of the next statement on
-    the same connection (PostgreSQL: several statements in one simple query, run in order)."""
-    if getattr(engine, "_travian_pipelined", False):
-        return
-
-    @event.listens_for(engine, "before_cursor_execute", retval=True)
-    def _send_ahead(conn: Connection, cursor: Any, statement: str, parameters: Any,
-                    _context: Any, executemany: bool) -> tuple[str, Any]:
-        ahead = conn.info.pop(AHEAD, None)
-        if ahead is None:
-            return statement, parameters
-        if executemany:  # one statement run per parameter set: send it once, on its own
-            cursor.execute(ahead)
-            return statement, parameters
-        return f"{ahead}; {statement}", parameters
-
-    count_own(engine, "before_cursor_execute")
-    engine._travian_pipelined = True  # type: ignore[attr-defined]
-
 
 class SqlSession:
     """One unit of work's connection: autocommit reads, one lazy transaction for writes.
@@ -185,7 +128,7 @@ class SqlSession:
                 else:
                     self._catch_up_first()
                     conn = engine.connect()
-                    _forget(conn.info)  # never another session's leftovers
+                    forget(conn.info)  # never another session's leftovers
                 if not self.database.autocommit_engine:
                     # A caller's engine: switch per connection (costs a reset on check-in).
                     conn = conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -225,7 +168,7 @@ class SqlSession:
                 if fairy is None:
                     self._catch_up_first()
                     fairy = prepared.checkout(engine)
-                    _forget(fairy.info)
+                    forget(fairy.info)
                     self._fairy = fairy
                 return prepared.run_direct(fairy, engine, statement, params=params)
             except sa_exc.SQLAlchemyError as exc:
@@ -402,7 +345,7 @@ class SqlSession:
         events, self._events = self._events, []
         if self._conn is not None and self._in_transaction:
             key = self._key
-            _forget(self._conn.info)  # a RELEASE at most: COMMIT releases them all
+            forget(self._conn.info)  # a RELEASE at most: COMMIT releases them all
             try:
                 if self.dialect == "postgresql":
                     prepared.plain(self._conn, "COMMIT")  # no result object to set up
@@ -461,7 +404,7 @@ class SqlSession:
         self._events = []
         self._lost = None
         if self._conn is not None:
-            _forget(self._conn.info)
+            forget(self._conn.info)
         if self._conn is not None and self._in_transaction:
             try:
                 self._conn.exec_driver_sql("ROLLBACK")
@@ -477,7 +420,7 @@ class SqlSession:
         held = self._conn if self._conn is not None else self._fairy
         self._conn = self._fairy = None
         if held is not None:
-            _forget(held.info)
+            forget(held.info)
             try:
                 held.close()
             except sa_exc.SQLAlchemyError:
@@ -518,14 +461,14 @@ class SqlSession:
             conn, self._conn = self._conn, None
             self._fairy = None  # the Connection's own
             try:
-                _forget(conn.info)
+                forget(conn.info)
                 conn.invalidate()
                 conn.close()
             except sa_exc.SQLAlchemyError:
                 log.debug("discarding a broken connection failed", exc_info=True)
         elif self._fairy is not None:
             fairy, self._fairy = self._fairy, None
-            _forget(fairy.info)
+            forget(fairy.info)
             if fairy.is_valid:  # a dropped one was invalidated (and returned) already
                 fairy.invalidate()
 
@@ -542,6 +485,4 @@ class SqlSession:
         return error
 
 
-__all__ = [
-    "AHEAD", "KEPT", "NOT_APPLIED", "SqlSession", "fold_outcome_key", "held_locks", "pipeline",
-]
+__all__ = ["NOT_APPLIED", "SqlSession"]

@@ -126,7 +126,7 @@ BY_ID_TRAINING = prepared.prepare(
 _LOCK_SELECT = (
     select(_r.c.village_id).where(_r.c.village_id == bindparam("village_id")).with_for_update())
 LOCK = prepared.prepare("tr_village_lock", _LOCK_SELECT)
-# The same lock carrying the transaction's outcome key (``session.fold_outcome_key``) when
+# The same lock carrying the transaction's outcome key (``ahead.fold_outcome_key``) when
 # it is the transaction's first statement: the key's insert is a statement fewer.
 LOCK_KEYED = prepared.prepare(
     "tr_village_lock_keyed",
