@@ -76,7 +76,8 @@ def _json_row_pg(element: _JsonRow, compiler: SQLCompiler, **kw: Any) -> str:
 
 @compiles(_JsonRow, "sqlite")
 def _json_row_sqlite(element: _JsonRow, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"json_array({', '.join(_sqlite_json_value(c, compiler, **kw) for c in element.clauses)})"
+    args = ", ".join(_sqlite_json_value(c, compiler, **kw) for c in element.clauses)
+    return f"json_array({args})"
 
 
 def _sqlite_json_value(column: Any, compiler: SQLCompiler, **kw: Any) -> str:

@@ -23,7 +23,7 @@ pooled driver connection itself, with no SQLAlchemy Connection (whose constructi
 dispatch cost as much again). It does what the Connection would have done around the call:
 arms the reply deadline, turns a driver error into SQLAlchemy's, and invalidates a connection
 that dropped. The session uses it only on an engine whose statement execution nobody else
-listens to (``engines.quiet``), so no listener or statement log misses a statement.
+listens to (``listeners.quiet``), so no listener or statement log misses a statement.
 """
 
 from __future__ import annotations
@@ -165,9 +165,15 @@ def _driver_error(fairy: PoolProxiedConnection, engine: Engine, exc: BaseExcepti
         # its next checkout (when one dropped, its siblings likely did too), and this one
         # goes back invalidated.
         engine.pool._invalidate(fairy, exc)
+    return _wrapped(engine, exc, sql, params, dropped)
+
+
+def _wrapped(engine: Engine, exc: Exception, sql: str | None,
+             params: dict[str, Any] | None, dropped: bool) -> sa_exc.StatementError:
     return sa_exc.DBAPIError.instance(
-        sql, params, exc, dbapi_error, hide_parameters=engine.hide_parameters,
-        connection_invalidated=dropped, dialect=dialect)
+        sql, params, exc, engine.dialect.loaded_dbapi.Error,
+        hide_parameters=engine.hide_parameters, connection_invalidated=dropped,
+        dialect=engine.dialect)
 
 
 def checkout(engine: Engine) -> PoolProxiedConnection:
@@ -176,12 +182,8 @@ def checkout(engine: Engine) -> PoolProxiedConnection:
     try:
         return engine.raw_connection()
     except engine.dialect.loaded_dbapi.Error as exc:
-        dialect = engine.dialect
-        raise sa_exc.DBAPIError.instance(
-            None, None, exc, dialect.loaded_dbapi.Error,
-            hide_parameters=engine.hide_parameters,
-            connection_invalidated=dialect.is_disconnect(exc, None, None),
-            dialect=dialect) from exc
+        dropped = engine.dialect.is_disconnect(exc, None, None)
+        raise _wrapped(engine, exc, None, None, dropped) from exc
 
 
 def _rows(cursor: Any, sql: str) -> Rows:

@@ -20,7 +20,6 @@ from travian_repo.domain.errors import Conflict, Forbidden, InsufficientResource
 from travian_repo.domain.values import Resources
 from travian_repo.rules.stock import Stock, settle_stock
 from travian_repo.sql import prepared, schema
-from travian_repo.sql.schema import as_utc
 from travian_repo.sql.ahead import KEPT, fold_outcome_key, held_locks
 from travian_repo.sql.village_state import (
     BY_ID, BY_ID_TRAINING, LOCK, LOCK_KEYED, VillageState, load_village, state_from_row,

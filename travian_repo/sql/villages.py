@@ -20,7 +20,6 @@ from travian_repo.sql.village_state import (
     AT,
     BY_ID,
     BY_PLAYER,
-    VillageState,
     load_village,
     load_villages,
     state_from_row,
